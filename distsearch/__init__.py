@@ -1,0 +1,22 @@
+"""distsearch: ASHA-scheduled search over PyTorch training recipes and model families on Ray.
+
+The public API; see README.md. Importing it does not start Ray.
+"""
+
+__version__ = "0.1.0"
+
+from .spec import JobSpec, SpecError, load_job, parse_job  # noqa: E402
+
+__all__ = ["JobSpec", "SpecError", "load_job", "parse_job", "run_job", "read_run", "__version__"]
+
+
+def __getattr__(name):  # heavy modules load on first use, not on import
+    if name == "run_job":
+        from .runner import run_job
+
+        return run_job
+    if name == "read_run":
+        from .results import read_run
+
+        return read_run
+    raise AttributeError(name)

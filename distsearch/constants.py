@@ -1,0 +1,58 @@
+"""Every string that two modules share: metric keys, Parquet columns, file names, statuses.
+
+A name is written once here and imported everywhere else, so a column cannot be spelled two
+ways. The Parquet schema documented in README.md is generated from these names.
+"""
+
+# ---- files inside <storage>/<job name>/<run id>/ -------------------------------------------
+TRIALS_FILE = "trials.parquet"
+EPOCHS_FILE = "epochs.parquet"
+RUN_FILE = "run.json"
+BEST_FILE = "best.json"
+TUNE_DIR = "tune"  # Tune's experiment dir: per-trial TensorBoard events, experiment state
+TRAIN_DIR = "train"  # one Ray Train run per trial: its checkpoints
+CHECKPOINT_FILE = "model.pt"  # inside each checkpoint directory
+CHECKPOINT_META_FILE = "meta.json"  # epoch and metrics of that checkpoint
+
+# Written into every Parquet file's key-value metadata; bump on any column change.
+SCHEMA_VERSION = "1"
+SCHEMA_VERSION_KEY = b"distsearch.schema_version"
+
+# ---- keys the per-worker loop reports each epoch --------------------------------------------
+EPOCH = "epoch"  # 1-based count of finished epochs; ASHA's time attribute
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+EPOCH_SECONDS = "epoch_seconds"  # wall seconds of this epoch's train + validation on rank 0
+BUSY_SECONDS = "busy_seconds"  # cumulative seconds rank 0 spent inside train + validation
+# Added by the driver's report wrapper on rank 0, never by the loop:
+PLACEMENT_GROUP_ID = "placement_group_id"  # hex id of the trial's Train worker-group PG
+NODE_ID = "node_id"  # hex Ray node id of rank 0
+WORLD_SIZE = "world_size"
+# Added by Ray's TuneReportCallback when a report carries a checkpoint:
+CHECKPOINT_PATH = "checkpoint_path"
+
+# ---- trials.parquet -------------------------------------------------------------------------
+TRIAL_ID = "trial_id"
+STATUS = "status"
+EPOCHS_COMPLETED = "epochs_completed"
+BEST_METRIC = "best_metric"
+LAST_METRIC = "last_metric"
+BEST_EPOCH = "best_epoch"
+STARTED_AT = "started_at"  # UTC time Tune started the trial's actor
+ENDED_AT = "ended_at"  # UTC time the trial completed, was stopped, or failed
+WALL_SECONDS = "wall_seconds"  # trial start (Tune) to trial end, seconds
+RELEASE_SECONDS = "release_seconds"  # trial end to its worker-group PG confirmed removed
+ERROR = "error"
+HP_PREFIX = "hp_"  # one typed column per hyperparameter: hp_<name>, dots become "__"
+
+# ---- epochs.parquet -------------------------------------------------------------------------
+TIMESTAMP = "timestamp"  # UTC time the driver received the report
+
+# ---- trial statuses -------------------------------------------------------------------------
+STATUS_COMPLETED = "completed"
+STATUS_STOPPED = "stopped_early"
+STATUS_ERROR = "error"
+STATUSES = (STATUS_COMPLETED, STATUS_STOPPED, STATUS_ERROR)
+
+# ---- environment ----------------------------------------------------------------------------
+ADDRESS_ENV = "RAY_ADDRESS"  # a cluster to join; unset means an embedded local Ray

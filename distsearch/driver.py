@@ -1,0 +1,470 @@
+"""The only module that knows Ray Tune: trials, ASHA, the TorchTrainer per trial, and cleanup.
+
+Shape (the Train V2 pattern Ray 2.60 supports): a Tune *function trainable* per trial builds a
+``TorchTrainer`` whose ``RunConfig`` carries ``TuneReportCallback``, and calls ``fit()``. ASHA
+decides on the per-epoch validation metric that rank 0 forwards.
+
+Why there is a reaper. When ASHA stops a trial, Tune ends the trial actor; the Train controller
+it owns dies with it, and so do the workers, but the worker group's placement group (PG) is
+scoped to the job and outlives them. Ray's own fix is a detached ``PlacementGroupCleaner``
+actor per run that watches the controller through the State API, so it needs the dashboard;
+without it the cleaner never exits and the PG keeps its CPUs, and the next trial waits on them
+forever (ray-project/ray#54305, #65443, #65881). distsearch therefore:
+
+1. does not start Ray's cleaner (``_ReapedTorchTrainer``), so nothing detached is left;
+2. has rank 0 attach its own PG id (``ray.util.get_current_placement_group()``) to every report;
+3. removes a finished trial's PG from the driver (``WorkerGroupReaper``) once the trial actor is
+   gone, and records how long the release took;
+4. bounds worker-group start: a per-attempt timeout and a finite attempt count, so a trial whose
+   workers cannot be placed fails with a clear error instead of retrying forever;
+5. sweeps any PG of this job still alive when the sweep ends, and records what it found.
+
+None of it needs the dashboard.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Optional
+
+import ray
+import torch
+from ray import tune
+
+from . import constants as C
+from . import loop, results, space
+from .spec import JobSpec
+from .tasks import Splits, check_job, get_task
+from .worker import train_worker
+
+log = logging.getLogger("distsearch")
+
+# Ray Train reads these in the trial process and propagates them to its controller and workers.
+_HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+_TRAIN_METRICS_ENV = "RAY_TRAIN_METRICS_ENABLED"
+# Tune's trial actor only waits on fit(); its real work runs in the Train workers. Tune refuses
+# an empty resource request, so the trial asks for 1 MiB of memory: nothing a node lacks.
+_TRIAL_ACTOR_RESOURCES = {"memory": 2**20}
+# Train worker actors in our job, by class name; used only to report leaks at the end.
+_TRAIN_ACTOR_CLASSES = ("RayTrainWorker", "TrainController", "PlacementGroupCleaner")
+
+
+class InfeasibleJobError(ValueError):
+    """The cluster cannot run even one trial of the job; names the field and the fix."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Resources
+# ---------------------------------------------------------------------------------------------
+def per_trial_resources(spec: JobSpec) -> dict[str, float]:
+    """What one trial's worker group reserves in total: CPU and, if used, GPU."""
+    s = spec.scaling
+    res = {"CPU": s.num_workers * s.cpus_per_worker}
+    if s.use_gpu:
+        res["GPU"] = s.num_workers * s.gpus_per_worker
+    return res
+
+
+def plan_concurrency(spec: JobSpec, nodes: list[Mapping[str, float]]) -> int:
+    """How many trials can run at once on nodes with these total resources.
+
+    Raises ``InfeasibleJobError`` if no node fits one worker or the cluster cannot fit one trial.
+    ``spec.max_concurrent_trials``, when set, caps the derived number but may not exceed it.
+    """
+    s = spec.scaling
+    eps = 1e-9
+    worker = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
+    if not any(all(n.get(k, 0.0) + eps >= v for k, v in worker.items()) for n in nodes):
+        biggest = {k: max((n.get(k, 0.0) for n in nodes), default=0.0) for k in worker}
+        field_name = "scaling.gpus_per_worker" if s.use_gpu and biggest.get("GPU", 0) < s.gpus_per_worker else "scaling.cpus_per_worker"
+        raise InfeasibleJobError(
+            f"{field_name}: one worker needs {worker}, but the largest node has {biggest}; lower {field_name} "
+            f"{'or set use_gpu: false ' if s.use_gpu else ''}or run on a cluster with bigger nodes"
+        )
+    total = {k: sum(n.get(k, 0.0) for n in nodes) for k in worker}
+    per_trial = per_trial_resources(spec)
+    fits = min(math.floor(total[k] / v + eps) for k, v in per_trial.items() if v > 0)
+    if fits < 1:
+        raise InfeasibleJobError(
+            f"scaling.num_workers: one trial needs {per_trial} in all, but the cluster has {total}; "
+            f"lower num_workers or cpus_per_worker/gpus_per_worker"
+        )
+    if spec.max_concurrent_trials is not None:
+        if spec.max_concurrent_trials > fits:
+            raise InfeasibleJobError(
+                f"max_concurrent_trials: got {spec.max_concurrent_trials}, but {total} fits only {fits} trial(s) of {per_trial}; "
+                f"set max_concurrent_trials to at most {fits} or leave it unset"
+            )
+        return spec.max_concurrent_trials
+    return fits
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def connect(address: Optional[str] = None, *, dashboard: bool = False) -> bool:
+    """Join ``address`` (or $RAY_ADDRESS), or start an embedded local Ray when neither is set.
+
+    Returns True if this call started Ray (so the caller should shut it down). The embedded Ray
+    has no dashboard unless asked for: distsearch's cleanup does not need it.
+    """
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get(C.ADDRESS_ENV)
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=dashboard)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# What runs inside a trial
+# ---------------------------------------------------------------------------------------------
+def _reaped_trainer_cls():
+    """TorchTrainer without Ray's detached PlacementGroupCleaner (see the module docstring).
+
+    Built lazily so that importing this module does not import Ray Train's internals.
+    """
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    class _ReapedTorchTrainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, PlacementGroupCleanerCallback)]
+
+    return _ReapedTorchTrainer
+
+
+def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, splits: list) -> None:
+    """The Tune function trainable: one Train V2 run for this trial's config.
+
+    ``splits`` is ``[ObjectRef]`` to the task's data, wrapped in a list so that Ray passes the
+    reference on to the workers instead of resolving it here.
+    """
+    import ray.train
+    from ray.train.torch import TorchConfig
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    spec = JobSpec.model_validate(job)
+    trial_id = tune.get_context().get_trial_id()
+    h, s = spec.harness, spec.scaling
+    os.environ[_HEALTH_CHECK_ENV] = str(h.report_poll_interval_s)
+    os.environ[_START_TIMEOUT_ENV] = str(h.worker_start_timeout_s)
+    os.environ[_TRAIN_METRICS_ENV] = "0"  # per-report Prometheus metrics we never read
+    resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
+    trainer = _reaped_trainer_cls()(
+        train_worker,
+        train_loop_config={"job": job, "params": space.flatten(config), "splits": splits},
+        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=trial_id,
+            storage_path=train_storage,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=spec.checkpointing.num_to_keep, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
+            ),
+            failure_config=ray.train.FailureConfig(
+                max_failures=h.max_worker_failures, controller_failure_limit=h.worker_start_attempts - 1
+            ),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        raise RuntimeError(f"trial {trial_id} failed in Ray Train: {e}") from e
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver-side callbacks
+# ---------------------------------------------------------------------------------------------
+def _pg_from_hex(pg_hex: str):
+    from ray.util.placement_group import PlacementGroup
+
+    return PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_hex)))
+
+
+def _pg_state(pg_hex: str) -> str:
+    try:
+        return ray.util.placement_group_table(_pg_from_hex(pg_hex)).get("state", "UNKNOWN")
+    except Exception:  # noqa: BLE001 - an unknown PG is as good as removed
+        return "REMOVED"
+
+
+class WorkerGroupReaper(tune.Callback):
+    """Removes each finished trial's worker-group PG from the driver; see the module docstring."""
+
+    def __init__(self, release_timeout_s: float):
+        self.release_timeout_s = release_timeout_s
+        self._pgs: dict[str, set[str]] = {}
+        self._actors: dict[str, Any] = {}
+        self._threads: list[threading.Thread] = []
+        self.release_seconds: dict[str, float] = {}
+        self.unreleased: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        # Tune pickles callbacks into its experiment state; threads, locks and actor handles
+        # belong to this driver process only.
+        state = self.__dict__.copy()
+        state.update(_threads=[], _lock=None, _actors={})
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._actors[trial.trial_id] = getattr(trial.temporary_state, "ray_actor", None)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        pg = result.get(C.PLACEMENT_GROUP_ID)
+        if pg:
+            self._pgs.setdefault(trial.trial_id, set()).add(pg)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._start_reap(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._start_reap(trial.trial_id)
+
+    def _start_reap(self, trial_id: str) -> None:
+        pgs = sorted(self._pgs.get(trial_id, ()))
+        actor = self._actors.pop(trial_id, None)
+        t = threading.Thread(target=self._reap, args=(trial_id, pgs, actor, time.monotonic()), daemon=True, name=f"reap-{trial_id}")
+        self._threads.append(t)
+        t.start()
+
+    def _reap(self, trial_id: str, pgs: list[str], actor: Any, t0: float) -> None:
+        deadline = t0 + self.release_timeout_s
+        # Wait for the trial actor to be gone first: it owns the Train controller, which could
+        # otherwise see its workers die with the PG and start a replacement group.
+        while actor is not None and time.monotonic() < deadline:
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=1.0)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError):
+                break
+            except ray.exceptions.GetTimeoutError:
+                pass
+            time.sleep(0.05)
+        for pg in pgs:
+            if _pg_state(pg) != "REMOVED":
+                try:
+                    ray.util.remove_placement_group(_pg_from_hex(pg))
+                except Exception as e:  # noqa: BLE001
+                    log.warning("could not remove placement group %s of trial %s: %s", pg, trial_id, e)
+        while time.monotonic() < deadline + self.release_timeout_s:
+            left = [pg for pg in pgs if _pg_state(pg) != "REMOVED"]
+            if not left:
+                with self._lock:
+                    self.release_seconds[trial_id] = time.monotonic() - t0
+                return
+            time.sleep(0.05)
+        with self._lock:
+            self.unreleased[trial_id] = left
+
+    def finish(self) -> None:
+        for t in self._threads:
+            t.join(timeout=3 * self.release_timeout_s)
+
+
+class ResultRecorder(tune.Callback):
+    """Collects every per-epoch report and every trial's outcome, in driver memory."""
+
+    # Tune's own bookkeeping keys: not the loop's metrics, so not in epochs.parquet.
+    _TUNE_KEYS = frozenset({
+        "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "date", "pid", "hostname", "node_ip",
+        "done", "trial_id", "experiment_tag", "config", "iterations_since_restore", "time_since_restore",
+        "checkpoint_dir_name", "should_checkpoint", "experiment_id",
+    })
+
+    def __init__(self):
+        self.epoch_rows: list[dict[str, Any]] = []
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.trials: list[Any] = []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started.setdefault(trial.trial_id, time.time())
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        row = {k: v for k, v in result.items() if k not in self._TUNE_KEYS}
+        row[C.TRIAL_ID] = trial.trial_id
+        row[C.TIMESTAMP] = datetime.now(timezone.utc)
+        self.epoch_rows.append(row)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended[trial.trial_id] = time.time()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended[trial.trial_id] = time.time()
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = list(trials)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SweepOutcome:
+    """What ``run_sweep`` hands to ``results``: raw rows and facts, no files written yet."""
+
+    trial_rows: list[dict[str, Any]]
+    epoch_rows: list[dict[str, Any]]
+    max_concurrent_trials: int
+    cluster_resources: dict[str, float]
+    wall_seconds: float
+    leaks: dict[str, Any] = field(default_factory=dict)
+
+
+def _trial_rows(spec: JobSpec, rec: ResultRecorder, reaper: WorkerGroupReaper) -> list[dict[str, Any]]:
+    by_trial: dict[str, list[dict[str, Any]]] = {}
+    for row in rec.epoch_rows:
+        by_trial.setdefault(row[C.TRIAL_ID], []).append(row)
+    better = max if spec.mode == "max" else min
+    rows = []
+    for trial in rec.trials:
+        tid = trial.trial_id
+        epochs = by_trial.get(tid, [])
+        values = [(r[spec.metric], r[C.EPOCH]) for r in epochs if r.get(spec.metric) is not None]
+        done = max((r[C.EPOCH] for r in epochs), default=0)
+        if trial.status == "ERROR":
+            status = C.STATUS_ERROR
+            err = trial.get_error() or "trial failed (no error text was stored)"
+            error = str(err).strip()[-4000:]
+        else:
+            status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_STOPPED
+            error = None
+        best = better(values, key=lambda v: v[0]) if values else (None, None)
+        start = rec.started.get(tid)
+        end = rec.ended.get(tid)
+        rows.append({
+            C.TRIAL_ID: tid,
+            "params": space.flatten(trial.config),
+            C.STATUS: status,
+            C.EPOCHS_COMPLETED: done,
+            C.BEST_METRIC: best[0],
+            C.BEST_EPOCH: best[1],
+            C.LAST_METRIC: values[-1][0] if values else None,
+            C.STARTED_AT: datetime.fromtimestamp(start, timezone.utc) if start else None,
+            C.ENDED_AT: datetime.fromtimestamp(end, timezone.utc) if end else None,
+            C.WALL_SECONDS: (end - start) if start and end else None,
+            C.RELEASE_SECONDS: reaper.release_seconds.get(tid),
+            C.ERROR: error,
+        })
+    return rows
+
+
+def _sweep_job_pgs() -> list[str]:
+    """Remove every placement group of this job that is still alive; return their ids."""
+    job = ray.get_runtime_context().get_job_id()
+    found = []
+    for pg_hex, info in ray.util.placement_group_table().items():
+        if pg_hex.endswith(job) and info.get("state") != "REMOVED":
+            found.append(pg_hex)
+            try:
+                ray.util.remove_placement_group(_pg_from_hex(pg_hex))
+            except Exception as e:  # noqa: BLE001
+                log.warning("could not remove leftover placement group %s: %s", pg_hex, e)
+    return found
+
+
+def live_train_actors() -> list[str]:
+    """Class names of this job's Ray Train actors still alive (GCS view; no dashboard needed)."""
+    from ray._private import state  # the public ray.util.state API needs the dashboard
+
+    job = ray.get_runtime_context().get_job_id()
+    return [
+        a["ActorClassName"] for a in state.actors().values()
+        if a.get("State") != "DEAD" and a.get("ActorClassName") in _TRAIN_ACTOR_CLASSES and a.get("JobID") == job
+    ]
+
+
+def asha_scheduler(spec: JobSpec):
+    """The ASHA scheduler of ``spec``: decides on ``spec.metric`` at epoch rungs."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr=C.EPOCH, metric=spec.metric, mode=spec.mode, max_t=spec.budget.max_epochs,
+        grace_period=spec.asha.grace_period_epochs, reduction_factor=spec.asha.reduction_factor, brackets=spec.asha.brackets,
+    )
+
+
+def run_sweep(spec: JobSpec, run_dir: str, *, verbose: int = 1) -> SweepOutcome:
+    """Run the ASHA sweep of ``spec`` on the connected Ray cluster; ``run_dir`` is a local path or URI.
+
+    Ray must already be connected (see ``connect``). Trials that fail are recorded, not raised.
+    """
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    task = check_job(spec)
+    nodes = _alive_nodes()
+    concurrency = plan_concurrency(spec, nodes)
+    job = spec.to_dict()
+    splits_ref = ray.put(task.splits(spec.task_options, spec.seed))  # owned by this driver for the whole sweep
+    recorder = ResultRecorder()
+    reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
+    trainable = tune.with_resources(
+        tune.with_parameters(_run_trial, job=job, train_storage=results.join(run_dir, C.TRAIN_DIR), splits=[splits_ref]), _TRIAL_ACTOR_RESOURCES
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space.to_tune(spec.space),
+        tune_config=tune.TuneConfig(
+            num_samples=spec.budget.num_trials,
+            # Tune ignores TuneConfig.max_concurrent_trials when search_alg is a generator, and the
+            # Train workers' resources are invisible to Tune, so the limit must sit here.
+            search_alg=BasicVariantGenerator(random_state=spec.seed, max_concurrent=concurrency),
+            scheduler=asha_scheduler(spec),
+            reuse_actors=False,
+        ),
+        run_config=tune.RunConfig(
+            name=C.TUNE_DIR,
+            storage_path=run_dir,
+            callbacks=[recorder, reaper],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            verbose=verbose,
+        ),
+    )
+    t0 = time.monotonic()
+    try:
+        tuner.fit()
+    finally:
+        reaper.finish()
+    wall = time.monotonic() - t0
+    leftover = _sweep_job_pgs()
+    try:
+        actors = live_train_actors()
+    except Exception as e:  # noqa: BLE001 - leak accounting must never fail the run
+        actors = [f"unknown: {e}"]
+    return SweepOutcome(
+        trial_rows=_trial_rows(spec, recorder, reaper),
+        epoch_rows=recorder.epoch_rows,
+        max_concurrent_trials=concurrency,
+        cluster_resources=dict(ray.cluster_resources()),
+        wall_seconds=wall,
+        leaks={"placement_groups_swept_at_end": leftover, "train_actors_alive_at_end": actors, "unreleased_by_trial": reaper.unreleased},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The best model, once, on the test split
+# ---------------------------------------------------------------------------------------------
+def evaluate_checkpoint(spec: JobSpec, params: Mapping[str, Any], state: Mapping[str, Any], split: str = "test", splits: Optional[Splits] = None) -> dict[str, float]:
+    """Restore ``state`` into the task's model for ``params`` and score it on ``split``, on CPU."""
+    task = get_task(spec.task)
+    splits = splits if splits is not None else task.splits(spec.task_options, spec.seed)
+    model = task.build_model(params, splits)
+    model.load_state_dict(state["model"])
+    sums = loop.evaluate(task, model, getattr(splits, split), torch.device("cpu"))
+    return {f"{split}_{k}": v for k, v in task.metrics_from_sums(sums).items()}

@@ -1,0 +1,165 @@
+"""The per-worker training loop: a config and a ``report`` callable in, nothing about Ray or Tune.
+
+Runs the same in a plain Python process (world size 1) and as one rank of a DDP group: when
+``torch.distributed`` is initialised (Ray Train does that before calling us), the model is
+wrapped in DDP, each rank trains on a disjoint shard of the training split, and validation
+sums are all-reduced so that every rank reports the same, whole-split metrics.
+
+Contract with ``report``: it is called once per epoch on every rank, in step, with
+``report(metrics, checkpoint)`` where ``checkpoint`` is a dict (model, optimizer, scheduler,
+epoch, params) on rank 0 and None elsewhere. The checkpoint shares tensors with the live model
+and optimizer (no copy per epoch): persist it before returning, as ``torch.save`` does. Metrics carry ``epoch`` (1-based), ``train_<m>``
+and ``val_<m>`` for each task metric, ``lr``, ``epoch_seconds`` and ``busy_seconds``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import constants as C
+from .tasks import Splits, Task
+
+Report = Callable[[dict[str, Any], Optional[dict[str, Any]]], None]
+
+# Recipe defaults, used when the space leaves a parameter out.
+DEFAULTS = {"lr": 1e-3, "batch_size": 64, "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "lr_schedule": "none"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the trial cannot recover."""
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def make_optimizer(params: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    name = params.get("optimizer", DEFAULTS["optimizer"])
+    lr = float(params.get("lr", DEFAULTS["lr"]))
+    wd = float(params.get("weight_decay", DEFAULTS["weight_decay"]))
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=float(params.get("momentum", DEFAULTS["momentum"])), weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    raise ValueError(f"optimizer: got {name!r}; use sgd, adam or adamw")
+
+
+def make_scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer, max_epochs: int):
+    name = params.get("lr_schedule", DEFAULTS["lr_schedule"])
+    if name == "none":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
+    raise ValueError(f"lr_schedule: got {name!r}; use none or cosine")
+
+
+def _all_reduce_sums(sums: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
+    if world_size == 1:
+        return sums
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+def _add(acc: dict[str, float], new: Mapping[str, float]) -> None:
+    for k, v in new.items():
+        acc[k] = acc.get(k, 0.0) + v
+
+
+@torch.no_grad()
+def evaluate(task: Task, model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], device: torch.device, batch_size: int = 512) -> dict[str, float]:
+    """Additive metric sums of ``model`` (unwrapped, never DDP) over ``data``; no collectives."""
+    model.eval()
+    x, y = data
+    sums: dict[str, float] = {}
+    for i in range(0, len(y), batch_size):
+        _add(sums, task.metric_sums(model(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device)))
+    return sums
+
+
+def train(
+    task: Task,
+    params: Mapping[str, Any],
+    report: Report,
+    *,
+    max_epochs: int,
+    seed: int,
+    splits: Splits,
+    device: torch.device = torch.device("cpu"),
+    start_state: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """Train ``task``'s model for ``params`` up to ``max_epochs``, reporting every epoch.
+
+    ``start_state`` (a checkpoint dict this function reported earlier) resumes after its epoch.
+    ``batch_size`` is the global batch: each of the world's ranks takes ``batch_size // world``.
+    """
+    rank, world = _world()
+    torch.manual_seed(seed)  # same initial weights on every rank; DDP also broadcasts them
+    model = task.build_model(params, splits).to(device)
+    opt = make_optimizer(params, model)
+    sched = make_scheduler(params, opt, max_epochs)
+    start_epoch = 0
+    if start_state is not None:
+        model.load_state_dict(start_state["model"])
+        opt.load_state_dict(start_state["optimizer"])
+        if sched is not None and start_state.get("scheduler") is not None:
+            sched.load_state_dict(start_state["scheduler"])
+        start_epoch = int(start_state["epoch"])
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    x_train, y_train = splits.train
+    # Every rank must run the same number of steps or DDP's all-reduce in backward deadlocks,
+    # so the shuffled split is cut to a multiple of the world size before sharding.
+    per_rank = len(y_train) // world
+    batch = max(1, int(params.get("batch_size", DEFAULTS["batch_size"])) // world)
+    x_val, y_val = splits.val[0][rank::world], splits.val[1][rank::world]
+    busy = 0.0
+    for epoch in range(start_epoch, max_epochs):
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(y_train), generator=gen)[: per_rank * world][rank::world]
+        net.train()
+        train_sums: dict[str, float] = {}
+        for i in range(0, per_rank, batch):
+            idx = order[i : i + batch]
+            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+            opt.zero_grad(set_to_none=True)
+            out = net(xb)
+            loss = task.loss(out, yb)
+            if not math.isfinite(loss.item()):
+                raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower lr or add weight decay")
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                _add(train_sums, task.metric_sums(out.detach(), yb))
+        if sched is not None:
+            sched.step()
+        val_sums = evaluate(task, model, (x_val, y_val), device)
+        train_m = task.metrics_from_sums(_all_reduce_sums(train_sums, world, device))
+        val_m = task.metrics_from_sums(_all_reduce_sums(val_sums, world, device))
+        elapsed = time.perf_counter() - t0
+        busy += elapsed
+        metrics: dict[str, Any] = {C.EPOCH: epoch + 1, "lr": opt.param_groups[0]["lr"], C.EPOCH_SECONDS: elapsed, C.BUSY_SECONDS: busy}
+        metrics.update({f"train_{k}": v for k, v in train_m.items()})
+        metrics.update({f"val_{k}": v for k, v in val_m.items()})
+        state = None
+        if rank == 0:
+            state = {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "epoch": epoch + 1, "params": dict(params),
+            }
+        report(metrics, state)

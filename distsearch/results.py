@@ -1,0 +1,195 @@
+"""A run's files: ``trials.parquet``, ``epochs.parquet``, ``run.json``, ``best.json``.
+
+Everything is written atomically: to a temporary name beside the target, then renamed (or
+moved, on object stores, where the object appears whole or not at all), so a crash never
+leaves a half-written file. Paths are local paths or URIs that pyarrow opens (file://, s3://,
+gs://). No Ray import: a run can be read anywhere pandas and pyarrow are installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from . import constants as C
+
+PathLike = Union[str, Path]
+
+_PANDAS_DTYPE = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
+
+
+def is_uri(path: PathLike) -> bool:
+    return "://" in str(path)
+
+
+def join(base: PathLike, *parts: str) -> str:
+    """``base`` joined with ``parts`` by '/', for local paths and URIs alike."""
+    return "/".join([str(base).rstrip("/"), *parts])
+
+
+def absolute(path: PathLike) -> str:
+    """A local path made absolute (Tune needs that); URIs unchanged."""
+    return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(str(path)))
+
+
+def filesystem(path: PathLike) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for ``path`` and the path inside it."""
+    if is_uri(path):
+        return pafs.FileSystem.from_uri(str(path))
+    return pafs.LocalFileSystem(), absolute(path)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temporary sibling, then rename."""
+    fs, p = filesystem(path)
+    parent = p.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{p.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, p)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        raise
+
+
+def read_bytes(path: PathLike) -> bytes:
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return f.readall()
+
+
+def exists(path: PathLike) -> bool:
+    fs, p = filesystem(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def write_json(path: PathLike, obj: Any) -> None:
+    write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(path: PathLike) -> Any:
+    return json.loads(read_bytes(path))
+
+
+def write_frame(path: PathLike, df: pd.DataFrame) -> None:
+    """Write ``df`` as Parquet, atomically, with ``schema_version`` in the file metadata."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[C.SCHEMA_VERSION_KEY] = C.SCHEMA_VERSION.encode()
+    table = table.replace_schema_metadata(meta)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def read_frame(path: PathLike) -> pd.DataFrame:
+    fs, p = filesystem(path)
+    return pq.read_table(p, filesystem=fs).to_pandas()
+
+
+def hp_column(name: str) -> str:
+    """The trials.parquet column of hyperparameter ``name``: ``hp_`` + name, dots as ``__``."""
+    return C.HP_PREFIX + name.replace(".", "__")
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames
+# ---------------------------------------------------------------------------------------------
+TRIAL_COLUMNS = {  # column -> pandas dtype; hp_* columns sit between trial_id and status
+    C.TRIAL_ID: "string",
+    C.STATUS: "string",
+    C.EPOCHS_COMPLETED: "Int64",
+    C.BEST_METRIC: "float64",
+    C.BEST_EPOCH: "Int64",
+    C.LAST_METRIC: "float64",
+    C.STARTED_AT: "datetime64[us, UTC]",
+    C.ENDED_AT: "datetime64[us, UTC]",
+    C.WALL_SECONDS: "float64",
+    C.RELEASE_SECONDS: "float64",
+    C.ERROR: "string",
+}
+EPOCH_KEY_COLUMNS = {C.TRIAL_ID: "string", C.EPOCH: "Int64", C.TIMESTAMP: "datetime64[us, UTC]"}
+_EPOCH_TEXT_COLUMNS = (C.PLACEMENT_GROUP_ID, C.NODE_ID, C.CHECKPOINT_PATH)
+
+
+def trials_frame(rows: Iterable[Mapping[str, Any]], param_types: Mapping[str, type]) -> pd.DataFrame:
+    """One row per trial; one typed ``hp_*`` column per hyperparameter (null where a
+    conditional parameter does not apply to the trial's option)."""
+    rows = list(rows)
+    data: dict[str, Any] = {C.TRIAL_ID: pd.array([r[C.TRIAL_ID] for r in rows], dtype="string")}
+    for name, typ in param_types.items():
+        data[hp_column(name)] = pd.array([r["params"].get(name) for r in rows], dtype=_PANDAS_DTYPE[typ])
+    for col, dtype in TRIAL_COLUMNS.items():
+        if col != C.TRIAL_ID:
+            data[col] = pd.array([r.get(col) for r in rows], dtype=dtype)
+    return pd.DataFrame(data)
+
+
+def epochs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (trial, epoch): every metric the loop reported, plus the driver's timestamp."""
+    df = pd.DataFrame(list(rows))
+    for col, dtype in EPOCH_KEY_COLUMNS.items():
+        if col not in df:
+            df[col] = pd.Series(dtype=dtype)
+    df = df.astype({k: v for k, v in EPOCH_KEY_COLUMNS.items()})
+    for col in _EPOCH_TEXT_COLUMNS:
+        if col in df:
+            df[col] = df[col].astype("string")
+    rest = sorted(c for c in df.columns if c not in EPOCH_KEY_COLUMNS)
+    return df[list(EPOCH_KEY_COLUMNS) + rest].sort_values([C.TRIAL_ID, C.EPOCH], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run on storage
+# ---------------------------------------------------------------------------------------------
+def run_dir(storage: str, job_name: str, run_id: str) -> str:
+    return join(absolute(storage), job_name, run_id)
+
+
+def write_tables(directory: PathLike, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
+    write_frame(join(directory, C.TRIALS_FILE), trials)
+    write_frame(join(directory, C.EPOCHS_FILE), epochs)
+
+
+def load_state(checkpoint_path: str) -> dict[str, Any]:
+    """The state dict a Train checkpoint directory holds (``model.pt``), from any filesystem."""
+    import torch
+
+    data = read_bytes(join(checkpoint_path, C.CHECKPOINT_FILE))
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+
+
+def best_checkpoint(epochs: pd.DataFrame, trial_id: str, metric: str, mode: str) -> Optional[pd.Series]:
+    """The epoch row of ``trial_id`` with the best ``metric`` whose checkpoint still exists."""
+    rows = epochs[(epochs[C.TRIAL_ID] == trial_id) & epochs[C.CHECKPOINT_PATH].notna()] if C.CHECKPOINT_PATH in epochs else epochs.iloc[0:0]
+    rows = rows.sort_values(metric, ascending=(mode == "min"), kind="stable")
+    for _, row in rows.iterrows():
+        if exists(join(row[C.CHECKPOINT_PATH], C.CHECKPOINT_FILE)):
+            return row
+    return None
+
+
+def read_run(directory: PathLike) -> dict[str, Any]:
+    """A run's files as ``{"trials": DataFrame, "epochs": DataFrame, "run": dict, "best": dict|None}``."""
+    directory = str(directory) if is_uri(directory) else absolute(directory)
+    best_path = join(directory, C.BEST_FILE)
+    return {
+        "trials": read_frame(join(directory, C.TRIALS_FILE)),
+        "epochs": read_frame(join(directory, C.EPOCHS_FILE)),
+        "run": read_json(join(directory, C.RUN_FILE)),
+        "best": read_json(best_path) if exists(best_path) else None,
+    }

@@ -1,0 +1,61 @@
+"""The Ray Train side of a trial: what each DDP worker runs. Knows Ray Train, not Tune.
+
+Kept light on purpose: every trial spawns fresh worker processes that import this module, so
+it imports neither Tune, pandas nor scikit-learn. The task's splits arrive through the object
+store, loaded once by the driver, so workers do not each reload and re-split the data.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from . import constants as C
+from . import loop
+from .spec import JobSpec
+from .tasks import get_task
+
+
+def train_worker(cfg: dict[str, Any]) -> None:
+    """One Train worker. ``cfg``: ``job`` (a JobSpec dict), ``params`` (flat), ``splits`` ([ObjectRef])."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    spec = JobSpec.model_validate(cfg["job"])
+    torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
+    task = get_task(spec.task)
+    splits = ray.get(cfg["splits"][0])
+    ctx = ray.train.get_context()
+    pg = ray.util.get_current_placement_group()
+    # Rank 0's copy of these reaches the driver with every report; the PG id is how the
+    # driver releases this worker group without the State API (see driver.py).
+    tags = {
+        C.PLACEMENT_GROUP_ID: pg.id.hex() if pg is not None else "",
+        C.NODE_ID: ray.get_runtime_context().get_node_id(),
+        C.WORLD_SIZE: ctx.get_world_size(),
+    }
+    start_state = None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            start_state = torch.load(Path(d, C.CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+
+    def report(metrics: dict[str, Any], state: Optional[dict[str, Any]]) -> None:
+        metrics = {**metrics, **tags}
+        if state is None:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d, C.CHECKPOINT_FILE))
+            Path(d, C.CHECKPOINT_META_FILE).write_text(json.dumps(metrics, default=str))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    loop.train(
+        task, cfg["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits,
+        device=ray.train.torch.get_device(), start_state=start_state,
+    )

@@ -1,0 +1,47 @@
+"""Resource arithmetic: how many trials fit, and clear refusals when none can."""
+
+import pytest
+
+from distsearch.driver import InfeasibleJobError, per_trial_resources, plan_concurrency
+from distsearch.spec import SpecError, parse_job
+
+from ..conftest import tiny_job
+
+
+def _spec(tmp_path, **kw):
+    return parse_job(tiny_job(tmp_path, **kw))
+
+
+def test_two_half_cpu_workers_pack_two_trials_on_two_cpus(tmp_path):
+    assert plan_concurrency(_spec(tmp_path), [{"CPU": 2.0}]) == 2
+    assert plan_concurrency(_spec(tmp_path, scaling={"cpus_per_worker": 1}), [{"CPU": 2.0}]) == 1
+    assert plan_concurrency(_spec(tmp_path, scaling={"cpus_per_worker": 1}), [{"CPU": 4.0}, {"CPU": 4.0}]) == 4
+
+
+def test_gpu_trials_are_limited_by_gpus(tmp_path):
+    spec = _spec(tmp_path, scaling={"num_workers": 1, "use_gpu": True, "gpus_per_worker": 0.25, "cpus_per_worker": 1})
+    assert per_trial_resources(spec) == {"CPU": 1, "GPU": 0.25}
+    assert plan_concurrency(spec, [{"CPU": 16.0, "GPU": 1.0}]) == 4
+    multi = _spec(tmp_path, scaling={"num_workers": 2, "use_gpu": True, "gpus_per_worker": 1, "cpus_per_worker": 2})
+    assert plan_concurrency(multi, [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 16.0, "GPU": 1.0}]) == 1
+
+
+def test_infeasible_worker_names_the_field(tmp_path):
+    spec = _spec(tmp_path, scaling={"num_workers": 1, "use_gpu": True, "gpus_per_worker": 4})
+    with pytest.raises(InfeasibleJobError, match="scaling.gpus_per_worker.*largest node"):
+        plan_concurrency(spec, [{"CPU": 2.0}])
+    with pytest.raises(InfeasibleJobError, match="scaling.cpus_per_worker"):
+        plan_concurrency(_spec(tmp_path, scaling={"cpus_per_worker": 8}), [{"CPU": 2.0}])
+    with pytest.raises(InfeasibleJobError, match="scaling.num_workers"):
+        plan_concurrency(_spec(tmp_path, scaling={"num_workers": 5, "cpus_per_worker": 1}), [{"CPU": 2.0}])
+
+
+def test_explicit_concurrency_cannot_exceed_what_fits(tmp_path):
+    assert plan_concurrency(_spec(tmp_path, max_concurrent_trials=1), [{"CPU": 2.0}]) == 1
+    with pytest.raises(InfeasibleJobError, match="max_concurrent_trials: got 3"):
+        plan_concurrency(_spec(tmp_path, max_concurrent_trials=3), [{"CPU": 2.0}])
+
+
+def test_fractional_gpus_refused_for_multi_worker_trials(tmp_path):
+    with pytest.raises(SpecError, match="NCCL cannot put two ranks on one device"):
+        _spec(tmp_path, scaling={"num_workers": 2, "use_gpu": True, "gpus_per_worker": 0.5})

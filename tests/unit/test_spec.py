@@ -1,0 +1,128 @@
+"""Job-spec validation: every shipped job is valid; every bad one names field, value and fix."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from distsearch.spec import Choice, Conditional, RandInt, SpecError, Uniform, load_job, parse_job
+from distsearch.tasks import check_job
+
+from ..conftest import JOBS, ROOT
+
+
+@pytest.mark.parametrize("path", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_jobs_are_valid(path):
+    spec = load_job(path)
+    check_job(spec)
+
+
+def test_quickstart_parses_every_form():
+    spec = load_job(JOBS / "quickstart.yaml")
+    assert isinstance(spec.space["model"], Conditional)
+    assert set(spec.space["model"].options) == {"mlp", "cnn"}
+    assert isinstance(spec.space["model"].options["mlp"]["depth"], RandInt)
+    assert spec.space["lr"] == Uniform(kind="loguniform", low=3e-4, high=3e-2)
+    assert spec.space["optimizer"] == Choice(values=("adam", "adamw", "sgd"))
+    assert spec.budget.num_trials >= 16 and spec.scaling.num_workers == 2
+
+
+def test_round_trip_through_to_dict():
+    spec = load_job(JOBS / "quickstart.yaml")
+    assert parse_job(spec.to_dict()) == spec
+
+
+def _set(raw, dotted, value):
+    *head, last = dotted.split(".")
+    node = raw
+    for k in head:
+        node = node.setdefault(k, {})
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+# (field to change, new value, substrings the message must contain: field, value, fix)
+BAD = [
+    ("budget.num_trials", 0, ["budget.num_trials", "0", "is trials sampled"]),
+    ("budget.max_epochs", "ten", ["budget.max_epochs", "'ten'", "epochs a trial trains"]),
+    ("asha.reduction_factor", 1.5, ["asha.reduction_factor", "1.5", ">= 2"]),
+    ("asha.grace_period_epochs", 50, ["asha.grace_period_epochs", "50", "at most 20"]),
+    ("asha.bracket", 2, ["asha.bracket", "remove it", "brackets"]),
+    ("scaling.cpus_per_worker", -1, ["scaling.cpus_per_worker", "-1", "CPUs reserved"]),
+    ("scaling.gpus_per_worker", 0.5, ["scaling.gpus_per_worker", "0.5", "use_gpu: true"]),
+    ("mode", "maximize", ["mode", "'maximize'", "min or max"]),
+    ("name", "bad name!", ["name", "'bad name!'", "letters, digits"]),
+    ("name", _DELETE, ["name", "nothing", "add it"]),
+    ("space.lr", {"loguniform": [0.1, 0.001]}, ["space.lr", "[0.1, 0.001]", "low must be below high"]),
+    ("space.lr", {"loguniform": [0, 0.1]}, ["space.lr", "[0, 0.1]", "0 < low"]),
+    ("space.optimizer", {"choice": []}, ["space.optimizer", "[]", "non-empty list"]),
+    ("space.dropout", {"gaussian": [0, 1]}, ["space.dropout", "gaussian", "exactly one of the keys"]),
+    ("space.model", {"choice": {}}, ["space.model.choice", "{}", "at least one option"]),
+    ("space.batch_size", {"qrandint": [16, 64, 0]}, ["space.batch_size", "[16, 64, 0]", "q must be > 0"]),
+    ("space.model.choice.mlp.depth", {"randint": [1.5, 3]}, ["space.model.choice.mlp.depth", "[1.5, 3]", "integers"]),
+    ("storage", "", ["storage", "''", "local path"]),
+    ("max_concurrent_trials", 0, ["max_concurrent_trials", "0", "count >= 1"]),
+]
+
+
+@pytest.mark.parametrize("field,value,needles", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
+def test_bad_spec_names_field_value_and_fix(quickstart_raw, field, value, needles):
+    _set(quickstart_raw, field, value)
+    with pytest.raises(SpecError) as info:
+        parse_job(quickstart_raw)
+    text = str(info.value)
+    for needle in needles:
+        assert needle in text, f"{needle!r} missing from:\n{text}"
+
+
+# Task-level problems: caught by check_job, still before Ray.
+TASK_BAD = [
+    ("task", "imagenet", ["task", "'imagenet'", "digits"]),
+    ("metric", "val_f1", ["metric", "'val_f1'", "val_accuracy"]),
+    ("mode", "min", ["mode", "'min'", "set mode: max"]),
+    ("space.momentum_typo", {"uniform": [0.5, 0.9]}, ["space.momentum_typo", "does not read", "momentum"]),
+    ("task_options.val_fraction", 0.9, ["task_options.val_fraction", "0.9", "between 0.05 and 0.4"]),
+]
+
+
+@pytest.mark.parametrize("field,value,needles", TASK_BAD, ids=[t[0] for t in TASK_BAD])
+def test_task_checks_name_field_value_and_fix(quickstart_raw, field, value, needles):
+    _set(quickstart_raw, field, value)
+    with pytest.raises(SpecError) as info:
+        check_job(parse_job(quickstart_raw))
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_every_problem_is_reported_at_once(quickstart_raw):
+    _set(quickstart_raw, "budget.num_trials", -3)
+    _set(quickstart_raw, "scaling.num_workers", 0)
+    with pytest.raises(SpecError) as info:
+        parse_job(quickstart_raw)
+    assert len(info.value.problems) == 2
+
+
+def test_cli_validate_exits_nonzero_without_starting_ray(tmp_path, quickstart_raw):
+    _set(quickstart_raw, "asha.reduction_factor", 1)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(quickstart_raw))
+    proc = subprocess.run([sys.executable, "-m", "distsearch", "validate", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert "asha.reduction_factor" in proc.stderr and "Traceback" not in proc.stderr
+    assert "Started a local Ray instance" not in proc.stderr + proc.stdout
+    ok = subprocess.run([sys.executable, "-m", "distsearch", "validate", str(JOBS / "quickstart.yaml")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(SpecError, match="cannot read"):
+        load_job(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_job(broken)
