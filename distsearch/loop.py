@@ -63,6 +63,15 @@ def make_scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer, max_ep
     raise ValueError(f"lr_schedule: got {name!r}; use none or cosine")
 
 
+def epoch_shard(n: int, rank: int, world: int, seed: int, epoch: int) -> torch.Tensor:
+    """This rank's sample indices for ``epoch``: one shuffle shared by all ranks, cut to a
+    multiple of ``world`` (every rank must run the same number of DDP steps, or the all-reduce
+    in backward deadlocks), then dealt round-robin, so shards are disjoint and equal in size."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    per_rank = n // world
+    return torch.randperm(n, generator=gen)[: per_rank * world][rank::world]
+
+
 def _all_reduce_sums(sums: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
     if world_size == 1:
         return sums
@@ -121,19 +130,15 @@ def train(
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     x_train, y_train = splits.train
-    # Every rank must run the same number of steps or DDP's all-reduce in backward deadlocks,
-    # so the shuffled split is cut to a multiple of the world size before sharding.
-    per_rank = len(y_train) // world
     batch = max(1, int(params.get("batch_size", DEFAULTS["batch_size"])) // world)
     x_val, y_val = splits.val[0][rank::world], splits.val[1][rank::world]
     busy = 0.0
     for epoch in range(start_epoch, max_epochs):
         t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(y_train), generator=gen)[: per_rank * world][rank::world]
+        order = epoch_shard(len(y_train), rank, world, seed, epoch)
         net.train()
         train_sums: dict[str, float] = {}
-        for i in range(0, per_rank, batch):
+        for i in range(0, len(order), batch):
             idx = order[i : i + batch]
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
             opt.zero_grad(set_to_none=True)

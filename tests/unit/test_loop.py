@@ -82,3 +82,12 @@ def test_non_finite_loss_raises(digits):
 
     with pytest.raises(loop.NonFiniteLossError, match="epoch 1"):
         loop.train(NaNTask(), {}, lambda m, s: None, max_epochs=2, seed=0, splits=splits)
+
+
+@pytest.mark.parametrize("n,world", [(1257, 2), (1257, 3), (10, 4), (7, 1)])
+def test_epoch_shards_are_disjoint_and_equal(n, world):
+    shards = [loop.epoch_shard(n, r, world, seed=0, epoch=3) for r in range(world)]
+    assert len({len(s) for s in shards}) == 1 and len(shards[0]) == n // world
+    flat = torch.cat(shards).tolist()
+    assert len(set(flat)) == len(flat) and all(0 <= i < n for i in flat)
+    assert not torch.equal(loop.epoch_shard(n, 0, world, 0, 3), loop.epoch_shard(n, 0, world, 0, 4)) or n // world < 2

@@ -1,0 +1,80 @@
+"""End-to-end sweeps on a real embedded Ray (2 CPUs, no dashboard) with 2 gloo workers per trial."""
+
+import time
+
+import pytest
+import ray
+
+from distsearch import constants as C
+from distsearch import driver
+from distsearch.runner import run_job
+from distsearch.spec import parse_job
+
+from ..conftest import tiny_job
+from .conftest import assert_nothing_left, check_run_files, max_overlap
+
+pytestmark = pytest.mark.integration
+
+
+def test_aggressive_asha_sweep_of_24_trials_leaks_nothing(embedded_ray, tmp_path):
+    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 24, "max_epochs": 3}, asha={"grace_period_epochs": 1, "reduction_factor": 3}))
+    result = run_job(spec, verbose=0)
+    run = check_run_files(result.run_dir, spec)
+    trials, epochs = run["trials"], run["epochs"]
+    assert result.status_counts[C.STATUS_ERROR] == 0
+    stopped = trials[trials[C.STATUS] == C.STATUS_STOPPED]
+    assert len(stopped) >= 8  # reduction factor 3 at rung 1 stops most trials
+    # every finished trial's worker group was released, each within 10 s of the trial ending
+    assert trials[C.RELEASE_SECONDS].notna().all()
+    assert trials[C.RELEASE_SECONDS].max() < 10
+    assert max_overlap(trials) <= 2  # two trials of 2 x 0.5 CPU on 2 CPUs, never more
+    assert set(epochs[C.WORLD_SIZE]) == {2}
+    assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
+    assert run["best"]["test"]["test_accuracy"] > 0.5
+    assert_nothing_left()
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(embedded_ray, tmp_path):
+    raw = tiny_job(tmp_path, budget={"num_trials": 4, "max_epochs": 2})
+    raw["space"]["lr"] = {"choice": [0.05, 1.0e30]}  # 1e30 with SGD overflows to inf/NaN in epoch 1
+    raw["space"]["optimizer"] = "sgd"
+    spec = parse_job(raw)
+    result = run_job(spec, verbose=0)
+    run = check_run_files(result.run_dir, spec, expect_stopped=False)
+    trials = run["trials"]
+    bad = trials[trials["hp_lr"] > 1]
+    good = trials[trials["hp_lr"] < 1]
+    assert len(bad) >= 1 and len(good) >= 1
+    assert (bad[C.STATUS] == C.STATUS_ERROR).all()
+    assert bad[C.ERROR].str.contains("NonFiniteLossError").all() and bad[C.ERROR].str.contains("lower lr").all()
+    assert (good[C.STATUS] != C.STATUS_ERROR).all()
+    assert_nothing_left()
+
+
+def test_worker_group_that_cannot_start_fails_its_trial_not_forever(embedded_ray, tmp_path):
+    # Something else holds 1.5 of the 2 CPUs, so a trial's 2 x 0.5-CPU workers can never be
+    # placed. The trial must fail after its bounded attempts, with a clear message.
+    blocker = ray.util.placement_group([{"CPU": 1.5}])
+    ray.get(blocker.ready())
+    try:
+        spec = parse_job(tiny_job(
+            tmp_path, budget={"num_trials": 1, "max_epochs": 1}, max_concurrent_trials=1,
+            harness={"worker_start_timeout_s": 3, "worker_start_attempts": 2},
+        ))
+        t0 = time.monotonic()
+        result = run_job(spec, verbose=0)
+        took = time.monotonic() - t0
+    finally:
+        ray.util.remove_placement_group(blocker)
+    run = check_run_files(result.run_dir, spec, expect_stopped=False)
+    row = run["trials"].iloc[0]
+    assert row[C.STATUS] == C.STATUS_ERROR
+    assert "worker group startup timed out" in row[C.ERROR]
+    assert took < 90
+    assert_nothing_left()
+
+
+def test_infeasible_job_is_refused_before_any_trial(embedded_ray, tmp_path):
+    spec = parse_job(tiny_job(tmp_path, scaling={"num_workers": 1, "use_gpu": True, "gpus_per_worker": 4}))
+    with pytest.raises(driver.InfeasibleJobError, match="scaling.gpus_per_worker"):
+        run_job(spec, verbose=0)
