@@ -49,6 +49,7 @@ log = logging.getLogger("distsearch")
 _HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 _START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 _TRAIN_METRICS_ENV = "RAY_TRAIN_METRICS_ENABLED"
+_PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # Tune's trial actor only waits on fit(); its real work runs in the Train workers. Tune refuses
 # an empty resource request, so the trial asks for 1 MiB of memory: nothing a node lacks.
 _TRIAL_ACTOR_RESOURCES = {"memory": 2**20}
@@ -120,7 +121,16 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False) -> bool:
         return False
     address = address or os.environ.get(C.ADDRESS_ENV)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as e:
+            hint = ""
+            if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
+                # Ray 2.60 sends its token only to clusters it finds itself ("auto"); for an
+                # explicit address the caller must opt in.
+                hint = (" If the cluster uses token authentication (Ray 2.60's default), set RAY_AUTH_MODE=token "
+                        "and provide the token in ~/.ray/auth_token or RAY_AUTH_TOKEN, or connect with --address auto.")
+            raise ConnectionError(f"cannot connect to the Ray cluster at {address!r}: {e}.{hint}") from e
     else:
         ray.init(include_dashboard=dashboard)
     return True
@@ -129,19 +139,28 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False) -> bool:
 # ---------------------------------------------------------------------------------------------
 # What runs inside a trial
 # ---------------------------------------------------------------------------------------------
-def _reaped_trainer_cls():
-    """TorchTrainer without Ray's detached PlacementGroupCleaner (see the module docstring).
+def _lean_trainer_cls():
+    """TorchTrainer minus two default controller callbacks distsearch does not want.
+
+    - ``PlacementGroupCleanerCallback`` starts a detached actor per run that only works with the
+      dashboard up; the driver's ``WorkerGroupReaper`` does its job without it (module docstring).
+    - ``DatasetsCallback`` starts a ``DatasetManager`` actor per run, a ~3 s process spawn on the
+      critical path of every trial, to serve Ray Data shards; distsearch passes no Ray Datasets
+      (the task's splits travel through the object store), and a worker's shard provider is
+      optional in Ray Train.
 
     Built lazily so that importing this module does not import Ray Train's internals.
     """
     from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
-    class _ReapedTorchTrainer(TorchTrainer):
+    class _LeanTorchTrainer(TorchTrainer):
         def _create_default_callbacks(self):
-            return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, PlacementGroupCleanerCallback)]
+            unwanted = (PlacementGroupCleanerCallback,) if self.datasets else (PlacementGroupCleanerCallback, DatasetsCallback)
+            return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, unwanted)]
 
-    return _ReapedTorchTrainer
+    return _LeanTorchTrainer
 
 
 def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, splits: list) -> None:
@@ -160,8 +179,11 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     os.environ[_HEALTH_CHECK_ENV] = str(h.report_poll_interval_s)
     os.environ[_START_TIMEOUT_ENV] = str(h.worker_start_timeout_s)
     os.environ[_TRAIN_METRICS_ENV] = "0"  # per-report Prometheus metrics we never read
+    # The watcher is one more actor spawn (~3 s on 2 cores) before training starts; it only
+    # observes spot-instance preemption, which the failure budget handles anyway.
+    os.environ[_PREEMPTION_WATCHER_ENV] = "0"
     resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
-    trainer = _reaped_trainer_cls()(
+    trainer = _lean_trainer_cls()(
         train_worker,
         train_loop_config={"job": job, "params": space.flatten(config), "splits": splits},
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
