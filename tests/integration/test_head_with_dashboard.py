@@ -51,7 +51,8 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
 
     assert isinstance(list_actors(limit=5), list)  # the State API answers: the dashboard is up
     assert (Path.home() / ".ray" / "auth_token").exists()
-    raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 8, "max_epochs": 3})
+    # storage as a URI, so the whole URI path (Tune, Train checkpoints, Parquet, best model) runs
+    raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 8, "max_epochs": 3}, storage=f"file://{tmp_path}/store")
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
     proc = subprocess.run(
@@ -62,8 +63,10 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "held-out test" in proc.stdout and "best val_accuracy" in proc.stdout
-    run_dir = Path(raw["storage"]) / "headjob" / "r1"
-    run = check_run_files(str(run_dir), parse_job(raw))
+    run_dir = f"{raw['storage']}/headjob/r1"
+    assert (tmp_path / "store" / "headjob" / "r1" / C.TRIALS_FILE).exists()
+    run = check_run_files(run_dir, parse_job(raw))
+    assert run["best"][C.CHECKPOINT_PATH].startswith(str(tmp_path / "store")) and run["best"]["test"]["test_accuracy"] > 0.5
     assert run["trials"][C.RELEASE_SECONDS].max() < 10
     assert run["run"]["leaks"]["train_actors_alive_at_end"] == []
     # The driver job has ended; across the whole cluster, no Train actor and no placement group
@@ -77,5 +80,5 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
             break
         time.sleep(0.5)
     assert actors == [] and pgs == []
-    report = subprocess.run([sys.executable, "-m", "distsearch", "report", str(run_dir)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    report = subprocess.run([sys.executable, "-m", "distsearch", "report", run_dir], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert report.returncode == 0 and "test_accuracy" in report.stdout

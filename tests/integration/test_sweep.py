@@ -1,6 +1,7 @@
 """End-to-end sweeps on a real embedded Ray (2 CPUs, no dashboard) with 2 gloo workers per trial."""
 
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -31,6 +32,26 @@ def test_aggressive_asha_sweep_of_24_trials_leaks_nothing(embedded_ray, tmp_path
     assert set(epochs[C.WORLD_SIZE]) == {2}
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
     assert run["best"]["test"]["test_accuracy"] > 0.5
+    # TensorBoard: one event file per trial, holding that trial's per-epoch validation curve
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    event_files = sorted(Path(result.run_dir, C.TUNE_DIR).glob("*/events.out.tfevents.*"))
+    assert len(event_files) == spec.budget.num_trials
+    longest = trials[C.EPOCHS_COMPLETED].max()
+    curves = []
+    for f in event_files:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        curves.append(len(acc.Scalars("ray/tune/val_accuracy")))
+    assert max(curves) == longest and min(curves) >= 1
+    # keep-N: Ray Train kept at most num_to_keep checkpoints per trial, and the best one survived
+    for trial_dir in Path(result.run_dir, C.TRAIN_DIR).iterdir():
+        assert 1 <= len(list(trial_dir.glob("checkpoint_*"))) <= spec.checkpointing.num_to_keep
+    assert Path(run["best"][C.CHECKPOINT_PATH], C.CHECKPOINT_FILE).exists()
+    # the columns written are the columns the README documents
+    from ..unit.test_schema_doc import _documented
+
+    assert set(epochs.columns) <= _documented("`epochs.parquet` columns:")
     assert_nothing_left()
 
 

@@ -1,0 +1,32 @@
+"""The README documents every Parquet column the code writes; a column change must be announced."""
+
+import re
+
+from distsearch import constants as C
+from distsearch import results
+
+from ..conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def _documented(table_heading: str) -> set[str]:
+    section = README.split(table_heading, 1)[1].split("\n\n", 2)[1]
+    return set(re.findall(r"^\| `([^`]+)`", section, flags=re.M)) | set(re.findall(r"`, `([^`]+)`", section))
+
+
+def test_trials_columns_are_documented():
+    documented = _documented("`trials.parquet` columns:")
+    assert set(results.TRIAL_COLUMNS) <= documented
+    assert f"{C.HP_PREFIX}<name>" in documented
+
+
+def test_epochs_columns_are_documented():
+    documented = _documented("`epochs.parquet` columns:")
+    written_by_the_loop = {C.EPOCH, "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", C.EPOCH_SECONDS, C.BUSY_SECONDS}
+    written_by_the_worker = {C.WORLD_SIZE, C.NODE_ID, C.PLACEMENT_GROUP_ID, C.CHECKPOINT_PATH}
+    assert set(results.EPOCH_KEY_COLUMNS) | written_by_the_loop | written_by_the_worker <= documented
+
+
+def test_schema_version_is_documented():
+    assert f"(now `{C.SCHEMA_VERSION}`)" in README
