@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from .spec import SpecError, load_job
+from .spec import SpecError, load_job, parse_job
 
 
 def _load(path: str):
@@ -27,6 +27,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("job")
     r.add_argument("--address", help="Ray cluster address, e.g. auto or ray://host:10001; default: $RAY_ADDRESS, else embedded")
     r.add_argument("--run-id", help="name of the run folder (default: UTC time and a random suffix)")
+    r.add_argument("--storage", help="override the job's storage: a local path or URI (use an absolute path or URI under `ray job submit`)")
     r.add_argument("--dashboard", action="store_true", help="start the dashboard with the embedded Ray (not needed for cleanup)")
     r.add_argument("--quiet", action="store_true", help="no Tune progress table")
     rep = sub.add_parser("report", help="print the leaderboard of a run directory (local path or URI)")
@@ -43,6 +44,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "run":
             spec = _load(args.job)
+            if args.storage:
+                spec = parse_job({**spec.to_dict(), "storage": args.storage}, f"{args.job} with --storage")
             from .report import report_run
             from .runner import run_job
 
@@ -58,7 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 1

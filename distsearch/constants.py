@@ -26,9 +26,9 @@ EPOCH_SECONDS = "epoch_seconds"  # wall seconds of this epoch's train + validati
 BUSY_SECONDS = "busy_seconds"  # cumulative seconds rank 0 spent inside train + validation
 # Added by the driver's report wrapper on rank 0, never by the loop:
 PLACEMENT_GROUP_ID = "placement_group_id"  # hex id of the trial's Train worker-group PG
-NODE_ID = "node_id"  # hex Ray node id of rank 0
+NODE_IDS = "node_ids"  # hex Ray node id of every rank, in rank order, comma-separated
 WORLD_SIZE = "world_size"
-# Added by Ray's TuneReportCallback when a report carries a checkpoint:
+# Added by the controller-side ForwardReports when a report carries a checkpoint:
 CHECKPOINT_PATH = "checkpoint_path"
 
 # ---- trials.parquet -------------------------------------------------------------------------

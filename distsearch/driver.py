@@ -1,8 +1,10 @@
 """The only module that knows Ray Tune: trials, ASHA, the TorchTrainer per trial, and cleanup.
 
 Shape (the Train V2 pattern Ray 2.60 supports): a Tune *function trainable* per trial builds a
-``TorchTrainer`` whose ``RunConfig`` carries ``TuneReportCallback``, and calls ``fit()``. ASHA
-decides on the per-epoch validation metric that rank 0 forwards.
+``TorchTrainer`` and calls ``fit()``; a controller callback forwards every report to Tune. ASHA
+decides on the per-epoch validation metric that rank 0 forwards. The callback is distsearch's
+``ForwardReports`` rather than Ray's ``TuneReportCallback``, whose hand-off can deadlock a trial
+when the last report and ``fit()``'s return race (seen here: 1 trial in ~200 hung for good).
 
 Why there is a reaper. When ASHA stops a trial, Tune ends the trial actor; the Train controller
 it owns dies with it, and so do the workers, but the worker group's placement group (PG) is
@@ -38,10 +40,10 @@ import torch
 from ray import tune
 
 from . import constants as C
-from . import loop, results, space
+from . import loop, space, storage
 from .spec import JobSpec
 from .tasks import Splits, check_job, get_task
-from .worker import train_worker
+from .worker import ForwardReports, train_worker
 
 log = logging.getLogger("distsearch")
 
@@ -171,7 +173,7 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     """
     import ray.train
     from ray.train.torch import TorchConfig
-    from ray.tune.integration.ray_train import TuneReportCallback
+    from ray.util.queue import Empty, Queue
 
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
@@ -183,6 +185,7 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     # observes spot-instance preemption, which the failure budget handles anyway.
     os.environ[_PREEMPTION_WATCHER_ENV] = "0"
     resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
+    reports = Queue(actor_options={"num_cpus": 0})
     trainer = _lean_trainer_cls()(
         train_worker,
         train_loop_config={"job": job, "params": space.flatten(config), "splits": splits},
@@ -197,13 +200,39 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
             failure_config=ray.train.FailureConfig(
                 max_failures=h.max_worker_failures, controller_failure_limit=h.worker_start_attempts - 1
             ),
-            callbacks=[TuneReportCallback()],
+            callbacks=[ForwardReports(reports)],
         ),
     )
-    try:
-        trainer.fit()
-    except ray.train.TrainingFailedError as e:
-        raise RuntimeError(f"trial {trial_id} failed in Ray Train: {e}") from e
+    # fit() runs beside this thread, which hands each forwarded report to Tune itself and
+    # returns only after the last one: no report is ever left in flight (see ForwardReports).
+    failure: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the trial thread below
+            failure.append(e)
+
+    runner = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
+    runner.start()
+    while True:
+        try:
+            item = reports.get(timeout=0.25)
+        except Empty:
+            if runner.is_alive():
+                continue
+            try:  # fit() has returned, so every put has landed: drain what is left
+                item = reports.get_nowait()
+            except Empty:
+                break
+        tune.report(item)
+    runner.join()
+    reports.shutdown()
+    if failure:
+        e = failure[0]
+        if isinstance(e, ray.train.TrainingFailedError):
+            raise RuntimeError(f"trial {trial_id} failed in Ray Train: {e}") from e
+        raise e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +466,7 @@ def run_sweep(spec: JobSpec, run_dir: str, *, verbose: int = 1) -> SweepOutcome:
     recorder = ResultRecorder()
     reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
     trainable = tune.with_resources(
-        tune.with_parameters(_run_trial, job=job, train_storage=results.join(run_dir, C.TRAIN_DIR), splits=[splits_ref]), _TRIAL_ACTOR_RESOURCES
+        tune.with_parameters(_run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), splits=[splits_ref]), _TRIAL_ACTOR_RESOURCES
     )
     tuner = tune.Tuner(
         trainable,

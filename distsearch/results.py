@@ -1,88 +1,22 @@
 """A run's files: ``trials.parquet``, ``epochs.parquet``, ``run.json``, ``best.json``.
 
-Everything is written atomically: to a temporary name beside the target, then renamed (or
-moved, on object stores, where the object appears whole or not at all), so a crash never
-leaves a half-written file. Paths are local paths or URIs that pyarrow opens (file://, s3://,
-gs://). No Ray import: a run can be read anywhere pandas and pyarrow are installed.
+Written atomically through ``storage`` (local paths or URIs). No Ray import: a run can be read
+anywhere pandas and pyarrow are installed.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import uuid
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import constants as C
-
-PathLike = Union[str, Path]
+from .storage import PathLike, absolute, exists, filesystem, is_uri, join, read_bytes, read_json, write_bytes
 
 _PANDAS_DTYPE = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
-
-
-def is_uri(path: PathLike) -> bool:
-    return "://" in str(path)
-
-
-def join(base: PathLike, *parts: str) -> str:
-    """``base`` joined with ``parts`` by '/', for local paths and URIs alike."""
-    return "/".join([str(base).rstrip("/"), *parts])
-
-
-def absolute(path: PathLike) -> str:
-    """A local path made absolute (Tune needs that); URIs unchanged."""
-    return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(str(path)))
-
-
-def filesystem(path: PathLike) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem for ``path`` and the path inside it."""
-    if is_uri(path):
-        return pafs.FileSystem.from_uri(str(path))
-    return pafs.LocalFileSystem(), absolute(path)
-
-
-def write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary sibling, then rename."""
-    fs, p = filesystem(path)
-    parent = p.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{p.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open_output_stream(tmp) as f:
-            f.write(data)
-        fs.move(tmp, p)
-    except BaseException:
-        try:
-            fs.delete_file(tmp)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-        raise
-
-
-def read_bytes(path: PathLike) -> bytes:
-    fs, p = filesystem(path)
-    with fs.open_input_stream(p) as f:
-        return f.readall()
-
-
-def exists(path: PathLike) -> bool:
-    fs, p = filesystem(path)
-    return fs.get_file_info(p).type != pafs.FileType.NotFound
-
-
-def write_json(path: PathLike, obj: Any) -> None:
-    write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-
-
-def read_json(path: PathLike) -> Any:
-    return json.loads(read_bytes(path))
 
 
 def write_frame(path: PathLike, df: pd.DataFrame) -> None:
@@ -123,7 +57,7 @@ TRIAL_COLUMNS = {  # column -> pandas dtype; hp_* columns sit between trial_id a
     C.ERROR: "string",
 }
 EPOCH_KEY_COLUMNS = {C.TRIAL_ID: "string", C.EPOCH: "Int64", C.TIMESTAMP: "datetime64[us, UTC]"}
-_EPOCH_TEXT_COLUMNS = (C.PLACEMENT_GROUP_ID, C.NODE_ID, C.CHECKPOINT_PATH)
+_EPOCH_TEXT_COLUMNS = (C.PLACEMENT_GROUP_ID, C.NODE_IDS, C.CHECKPOINT_PATH)
 
 
 def trials_frame(rows: Iterable[Mapping[str, Any]], param_types: Mapping[str, type]) -> pd.DataFrame:

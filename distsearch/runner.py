@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from . import __version__
 from . import constants as C
-from . import driver, results, space
+from . import driver, results, space, storage
 from .spec import JobSpec
 from .tasks import check_job
 
@@ -62,20 +62,20 @@ def run_job(spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[st
             "cluster_resources": dict(ray.cluster_resources()), "started_at": datetime.now(timezone.utc).isoformat(),
             "schema_version": C.SCHEMA_VERSION,
         }
-        results.write_json(results.join(out, C.RUN_FILE), meta)
+        storage.write_json(storage.join(out, C.RUN_FILE), meta)
         outcome = driver.run_sweep(spec, out, verbose=verbose)
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)
         best = _test_best(spec, trials, epochs)
         if best is not None:
-            results.write_json(results.join(out, C.BEST_FILE), best)
+            storage.write_json(storage.join(out, C.BEST_FILE), best)
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}
         meta.update({
             "finished_at": datetime.now(timezone.utc).isoformat(), "sweep_wall_seconds": outcome.wall_seconds,
             "max_concurrent_trials": outcome.max_concurrent_trials, "status_counts": counts, "leaks": outcome.leaks,
         })
-        results.write_json(results.join(out, C.RUN_FILE), meta)
+        storage.write_json(storage.join(out, C.RUN_FILE), meta)
         return RunResult(run_dir=out, best=best, status_counts=counts)
     finally:
         if started_here:

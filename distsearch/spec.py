@@ -231,7 +231,7 @@ class Scaling(_Section):
 
 
 class Checkpointing(_Section):
-    num_to_keep: int = Field(2, ge=1, description="checkpoints kept per trial, best by the job's metric (count, >= 1)")
+    num_to_keep: int = Field(2, ge=1, description="checkpoints kept per trial: the best by the job's metric (count, >= 1), plus the latest, which Ray Train always keeps for resuming")
 
 
 class Harness(_Section):

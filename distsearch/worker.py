@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from ray.train import UserCallback
 
 from . import constants as C
 from . import loop
@@ -32,11 +33,15 @@ def train_worker(cfg: dict[str, Any]) -> None:
     splits = ray.get(cfg["splits"][0])
     ctx = ray.train.get_context()
     pg = ray.util.get_current_placement_group()
+    node_ids = [ray.get_runtime_context().get_node_id()]
+    if torch.distributed.is_initialized() and ctx.get_world_size() > 1:
+        node_ids = [None] * ctx.get_world_size()
+        torch.distributed.all_gather_object(node_ids, ray.get_runtime_context().get_node_id())
     # Rank 0's copy of these reaches the driver with every report; the PG id is how the
     # driver releases this worker group without the State API (see driver.py).
     tags = {
         C.PLACEMENT_GROUP_ID: pg.id.hex() if pg is not None else "",
-        C.NODE_ID: ray.get_runtime_context().get_node_id(),
+        C.NODE_IDS: ",".join(node_ids),
         C.WORLD_SIZE: ctx.get_world_size(),
     }
     start_state = None
@@ -59,3 +64,22 @@ def train_worker(cfg: dict[str, Any]) -> None:
         task, cfg["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits,
         device=ray.train.torch.get_device(), start_state=start_state,
     )
+
+
+class ForwardReports(UserCallback):
+    """Runs in the Train controller: forwards rank 0's metrics of every report (and the stored
+    checkpoint's path) into ``queue``, which the trial function drains into ``tune.report``.
+
+    Replaces Ray's ``TuneReportCallback``, whose hand-off can deadlock a trial in Ray 2.60: when
+    the last report is still in its queue as ``fit()`` returns, Tune's main thread takes it and
+    blocks for good on a one-slot result queue that already holds the function's final result.
+    """
+
+    def __init__(self, queue):
+        self._queue = queue
+
+    def after_report(self, run_context, metrics, checkpoint):
+        item = dict(metrics[0])
+        if checkpoint is not None:
+            item[C.CHECKPOINT_PATH] = checkpoint.path
+        self._queue.put(item)  # returns once the item is in the queue, so none is in flight after fit()

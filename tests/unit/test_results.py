@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from distsearch import constants as C
-from distsearch import results
+from distsearch import results, storage
 
 
 def _rows():
@@ -66,8 +66,8 @@ def test_write_is_atomic_when_the_rename_fails(tmp_path, monkeypatch):
         def move(self, src, dst):
             raise OSError("disk gone")
 
-    real = results.filesystem
-    monkeypatch.setattr(results, "filesystem", lambda p: (RenameFails(), real(p)[1]))
+    real = storage.filesystem
+    monkeypatch.setattr(storage, "filesystem", lambda p: (RenameFails(), real(p)[1]))
     with pytest.raises(OSError, match="disk gone"):
         results.write_frame(target, results.trials_frame(_rows(), TYPES))
     assert target.read_bytes() == before  # the old file is intact
@@ -75,6 +75,6 @@ def test_write_is_atomic_when_the_rename_fails(tmp_path, monkeypatch):
 
 
 def test_uri_and_local_path_agree(tmp_path):
-    results.write_json(f"file://{tmp_path}/x/run.json", {"a": 1})
-    assert results.read_json(tmp_path / "x" / "run.json") == {"a": 1}
-    assert results.join("s3://bucket/pre/", "job", "run") == "s3://bucket/pre/job/run"
+    storage.write_json(f"file://{tmp_path}/x/run.json", {"a": 1})
+    assert storage.read_json(tmp_path / "x" / "run.json") == {"a": 1}
+    assert storage.join("s3://bucket/pre/", "job", "run") == "s3://bucket/pre/job/run"

@@ -1,0 +1,76 @@
+"""Where a run's files live: local paths and URIs alike, and writes that are atomic.
+
+Every write goes to a temporary name beside the target, then is renamed (or moved, on object
+stores, where the object appears whole or not at all), so a crash never leaves a half-written
+file. URIs are whatever pyarrow's filesystems open (file://, s3://, gs://, hdfs://).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Union
+
+import pyarrow.fs as pafs
+
+PathLike = Union[str, Path]
+
+
+def is_uri(path: PathLike) -> bool:
+    return "://" in str(path)
+
+
+def join(base: PathLike, *parts: str) -> str:
+    """``base`` joined with ``parts`` by '/', for local paths and URIs alike."""
+    return "/".join([str(base).rstrip("/"), *parts])
+
+
+def absolute(path: PathLike) -> str:
+    """A local path made absolute (Tune needs that); URIs unchanged."""
+    return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(str(path)))
+
+
+def filesystem(path: PathLike) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for ``path`` and the path inside it."""
+    if is_uri(path):
+        return pafs.FileSystem.from_uri(str(path))
+    return pafs.LocalFileSystem(), absolute(path)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temporary sibling, then rename."""
+    fs, p = filesystem(path)
+    parent = p.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{p.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, p)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        raise
+
+
+def read_bytes(path: PathLike) -> bytes:
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return f.readall()
+
+
+def exists(path: PathLike) -> bool:
+    fs, p = filesystem(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def write_json(path: PathLike, obj: Any) -> None:
+    write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(path: PathLike) -> Any:
+    return json.loads(read_bytes(path))

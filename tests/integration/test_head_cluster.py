@@ -1,0 +1,149 @@
+"""A real `ray start --head` cluster with the dashboard and token auth: the CLI, `ray job submit`."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from distsearch import constants as C
+
+from ..conftest import ROOT, tiny_job
+from .conftest import check_run_files
+from distsearch.spec import load_job, parse_job
+
+pytestmark = pytest.mark.integration
+
+GCS_PORT = 6391
+DASHBOARD_PORT = 8271
+
+
+def _ray_cli():
+    return shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+
+
+@pytest.fixture(scope="module")
+def head_with_dashboard():
+    # Token authentication stays on: `ray start` enables it because a token exists (the
+    # embedded Ray of an earlier test, or .ci/run, made ~/.ray/auth_token).
+    subprocess.run(
+        [_ray_cli(), "start", "--head", f"--port={GCS_PORT}", "--num-cpus=2", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD_PORT}", "--disable-usage-stats"],
+        check=True, capture_output=True, timeout=120,
+        # as on a real node, the environment's python comes first: job entrypoints run `python`
+        env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")},
+    )
+    address = f"127.0.0.1:{GCS_PORT}"
+    try:
+        # "auto" (the head just started here) is the form Ray 2.60 authenticates on its own.
+        ray.init(address="auto")
+        yield address
+    finally:
+        ray.shutdown()
+        subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
+
+
+TRAIN_ACTORS = ("RayTrainWorker", "TrainController", "PlacementGroupCleaner")
+AUTH_ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # a client naming the address opts in to the token
+
+
+def _wait_until_nothing_left(timeout_s=20):
+    """Across the whole cluster (all jobs, dashboard view): no Train actor, no live placement group."""
+    from ray.util.state import list_actors, list_placement_groups
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        actors = [a.class_name for a in list_actors(filters=[("state", "!=", "DEAD")], limit=1000) if a.class_name in TRAIN_ACTORS]
+        pgs = [p.placement_group_id for p in list_placement_groups(limit=1000) if p.state != "REMOVED"]
+        if (not actors and not pgs) or time.monotonic() > deadline:
+            return actors, pgs
+        time.sleep(0.5)
+
+
+def _job_cli(*args, timeout=120):
+    return subprocess.run([_ray_cli(), "job", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=AUTH_ENV)
+
+
+def _job_status(job_id):
+    proc = _job_cli("status", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", job_id)
+    out = (proc.stdout + proc.stderr).upper()
+    for state in ("SUCCEEDED", "STOPPED", "FAILED", "RUNNING", "PENDING"):
+        if state in out:
+            return state
+    return out
+
+
+def test_ray_job_submit_runs_the_sweep_to_success(head_with_dashboard, tmp_path):
+    store = tmp_path / "store"
+    sub = _job_cli(
+        "submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "--working-dir", ".", "--submission-id", "ds-ok", "--no-wait",
+        "--", "python", "-m", "distsearch", "run", "jobs/smoke.yaml", "--storage", str(store), "--run-id", "submitted",
+    )
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    deadline = time.monotonic() + 600
+    while _job_status("ds-ok") in ("PENDING", "RUNNING") and time.monotonic() < deadline:
+        time.sleep(2)
+    logs = _job_cli("logs", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-ok").stdout
+    assert _job_status("ds-ok") == "SUCCEEDED", logs[-3000:]
+    assert "Trial status" in logs and "held-out test" in logs  # progress and the leaderboard reach `ray job logs`
+    run_dir = store / "smoke" / "submitted"
+    assert (run_dir / C.TRIALS_FILE).exists() and (run_dir / C.EPOCHS_FILE).exists()
+    check_run_files(str(run_dir), load_job(ROOT / "jobs" / "smoke.yaml"))
+    assert _wait_until_nothing_left() == ([], [])
+
+
+def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
+    store = tmp_path / "store"
+    sub = _job_cli(
+        "submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "--working-dir", ".", "--submission-id", "ds-stop", "--no-wait",
+        "--", "python", "-m", "distsearch", "run", "jobs/quickstart.yaml", "--storage", str(store),
+    )
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    from ray.util.state import list_actors
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # stop it mid-sweep, once trials' workers are training
+        if any(a.class_name == "RayTrainWorker" for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("no Train worker ever started")
+    stop = _job_cli("stop", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-stop")
+    assert stop.returncode == 0, stop.stderr[-2000:]
+    deadline = time.monotonic() + 60
+    while _job_status("ds-stop") not in ("STOPPED", "FAILED", "SUCCEEDED") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _job_status("ds-stop") == "STOPPED"
+    assert _wait_until_nothing_left() == ([], [])
+
+
+def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, tmp_path):
+    from ray.util.state import list_actors
+
+    assert isinstance(list_actors(limit=5), list)  # the State API answers: the dashboard is up
+    assert (Path.home() / ".ray" / "auth_token").exists()
+    # storage as a URI, so the whole URI path (Tune, Train checkpoints, Parquet, best model) runs
+    raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 8, "max_epochs": 3}, storage=f"file://{tmp_path}/store")
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "distsearch", "run", str(job), "--address", head_with_dashboard, "--run-id", "r1", "--quiet"],
+        capture_output=True, text=True, cwd=ROOT, timeout=900, env=AUTH_ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "held-out test" in proc.stdout and "best val_accuracy" in proc.stdout
+    run_dir = f"{raw['storage']}/headjob/r1"
+    assert (tmp_path / "store" / "headjob" / "r1" / C.TRIALS_FILE).exists()
+    run = check_run_files(run_dir, parse_job(raw))
+    assert run["best"][C.CHECKPOINT_PATH].startswith(str(tmp_path / "store")) and run["best"]["test"]["test_accuracy"] > 0.5
+    assert run["trials"][C.RELEASE_SECONDS].max() < 10
+    assert run["run"]["leaks"]["train_actors_alive_at_end"] == []
+    # The driver job has ended: nothing of it may be left anywhere on the cluster.
+    assert _wait_until_nothing_left() == ([], [])
+    report = subprocess.run([sys.executable, "-m", "distsearch", "report", run_dir], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert report.returncode == 0 and "test_accuracy" in report.stdout
