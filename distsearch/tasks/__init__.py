@@ -61,10 +61,6 @@ def _registry() -> dict[str, Task]:
     return {"digits": DigitsTask()}
 
 
-def task_names() -> list[str]:
-    return sorted(_registry())
-
-
 def get_task(name: str) -> Task:
     tasks = _registry()
     if name not in tasks:
