@@ -42,7 +42,7 @@ from ray import tune
 from . import constants as C
 from . import loop, space, storage
 from .spec import JobSpec
-from .tasks import Splits, check_job, get_task
+from .tasks import Splits, Task, check_job
 from .worker import ForwardReports, train_worker
 
 log = logging.getLogger("distsearch")
@@ -165,10 +165,10 @@ def _lean_trainer_cls():
     return _LeanTorchTrainer
 
 
-def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, splits: list) -> None:
+def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list) -> None:
     """The Tune function trainable: one Train V2 run for this trial's config.
 
-    ``splits`` is ``[ObjectRef]`` to the task's data, wrapped in a list so that Ray passes the
+    ``data`` is ``[ObjectRef]`` to ``(task, splits)``, wrapped in a list so that Ray passes the
     reference on to the workers instead of resolving it here.
     """
     import ray.train
@@ -188,7 +188,7 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     reports = Queue(actor_options={"num_cpus": 0})
     trainer = _lean_trainer_cls()(
         train_worker,
-        train_loop_config={"job": job, "params": space.flatten(config), "splits": splits},
+        train_loop_config={"job": job, "params": space.flatten(config), "data": data},
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         run_config=ray.train.RunConfig(
@@ -451,22 +451,25 @@ def asha_scheduler(spec: JobSpec):
     )
 
 
-def run_sweep(spec: JobSpec, run_dir: str, *, verbose: int = 1) -> SweepOutcome:
+def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, verbose: int = 1) -> SweepOutcome:
     """Run the ASHA sweep of ``spec`` on the connected Ray cluster; ``run_dir`` is a local path or URI.
 
-    Ray must already be connected (see ``connect``). Trials that fail are recorded, not raised.
+    Ray must already be connected (see ``connect``). ``task`` is ``check_job(spec)``'s, built
+    here if not given. Trials that fail are recorded, not raised.
     """
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    task = check_job(spec)
+    task = task if task is not None else check_job(spec)
     nodes = _alive_nodes()
     concurrency = plan_concurrency(spec, nodes)
     job = spec.to_dict()
-    splits_ref = ray.put(task.splits(spec.task_options, spec.seed))  # owned by this driver for the whole sweep
+    splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
+    # Workers get no test rows: the test split is touched once, by the runner, for the best model.
+    data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
     recorder = ResultRecorder()
     reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
     trainable = tune.with_resources(
-        tune.with_parameters(_run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), splits=[splits_ref]), _TRIAL_ACTOR_RESOURCES
+        tune.with_parameters(_run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref]), _TRIAL_ACTOR_RESOURCES
     )
     tuner = tune.Tuner(
         trainable,
@@ -511,11 +514,13 @@ def run_sweep(spec: JobSpec, run_dir: str, *, verbose: int = 1) -> SweepOutcome:
 # ---------------------------------------------------------------------------------------------
 # The best model, once, on the test split
 # ---------------------------------------------------------------------------------------------
-def evaluate_checkpoint(spec: JobSpec, params: Mapping[str, Any], state: Mapping[str, Any], split: str = "test", splits: Optional[Splits] = None) -> dict[str, float]:
-    """Restore ``state`` into the task's model for ``params`` and score it on ``split``, on CPU."""
-    task = get_task(spec.task)
-    splits = splits if splits is not None else task.splits(spec.task_options, spec.seed)
+def evaluate_checkpoint(task: Task, splits: Splits, params: Mapping[str, Any], state: Mapping[str, Any], split_names=("train", "val", "test")) -> dict[str, float]:
+    """Restore ``state`` into ``task``'s model for ``params`` and score it on each named split, on
+    CPU, in eval mode: ``{"<split>_<metric>": value}``."""
     model = task.build_model(params, splits)
     model.load_state_dict(state["model"])
-    sums = loop.evaluate(task, model, getattr(splits, split), torch.device("cpu"))
-    return {f"{split}_{k}": v for k, v in task.metrics_from_sums(sums).items()}
+    scores = {}
+    for split in split_names:
+        sums = loop.evaluate(task, model, getattr(splits, split), torch.device("cpu"))
+        scores.update({f"{split}_{k}": v for k, v in task.metrics_from_sums(sums).items()})
+    return scores

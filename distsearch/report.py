@@ -35,6 +35,10 @@ def format_run(run: Mapping[str, Any], top: int = 10) -> str:
     if best:
         test = ", ".join(f"{k} = {v:.4f}" for k, v in best["test"].items())
         lines.append(f"best trial {best[C.TRIAL_ID]} (epoch {best[C.EPOCH]}, {best['metric']} = {best['val_metric']:.4f}); held-out test: {test}")
+        if best.get("final_train"):
+            # Same model, eval mode, on each split: the overfitting gap at a glance.
+            both = [(k.split("_", 1)[1], v, best["final_val"].get("val_" + k.split("_", 1)[1])) for k, v in best["final_train"].items()]
+            lines.append("  final train vs val: " + ", ".join(f"{m} {t:.4f} / {v:.4f}" for m, t, v in both if v is not None))
     errors = trials[trials[C.STATUS] == C.STATUS_ERROR]
     for _, r in errors.head(3).iterrows():
         lines.append(f"error in {r[C.TRIAL_ID]}: {str(r[C.ERROR]).strip().splitlines()[-1][:300]}")

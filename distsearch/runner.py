@@ -50,7 +50,7 @@ def select_best(trials, mode: str):
 
 def run_job(spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[str] = None, dashboard: bool = False, verbose: int = 1) -> RunResult:
     """Run ``spec`` and write ``<storage>/<name>/<run id>/``; Ray is started here only if needed."""
-    check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
+    task = check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
     run_id = run_id or new_run_id()
     out = results.run_dir(spec.storage, spec.name, run_id)
     started_here = driver.connect(address, dashboard=dashboard)
@@ -63,11 +63,11 @@ def run_job(spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[st
             "schema_version": C.SCHEMA_VERSION,
         }
         storage.write_json(storage.join(out, C.RUN_FILE), meta)
-        outcome = driver.run_sweep(spec, out, verbose=verbose)
+        outcome = driver.run_sweep(spec, out, task=task, verbose=verbose)
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)
-        best = _test_best(spec, trials, epochs)
+        best = _test_best(spec, task, trials, epochs)
         if best is not None:
             storage.write_json(storage.join(out, C.BEST_FILE), best)
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}
@@ -84,8 +84,12 @@ def run_job(spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[st
             ray.shutdown()
 
 
-def _test_best(spec: JobSpec, trials, epochs) -> Optional[dict[str, Any]]:
-    """Restore the best trial's best checkpoint and score it on the test split, once."""
+def _test_best(spec: JobSpec, task, trials, epochs) -> Optional[dict[str, Any]]:
+    """Restore the best trial's best checkpoint and score it on the test split, once.
+
+    The same model is scored on the train and validation splits too, in eval mode, so the
+    overfitting gap (``train`` against ``val``) sits beside the test score in best.json.
+    """
     row = select_best(trials, spec.mode)
     if row is None:
         log.warning("no trial reported %s; nothing to test", spec.metric)
@@ -98,9 +102,10 @@ def _test_best(spec: JobSpec, trials, epochs) -> Optional[dict[str, Any]]:
     t0 = time.perf_counter()
     state = results.load_state(ckpt[C.CHECKPOINT_PATH])
     params = state["params"]
-    scores = driver.evaluate_checkpoint(spec, params, state, split="test")
+    scores = driver.evaluate_checkpoint(task, task.splits(spec.seed), params, state)
+    by_split = {s: {k: v for k, v in scores.items() if k.startswith(f"{s}_")} for s in ("train", "val", "test")}
     return {
         C.TRIAL_ID: trial_id, "params": params, "metric": spec.metric, "mode": spec.mode,
         "val_metric": float(ckpt[spec.metric]), C.EPOCH: int(ckpt[C.EPOCH]), C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
-        "test": scores, "test_seconds": time.perf_counter() - t0,
+        "test": by_split["test"], "final_train": by_split["train"], "final_val": by_split["val"], "test_seconds": time.perf_counter() - t0,
     }

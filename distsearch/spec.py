@@ -256,7 +256,7 @@ class JobSpec(_Section):
     """A complete, validated job. Every field has a unit or a closed set of values."""
 
     name: str = Field(description="job name, the folder under storage (letters, digits, _ . -; up to 64 characters)")
-    task: str = Field(description="task name: digits (more tasks are registered in distsearch.tasks)")
+    task: str = Field(description="task name: digits, tabular, charlm or custom (see distsearch.tasks)")
     seed: int = Field(0, ge=0, description="seed for the data splits, the search and the weights (integer >= 0)")
     metric: str = Field(description="the reported metric ASHA and model selection optimise, e.g. val_accuracy")
     mode: Literal["min", "max"] = Field(description="min or max: whether a lower or higher metric is better")

@@ -1,8 +1,8 @@
 """The Ray Train side of a trial: what each DDP worker runs. Knows Ray Train, not Tune.
 
 Kept light on purpose: every trial spawns fresh worker processes that import this module, so
-it imports neither Tune, pandas nor scikit-learn. The task's splits arrive through the object
-store, loaded once by the driver, so workers do not each reload and re-split the data.
+it imports neither Tune, pandas nor scikit-learn. The task object and its splits arrive through
+the object store, built once by the driver, so workers do not each reload and re-split the data.
 """
 
 from __future__ import annotations
@@ -18,19 +18,17 @@ from ray.train import UserCallback
 from . import constants as C
 from . import loop
 from .spec import JobSpec
-from .tasks import get_task
 
 
 def train_worker(cfg: dict[str, Any]) -> None:
-    """One Train worker. ``cfg``: ``job`` (a JobSpec dict), ``params`` (flat), ``splits`` ([ObjectRef])."""
+    """One Train worker. ``cfg``: ``job`` (a JobSpec dict), ``params`` (flat), ``data`` ([ObjectRef] to (task, splits))."""
     import ray
     import ray.train
     import ray.train.torch
 
     spec = JobSpec.model_validate(cfg["job"])
     torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
-    task = get_task(spec.task)
-    splits = ray.get(cfg["splits"][0])
+    task, splits = ray.get(cfg["data"][0])
     ctx = ray.train.get_context()
     pg = ray.util.get_current_placement_group()
     node_ids = [ray.get_runtime_context().get_node_id()]

@@ -1,82 +1,84 @@
-"""Tasks: what to train on and how to score it, behind one small protocol.
+"""Tasks: what to train on and how to score it, behind one small protocol (``base.Task``).
 
-A task is an object with five members (see ``Task``); the loop never learns more than that.
-``get_task(name)`` returns one; ``check_job(spec)`` runs the task-specific checks a job spec
-needs before Ray starts (metric exists, space parameters are ones the task reads).
+``make_task(name, options)`` returns a task with its options bound, reading its data as needed,
+and raises ``TaskInputError`` on unusable input. ``check_job(spec)`` is the task-specific half
+of job validation (the task and its inputs, the metric, the space's parameters and model
+families); the CLI and the runner call it before Ray starts.
+
+Registered tasks: ``digits``, ``tabular``, ``charlm`` and ``custom`` (the user's own).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
-import torch
-from torch import nn
+from ..spec import Choice, Conditional, Fixed, JobSpec, SpecError
+from .base import PROTOCOL_MEMBERS, ClassificationHead, RegressionHead, SequenceHead, Splits, Task, TaskInputError, split_indices
 
-from ..spec import JobSpec, SpecError
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Train, validation and test tensors, fixed by the job's seed. ``x`` float, ``y`` targets."""
-
-    train: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
-
-
-class Task(Protocol):
-    """The whole contract between a task and the training loop.
-
-    ``metric_modes`` names the metrics ``metrics_from_sums`` returns, each with the mode that
-    makes it better ("max" or "min"); the loop reports them as ``train_<m>`` and ``val_<m>``.
-    ``metric_sums`` returns additive sums (including ``count``) so that ranks can all-reduce
-    them before ``metrics_from_sums`` turns them into the epoch's metrics.
-    """
-
-    name: str
-    metric_modes: Mapping[str, str]
-    hyperparameters: frozenset[str]
-
-    def check_options(self, options: Mapping[str, Any]) -> list[str]: ...
-
-    def splits(self, options: Mapping[str, Any], seed: int) -> Splits: ...
-
-    def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module: ...
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
-
-    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]: ...
-
-    def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]: ...
-
+__all__ = [
+    "PROTOCOL_MEMBERS", "RECIPE_PARAMS", "TASKS", "ClassificationHead", "RegressionHead", "SequenceHead", "Splits", "Task",
+    "TaskInputError", "check_job", "make_task", "split_indices",
+]
 
 # Training-recipe parameters the loop itself reads; every task accepts them.
 RECIPE_PARAMS = frozenset({"lr", "batch_size", "optimizer", "momentum", "weight_decay", "lr_schedule"})
 
 
-def _registry() -> dict[str, Task]:
+def _digits(options):
     from .digits import DigitsTask
 
-    return {"digits": DigitsTask()}
+    return DigitsTask(options)
 
 
-def get_task(name: str) -> Task:
-    tasks = _registry()
-    if name not in tasks:
-        raise KeyError(f"task: got {name!r}; use one of {', '.join(sorted(tasks))}")
-    return tasks[name]
+def _tabular(options):
+    from . import tabular
+
+    return tabular.make(options)
+
+
+def _charlm(options):
+    from .charlm import CharLMTask
+
+    return CharLMTask(options)
+
+
+def _custom(options):
+    from . import custom
+
+    return custom.make(options)
+
+
+TASKS: dict[str, Callable[[Mapping[str, Any]], Task]] = {"digits": _digits, "tabular": _tabular, "charlm": _charlm, "custom": _custom}
+
+
+def make_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
+    """The task ``name`` with ``options`` bound; raises ``TaskInputError`` naming each problem."""
+    if name not in TASKS:
+        raise TaskInputError([f"task: got {name!r}; use one of {', '.join(TASKS)}"])
+    return TASKS[name](dict(options or {}))
+
+
+def _families_in_space(spec: JobSpec) -> list[str]:
+    p = spec.space.get("model")
+    if isinstance(p, Conditional):
+        return list(p.options)
+    if isinstance(p, Choice):
+        return [str(v) for v in p.values]
+    if isinstance(p, Fixed):
+        return [str(p.value)]
+    return []
 
 
 def check_job(spec: JobSpec) -> Task:
-    """The task-specific half of validation; raises ``SpecError`` naming each bad field."""
+    """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad field."""
     from ..space import param_types
 
-    tasks = _registry()
-    if spec.task not in tasks:
-        raise SpecError([f"task: got {spec.task!r}; use one of {', '.join(sorted(tasks))}"], f"job {spec.name!r}")
-    task = tasks[spec.task]
-    problems = list(task.check_options(spec.task_options))
+    source = f"job {spec.name!r}"
+    try:
+        task = make_task(spec.task, spec.task_options)
+    except TaskInputError as e:
+        raise SpecError(e.problems, source) from None
+    problems = []
     metrics = {f"{split}_{m}" for m in task.metric_modes for split in ("val", "train")}
     if spec.metric not in metrics:
         problems.append(f"metric: got {spec.metric!r}; task {task.name} reports {', '.join(sorted(metrics))} (use a val_ metric for selection)")
@@ -84,10 +86,13 @@ def check_job(spec: JobSpec) -> Task:
         natural = task.metric_modes[spec.metric.split("_", 1)[1]]
         if spec.mode != natural:
             problems.append(f"mode: got {spec.mode!r} for {spec.metric}, which is better when {'higher' if natural == 'max' else 'lower'}; set mode: {natural}")
+    for family in _families_in_space(spec):
+        if family not in task.families:
+            problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}")
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):
         if name not in known:
             problems.append(f"space.{name}: task {task.name} does not read this parameter; use one of {', '.join(sorted(known))}")
     if problems:
-        raise SpecError(problems, f"job {spec.name!r}")
+        raise SpecError(problems, source)
     return task

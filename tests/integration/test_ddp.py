@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from distsearch import constants as C
 from distsearch import loop
-from distsearch.tasks import get_task
+from distsearch.tasks import make_task
 
 PARAMS = {"model": "mlp", "model.width": 32, "lr": 0.01, "batch_size": 64}
 
@@ -20,8 +20,8 @@ def _rank_main(rank, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.set_num_threads(1)
-    task = get_task("digits")
-    splits = task.splits({}, seed=0)
+    task = make_task("digits")
+    splits = task.splits(seed=0)
     reports = []
 
     def report(metrics, state):
@@ -51,8 +51,8 @@ def test_two_rank_metrics_are_reduced_over_the_whole_split(tmp_path):
     assert not (tmp_path / "rank1.json").read_text() == "" and len(list(tmp_path.glob("state*.pt"))) == 2  # rank 0 only
     # The reported val accuracy equals the final model's accuracy on the *whole* validation
     # split, not on rank 0's half of it.
-    task = get_task("digits")
-    splits = task.splits({}, seed=0)
+    task = make_task("digits")
+    splits = task.splits(seed=0)
     state = torch.load(tmp_path / "state2.pt", weights_only=False)
     model = task.build_model(PARAMS, splits)
     model.load_state_dict(state["model"])

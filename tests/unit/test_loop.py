@@ -8,13 +8,13 @@ import torch
 
 from distsearch import constants as C
 from distsearch import loop
-from distsearch.tasks import get_task
+from distsearch.tasks import make_task
 
 
 @pytest.fixture(scope="module")
 def digits():
-    task = get_task("digits")
-    return task, task.splits({}, seed=0)
+    task = make_task("digits")
+    return task, task.splits(seed=0)
 
 
 def test_reports_every_epoch_and_learns(digits):
@@ -36,9 +36,9 @@ def test_splits_are_disjoint_stratified_and_seeded(digits):
     rows = [{tuple(r.tolist()) for r in s[0]} for s in (splits.train, splits.val, splits.test)]
     assert not (rows[0] & rows[2]) or len(rows[0] & rows[2]) < 5  # digits has a few duplicate images
     assert torch.bincount(splits.test[1]).min() >= 25  # every class present in test (stratified)
-    again = task.splits({}, seed=0)
+    again = task.splits(seed=0)
     assert torch.equal(again.test[0], splits.test[0])
-    assert not torch.equal(task.splits({}, seed=1).test[0], splits.test[0])
+    assert not torch.equal(task.splits(seed=1).test[0], splits.test[0])
 
 
 def test_resume_continues_after_the_checkpoint_epoch(digits):

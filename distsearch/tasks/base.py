@@ -1,0 +1,188 @@
+"""The task protocol and the parts tasks share: splits, loss-and-metric heads, input errors.
+
+Kept free of pandas and scikit-learn at import time: Train workers unpickle task objects, and
+every worker process pays for what this module imports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TaskInputError(ValueError):
+    """A task's options or data are unusable. ``problems``: one "field: got value; fix" line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test tensors, fixed by the job's seed: ``(inputs, targets)`` each."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+    def without_test(self) -> "Splits":
+        """These splits with the test split emptied (zero rows): what Train workers receive, so
+        that no trial can look at the test data, whatever its code does."""
+        return Splits(train=self.train, val=self.val, test=(self.test[0][:0], self.test[1][:0]))
+
+
+@runtime_checkable
+class Task(Protocol):
+    """The whole contract between a task and the training loop; options are bound at construction.
+
+    - ``metric_modes``: each metric ``metrics_from_sums`` returns, with the mode that makes it
+      better ("max" or "min"); the loop reports them as ``train_<m>`` and ``val_<m>``.
+    - ``families``: the model families ``build_model`` accepts as ``params["model"]``.
+    - ``hyperparameters``: every parameter name ``build_model`` reads (flat names, see models).
+    - ``splits(seed)``: the same tensors for the same seed, on every call and every machine.
+    - ``metric_sums``: additive sums (including ``count``), so that ranks can all-reduce them
+      before ``metrics_from_sums`` turns them into one epoch's metrics.
+
+    A task object is pickled to the Train workers, so it must hold plain data (arrays, strings),
+    not open files or clients.
+    """
+
+    name: str
+    metric_modes: Mapping[str, str]
+    families: tuple[str, ...]
+    hyperparameters: frozenset[str]
+
+    def splits(self, seed: int) -> Splits: ...
+
+    def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module: ...
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]: ...
+
+    def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]: ...
+
+
+PROTOCOL_MEMBERS = ("name", "metric_modes", "families", "hyperparameters", "splits", "build_model", "loss", "metric_sums", "metrics_from_sums")
+
+
+# ---------------------------------------------------------------------------------------------
+# Heads: loss and metrics for a kind of target. A task inherits one and sets its attributes.
+# ---------------------------------------------------------------------------------------------
+class ClassificationHead:
+    """Cross-entropy over ``num_classes``; accuracy and macro-F1 from additive per-class counts.
+
+    Outputs are logits ``(N, C)``; targets are class indices ``(N,)``. Macro-F1 averages F1 over
+    the classes that occur in the targets or the predictions, as scikit-learn's ``f1_score``.
+    """
+
+    num_classes: int
+    metric_modes = {"accuracy": "max", "macro_f1": "max", "loss": "min"}
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets)
+
+    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        pred = outputs.argmax(1)
+        k = self.num_classes
+        hit = torch.bincount(targets[pred == targets], minlength=k).tolist()
+        predicted = torch.bincount(pred, minlength=k).tolist()
+        actual = torch.bincount(targets, minlength=k).tolist()
+        sums = {"loss": float(F.cross_entropy(outputs, targets, reduction="sum")), "correct": float(sum(hit)), "count": float(len(targets))}
+        for c in range(k):
+            sums[f"tp_{c}"], sums[f"pred_{c}"], sums[f"true_{c}"] = float(hit[c]), float(predicted[c]), float(actual[c])
+        return sums
+
+    def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]:
+        n = max(sums["count"], 1.0)
+        f1s = [
+            2 * sums[f"tp_{c}"] / (sums[f"pred_{c}"] + sums[f"true_{c}"])
+            for c in range(self.num_classes) if sums[f"pred_{c}"] + sums[f"true_{c}"] > 0
+        ]
+        return {"accuracy": sums["correct"] / n, "macro_f1": sum(f1s) / max(len(f1s), 1), "loss": sums["loss"] / n}
+
+
+class RegressionHead:
+    """Mean squared error on standardised targets; RMSE in the target's units and R².
+
+    Targets are standardised with the training split's mean and ``target_scale`` (its standard
+    deviation); outputs are ``(N, 1)``. R² is the same in either unit; RMSE is scaled back.
+    """
+
+    target_scale: float = 1.0
+    metric_modes = {"rmse": "min", "r2": "max", "loss": "min"}
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs.squeeze(-1), targets)
+
+    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        err = outputs.squeeze(-1).double() - targets.double()
+        t = targets.double()
+        return {"sse": float((err**2).sum()), "sum_y": float(t.sum()), "sum_y2": float((t**2).sum()), "count": float(len(targets))}
+
+    def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]:
+        n = max(sums["count"], 1.0)
+        total = sums["sum_y2"] - sums["sum_y"] ** 2 / n
+        mse = sums["sse"] / n
+        return {"rmse": self.target_scale * math.sqrt(mse), "r2": 1.0 - sums["sse"] / total if total > 0 else float("nan"), "loss": mse}
+
+
+class SequenceHead:
+    """Next-token cross-entropy over a vocabulary; bits per token (``bpc`` for characters).
+
+    Outputs are ``(N, T, V)`` logits; targets ``(N, T)`` token ids. ``count`` is tokens, not rows.
+    """
+
+    metric_modes = {"bpc": "min", "loss": "min"}
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs.flatten(0, 1), targets.flatten())
+
+    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        nats = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="sum")
+        return {"loss": float(nats), "count": float(targets.numel())}
+
+    def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]:
+        per_token = sums["loss"] / max(sums["count"], 1.0)
+        return {"bpc": per_token / math.log(2), "loss": per_token}
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting and option helpers
+# ---------------------------------------------------------------------------------------------
+def split_indices(n: int, seed: int, val_fraction: float, test_fraction: float, stratify: Optional[Any] = None):
+    """Index arrays (train, val, test) of ``n`` rows, fixed by ``seed``; stratified on ``stratify``
+    (one label per row) when given. Raises ``ValueError`` if a class is too small to stratify."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    strat = None if stratify is None else np.asarray(stratify)
+    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    train, val = train_test_split(
+        rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=None if strat is None else strat[rest]
+    )
+    return train, val, test
+
+
+def check_options(task: str, options: Mapping[str, Any], defaults: Mapping[str, Any], required: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+    """``options`` over ``defaults``, and a problem line for each unknown or missing key."""
+    known = set(defaults) | set(required)
+    problems = [f"task_options.{k}: {task} has no option {k!r}; use {', '.join(sorted(known))}" for k in options if k not in known]
+    problems += [f"task_options.{k}: missing; {task} needs it" for k in required if k not in options]
+    return {**defaults, **{k: v for k, v in options.items() if k in known}}, problems
+
+
+def check_fractions(opts: Mapping[str, Any], keys: tuple[str, ...] = ("val_fraction", "test_fraction")) -> list[str]:
+    problems = []
+    for k in keys:
+        v = opts[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.05 <= v <= 0.4:
+            problems.append(f"task_options.{k}: got {v!r}; use a fraction between 0.05 and 0.4")
+    return problems

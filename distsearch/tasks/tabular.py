@@ -1,0 +1,179 @@
+"""``tabular``: any Parquet or CSV file (local path or URI) with a named target column.
+
+Options:
+
+- ``path`` (required): a ``.parquet``/``.pq`` or ``.csv`` file, local (relative to the current
+  directory) or a URI pyarrow opens (``s3://``, ``gs://``, ``file://``).
+- ``target`` (required): the column to predict. Rows whose target is missing are dropped.
+- ``problem``: ``classification``, ``regression`` or ``auto`` (default). ``auto`` picks
+  classification for a string, boolean or categorical target, or an integer target with at
+  most ``MAX_AUTO_CLASSES`` distinct values; regression otherwise.
+- ``val_fraction``, ``test_fraction``: fractions of all rows (default 0.15 each); splits are
+  fixed by the seed and stratified for classification.
+
+Features: numeric columns are standardised with the training split's mean and standard
+deviation (missing values become that mean); every other column is one-hot encoded with the
+categories seen in the training split (an unseen category encodes as all zeros). A regression
+target is standardised the same way, and RMSE is reported in its own units. Model family: ``mlp``
+(``depth: 0`` is a linear model).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import models, storage
+from .base import ClassificationHead, RegressionHead, Splits, TaskInputError, check_fractions, check_options, split_indices
+
+DEFAULTS = {"problem": "auto", "val_fraction": 0.15, "test_fraction": 0.15}
+REQUIRED = ("path", "target")
+MAX_AUTO_CLASSES = 20
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def read_table(path: str):
+    """The file at ``path`` as a pandas DataFrame; raises ``TaskInputError`` naming the problem."""
+    import pyarrow.csv as pacsv
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    suffix = next((s for s in FORMATS if str(path).lower().endswith(s)), None)
+    if suffix is None:
+        raise TaskInputError([f"task_options.path: got {path!r}; give a file ending in {', '.join(FORMATS)}"])
+    try:
+        fs, inner = storage.filesystem(path)
+        info = fs.get_file_info(inner)
+    except (OSError, ValueError) as e:
+        raise TaskInputError([f"task_options.path: got {path!r}; cannot open it: {e}"]) from None
+    if info.type != pafs.FileType.File:
+        raise TaskInputError([f"task_options.path: got {path!r}; no such file (a path is relative to the directory distsearch runs in)"])
+    try:
+        if FORMATS[suffix] == "parquet":
+            table = pq.read_table(inner, filesystem=fs)
+        else:
+            with fs.open_input_stream(inner) as f:
+                table = pacsv.read_csv(f)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the file's fault, reported as such
+        raise TaskInputError([f"task_options.path: got {path!r}; cannot read it as {FORMATS[suffix]}: {e}"]) from None
+    return table.to_pandas()
+
+
+class _Tabular:
+    name = "tabular"
+    families = ("mlp",)
+    hyperparameters = models.param_names(families)
+
+    def __init__(self, options: Mapping[str, Any], frame, problem: str):
+        import pandas as pd
+
+        self.options = dict(options)
+        self.problem = problem
+        target = options["target"]
+        frame = frame[frame[target].notna()].reset_index(drop=True)
+        self.features = [c for c in frame.columns if c != target]
+        self.numeric = [c for c in self.features if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+        # Plain arrays, not a DataFrame: the task is pickled to workers that need not import pandas.
+        self.columns = {c: (frame[c].to_numpy(dtype=float) if c in self.numeric else frame[c].astype(str).to_numpy()) for c in self.features}
+        self.y_raw = frame[target].to_numpy()
+        self.n_rows = len(frame)
+
+    def encode(self, rows) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Feature matrix for all rows, with statistics and categories from ``rows`` only."""
+        blocks = []
+        for c in self.features:
+            col = self.columns[c]
+            if c in self.numeric:
+                mean = np.nanmean(col[rows]) if np.isfinite(col[rows]).any() else 0.0
+                std = np.nanstd(col[rows])
+                filled = np.where(np.isnan(col), mean, col)
+                blocks.append(((filled - mean) / (std if std > 0 else 1.0))[:, None])
+            else:
+                cats = np.unique(col[rows])
+                blocks.append((col[:, None] == cats[None, :]).astype(float))
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((self.n_rows, 0))
+
+    def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
+        return models.build(params, in_features=splits.train[0].shape[1], out_features=self.out_features)
+
+
+class TabularClassification(ClassificationHead, _Tabular):
+    def __init__(self, options, frame):
+        _Tabular.__init__(self, options, frame, "classification")
+        self.classes = np.unique(self.y_raw.astype(str))
+        self.num_classes = self.out_features = len(self.classes)
+        self.labels = np.searchsorted(self.classes, self.y_raw.astype(str))
+
+    def splits(self, seed: int) -> Splits:
+        parts = split_indices(self.n_rows, seed, self.options["val_fraction"], self.options["test_fraction"], stratify=self.labels)
+        x = torch.tensor(self.encode(parts[0]), dtype=torch.float32)
+        y = torch.tensor(self.labels, dtype=torch.long)
+        tr, va, te = ((x[torch.as_tensor(i)], y[torch.as_tensor(i)]) for i in parts)
+        return Splits(train=tr, val=va, test=te)
+
+
+class TabularRegression(RegressionHead, _Tabular):
+    out_features = 1
+
+    def __init__(self, options, frame):
+        _Tabular.__init__(self, options, frame, "regression")
+        self.y_raw = self.y_raw.astype(float)
+
+    def splits(self, seed: int) -> Splits:
+        parts = split_indices(self.n_rows, seed, self.options["val_fraction"], self.options["test_fraction"])
+        x = torch.tensor(self.encode(parts[0]), dtype=torch.float32)
+        mean, std = self.y_raw[parts[0]].mean(), self.y_raw[parts[0]].std()
+        # RMSE is reported in the target's units; set per split call, as the training rows decide it.
+        self.target_scale = float(std) if std > 0 else 1.0
+        y = torch.tensor((self.y_raw - mean) / self.target_scale, dtype=torch.float32)
+        tr, va, te = ((x[torch.as_tensor(i)], y[torch.as_tensor(i)]) for i in parts)
+        return Splits(train=tr, val=va, test=te)
+
+
+def infer_problem(column) -> str:
+    """``classification`` or ``regression`` for a target column, by the rule in the module doc."""
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return "classification"
+    if pd.api.types.is_integer_dtype(column) and column.nunique() <= MAX_AUTO_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def make(options: Mapping[str, Any]):
+    """A tabular task for ``options``; reads the file and raises ``TaskInputError`` on bad input."""
+    import pandas as pd
+
+    opts, problems = check_options("tabular", options, DEFAULTS, REQUIRED)
+    problems += check_fractions(opts)
+    if opts["problem"] not in ("auto", "classification", "regression"):
+        problems.append(f"task_options.problem: got {opts['problem']!r}; use auto, classification or regression")
+    if problems:
+        raise TaskInputError(problems)
+    frame = read_table(opts["path"])
+    target = opts["target"]
+    if target not in frame.columns:
+        raise TaskInputError([f"task_options.target: got {target!r}; {opts['path']} has no such column; its columns are {', '.join(map(str, frame.columns))}"])
+    y = frame[target].dropna()
+    if y.nunique() < 2:
+        shown = repr(y.iloc[0]) if len(y) else "nothing (every value is missing)"
+        raise TaskInputError([f"task_options.target: column {target!r} holds {shown} in every row; a constant target has nothing to learn"])
+    problem = infer_problem(y) if opts["problem"] == "auto" else opts["problem"]
+    if problem == "regression" and not pd.api.types.is_numeric_dtype(y):
+        raise TaskInputError([f"task_options.problem: got regression for column {target!r} of type {y.dtype}; use classification or a numeric target"])
+    task = TabularClassification(opts, frame) if problem == "classification" else TabularRegression(opts, frame)
+    if problem == "classification":
+        try:
+            split_indices(task.n_rows, 0, opts["val_fraction"], opts["test_fraction"], stratify=task.labels)
+        except ValueError as e:
+            counts = pd.Series(task.labels).value_counts()
+            rare = ", ".join(str(task.classes[i]) for i in counts[counts == counts.min()].index)
+            raise TaskInputError([
+                f"task_options.target: class(es) {rare} of {target!r} have only {counts.min()} row(s); stratified train/val/test "
+                f"splits need more rows per class ({e}); drop those rows or use problem: regression"
+            ]) from None
+    return task

@@ -1,0 +1,84 @@
+"""Every task end to end with a tiny budget on a real embedded Ray, and the test split's secrecy."""
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distsearch import constants as C
+from distsearch.runner import run_job
+from distsearch.spec import parse_job
+
+from ..conftest import JOBS, ROOT
+from .conftest import assert_nothing_left, check_run_files
+from .spy_task import SpyTask
+
+pytestmark = pytest.mark.integration
+
+
+def _tiny(job_file: str, tmp_path, **overrides):
+    raw = copy.deepcopy(yaml.safe_load((JOBS / job_file).read_text()))
+    raw.update(budget={"num_trials": 2, "max_epochs": 2}, asha={"grace_period_epochs": 1, "reduction_factor": 2}, storage=str(tmp_path / "runs"))
+    raw["scaling"] = {"num_workers": 1, "cpus_per_worker": 1}
+    for key, value in overrides.items():
+        raw[key] = value
+    return parse_job(raw)
+
+
+@pytest.fixture
+def at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # shipped jobs name their data relative to the repository root
+
+
+CHARLM_SMALL = {
+    "model": {"choice": {"gru": {"width": 32}, "transformer": {"width": 32, "depth": 1, "heads": 2}}},
+    "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "batch_size": 64,
+}
+
+
+@pytest.mark.parametrize("job_file,overrides,test_keys", [
+    ("wine.yaml", {}, {"test_accuracy", "test_macro_f1", "test_loss"}),
+    ("diabetes.yaml", {}, {"test_rmse", "test_r2", "test_loss"}),
+    ("charlm.yaml", {"space": CHARLM_SMALL, "task_options": {"seq_len": 64}}, {"test_bpc", "test_loss"}),
+    ("custom.yaml", {"scaling": {"num_workers": 2, "cpus_per_worker": 0.5}}, {"test_accuracy", "test_macro_f1", "test_loss"}),
+], ids=["wine", "diabetes", "charlm", "custom"])
+def test_shipped_task_runs_end_to_end(embedded_ray, tmp_path, at_root, job_file, overrides, test_keys):
+    spec = _tiny(job_file, tmp_path, **overrides)
+    result = run_job(spec, verbose=0)
+    run = check_run_files(result.run_dir, spec, expect_stopped=False)
+    assert result.status_counts[C.STATUS_ERROR] == 0, run["trials"][C.ERROR].tolist()
+    best = run["best"]
+    assert set(best["test"]) == test_keys
+    # the overfitting gap: the same model scored on train and val, next to the test score
+    assert {k.replace("test_", "train_") for k in test_keys} == set(best["final_train"])
+    assert best["final_val"][spec.metric] == pytest.approx(best["val_metric"], rel=1e-4, abs=1e-6)
+    epochs = run["epochs"]
+    assert {spec.metric, spec.metric.replace("val_", "train_")} <= set(epochs.columns)
+    assert_nothing_left()
+
+
+def test_test_split_is_seen_once_by_the_driver_and_never_by_a_trial(embedded_ray, tmp_path, at_root):
+    log_dir = tmp_path / "seen"
+    log_dir.mkdir()
+    spec = parse_job({
+        "name": "spy", "task": "custom", "metric": "val_accuracy", "mode": "max", "seed": 3,
+        "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir)},
+        "space": {"model": "spy", "lr": {"loguniform": [1.0e-2, 1.0e-1]}, "batch_size": 32},
+        "budget": {"num_trials": 2, "max_epochs": 2}, "asha": {"grace_period_epochs": 1},
+        "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}, "storage": str(tmp_path / "runs"),
+    })
+    splits = SpyTask(str(log_dir)).splits(spec.seed)
+    test_ids = {int(i) for i in splits.test[0][:, 0]}
+    train_ids = {int(i) for i in splits.train[0][:, 0]}
+    result = run_job(spec, verbose=0)
+    assert result.status_counts[C.STATUS_ERROR] == 0
+    seen = {int(p.stem): [int(i) for line in p.read_text().splitlines() for i in line.split()] for p in log_dir.glob("*.ids")}
+    workers = {pid: ids for pid, ids in seen.items() if pid != os.getpid()}
+    assert len(workers) >= 2  # two ranks per trial
+    assert all(not (set(ids) & test_ids) for ids in workers.values())
+    assert set().union(*map(set, workers.values())) >= train_ids  # the workers did train
+    mine = seen[os.getpid()]
+    assert sorted(i for i in mine if i in test_ids) == sorted(test_ids)  # every test row, exactly once
+    assert Path(result.run_dir, C.BEST_FILE).exists() and result.best["test"]["test_accuracy"] >= 0.0

@@ -1,0 +1,214 @@
+"""The task contract, checked on every shipped task; and each task's bad inputs, named."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from distsearch import loop
+from distsearch.spec import SpecError, load_job, parse_job
+from distsearch.tasks import PROTOCOL_MEMBERS, Task, TaskInputError, check_job, make_task
+
+from ..conftest import JOBS, ROOT
+
+# (job file, one params dict per model family the job searches)
+SHIPPED = {
+    "quickstart.yaml": [{"model": "mlp", "model.depth": 2}, {"model": "cnn", "model.depth": 1, "model.channels": 8}],
+    "wine.yaml": [{"model": "mlp", "model.depth": 0}, {"model": "mlp", "model.depth": 2, "model.width": 16}],
+    "diabetes.yaml": [{"model": "mlp", "model.depth": 0}, {"model": "mlp", "model.depth": 1, "model.width": 16}],
+    "charlm.yaml": [
+        {"model": "gru", "model.width": 32}, {"model": "lstm", "model.width": 32, "model.depth": 2},
+        {"model": "transformer", "model.width": 32, "model.depth": 2, "model.heads": 2},
+    ],
+    "custom.yaml": [{"model": "resmlp", "blocks": 1, "width": 16}],
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SHIPPED), ids=lambda p: p.removesuffix(".yaml"))
+def shipped(request):
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the shipped jobs name their files relative to the repository root
+    try:
+        spec = load_job(JOBS / request.param)
+        task = check_job(spec)
+    finally:
+        os.chdir(cwd)
+    return request.param, spec, task, task.splits(spec.seed)
+
+
+def test_has_every_protocol_member_and_consistent_metrics(shipped):
+    _, spec, task, splits = shipped
+    assert isinstance(task, Task) and all(hasattr(task, m) for m in PROTOCOL_MEMBERS)
+    assert set(task.metric_modes) == set(task.metrics_from_sums(task.metric_sums(*_outputs(task, splits))))
+    assert set(task.metric_modes.values()) <= {"min", "max"} and "loss" in task.metric_modes
+    assert spec.metric.removeprefix("val_") in task.metric_modes
+
+
+def test_splits_are_fixed_by_the_seed_and_disjoint(shipped):
+    _, spec, task, splits = shipped
+    again = task.splits(spec.seed)
+    other = task.splits(spec.seed + 1)
+    for a, b in zip((splits.train, splits.val, splits.test), (again.train, again.val, again.test)):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(splits.test[0], other.test[0])
+    sizes = [len(s[1]) for s in (splits.train, splits.val, splits.test)]
+    assert min(sizes) > 0 and sizes[0] > sizes[1] + sizes[2] - 1
+    # No row is in two splits (rows compared whole; these data sets have no duplicate rows
+    # across splits except a handful of identical 8x8 digit images).
+    rows = [{tuple(r.flatten().tolist()) for r in s[0]} for s in (splits.train, splits.val, splits.test)]
+    assert len(rows[0] & rows[2]) + len(rows[1] & rows[2]) + len(rows[0] & rows[1]) <= 5
+
+
+def test_classification_splits_are_stratified(shipped):
+    _, spec, task, splits = shipped
+    if not hasattr(task, "num_classes"):
+        pytest.skip("not a classification task")
+    whole = torch.bincount(torch.cat([splits.train[1], splits.val[1], splits.test[1]]), minlength=task.num_classes).double()
+    test = torch.bincount(splits.test[1], minlength=task.num_classes).double()
+    assert torch.allclose(test / test.sum(), whole / whole.sum(), atol=0.03)
+
+
+def _outputs(task, splits, params=None):
+    model = task.build_model(params or {"model": task.families[0]}, splits)
+    model.eval()
+    x, y = splits.val[0][:40], splits.val[1][:40]
+    with torch.no_grad():
+        return model(x), y
+
+
+def test_every_family_builds_and_sums_are_additive(shipped):
+    name, _, task, splits = shipped
+    for params in SHIPPED[name]:
+        out, y = _outputs(task, splits, params)
+        assert math.isfinite(float(task.loss(out, y)))
+        whole = task.metrics_from_sums(task.metric_sums(out, y))
+        a, b = task.metric_sums(out[:17], y[:17]), task.metric_sums(out[17:], y[17:])
+        merged = task.metrics_from_sums({k: a[k] + b[k] for k in a})
+        assert merged == pytest.approx(whole, rel=1e-6, abs=1e-9)  # float32 sums in another order
+
+
+def test_a_few_epochs_lower_the_validation_loss(shipped):
+    name, spec, task, splits = shipped
+    got = []
+    params = {**SHIPPED[name][0], "lr": 3e-3, "batch_size": 64}
+    small = type(splits)(train=(splits.train[0][:1500], splits.train[1][:1500]), val=splits.val, test=splits.test)
+    loop.train(task, params, lambda m, s: got.append(m), max_epochs=3, seed=0, splits=small)
+    assert got[-1]["val_loss"] < got[0]["val_loss"] or got[-1]["val_loss"] < 0.2
+    assert {f"train_{m}" for m in task.metric_modes} <= set(got[-1])
+
+
+def test_workers_get_no_test_rows(shipped):
+    _, _, _, splits = shipped
+    shipped_splits = splits.without_test()
+    assert len(shipped_splits.test[1]) == 0 and shipped_splits.test[0].shape[1:] == splits.test[0].shape[1:]
+    assert shipped_splits.train[0] is splits.train[0]
+
+
+# ---- the heads' metrics against scikit-learn ---------------------------------------------------
+def test_macro_f1_and_r2_match_scikit_learn():
+    from sklearn.metrics import f1_score, r2_score
+
+    from distsearch.tasks import ClassificationHead, RegressionHead
+
+    g = torch.Generator().manual_seed(0)
+    head = ClassificationHead()
+    head.num_classes = 4
+    logits, y = torch.randn(50, 4, generator=g), torch.randint(0, 3, (50,), generator=g)  # class 3 never true
+    m = head.metrics_from_sums(head.metric_sums(logits, y))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, logits.argmax(1), average="macro"))
+    reg = RegressionHead()
+    reg.target_scale = 2.5
+    pred, t = torch.randn(30, 1, generator=g), torch.randn(30, generator=g)
+    r = reg.metrics_from_sums(reg.metric_sums(pred, t))
+    assert r["r2"] == pytest.approx(r2_score(t, pred.squeeze(-1)), rel=1e-6)
+    assert r["rmse"] == pytest.approx(2.5 * float(((pred.squeeze(-1) - t) ** 2).mean().sqrt()), rel=1e-6)
+
+
+# ---- tabular specifics -------------------------------------------------------------------------
+def test_tabular_standardises_with_training_rows_only_and_encodes_categories(tmp_path):
+    frame = pd.DataFrame({
+        "size": [float(i) for i in range(60)],
+        "colour": ["red", "green", "blue"] * 20,
+        "label": ["a", "b"] * 30,
+    })
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    task = make_task("tabular", {"path": str(path), "target": "label"})
+    assert task.problem == "classification" and task.num_classes == 2
+    s = task.splits(0)
+    assert s.train[0].shape[1] == 1 + 3  # one numeric column, three one-hot columns
+    size = s.train[0][:, 0]
+    assert float(size.mean()) == pytest.approx(0.0, abs=1e-5) and float(size.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
+    assert abs(float(s.test[0][:, 0].mean())) > 1e-3 or abs(float(s.test[0][:, 0].std(unbiased=False)) - 1) > 1e-3
+    assert set(s.train[0][:, 1:].sum(1).tolist()) == {1.0}
+
+
+def test_tabular_infers_the_problem_from_the_target(tmp_path):
+    wine = make_task("tabular", {"path": str(ROOT / "jobs/data/wine.parquet"), "target": "target"})
+    diabetes = make_task("tabular", {"path": str(ROOT / "jobs/data/diabetes.parquet"), "target": "target"})
+    assert wine.problem == "classification" and diabetes.problem == "regression"
+    assert set(diabetes.metric_modes) == {"rmse", "r2", "loss"} and set(wine.metric_modes) == {"accuracy", "macro_f1", "loss"}
+    d = diabetes.splits(0)
+    y = d.train[1]
+    assert float(y.mean()) == pytest.approx(0.0, abs=1e-5) and diabetes.target_scale > 10  # standardised; scale in target units
+
+
+# ---- bad task inputs: named at validation time, before Ray -------------------------------------
+def _bad_job(tmp_path, task, options, metric="val_loss", mode="min", space=None):
+    return parse_job({
+        "name": "bad", "task": task, "task_options": options, "metric": metric, "mode": mode,
+        "space": space or {"lr": 1e-3}, "storage": str(tmp_path / "runs"),
+    })
+
+
+def test_bad_task_inputs_name_the_problem(tmp_path):
+    csv = tmp_path / "d.csv"
+    pd.DataFrame({"x": range(30), "y": [1.0] * 30}).to_csv(csv, index=False)
+    short = tmp_path / "short.txt"
+    short.write_text("too short " * 10)
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("café ".encode("latin-1") * 2000)
+    cases = [
+        ("tabular", {"path": str(tmp_path / "missing.parquet"), "target": "y"}, ["task_options.path", "missing.parquet", "no such file"]),
+        ("tabular", {"path": str(tmp_path / "d.txt"), "target": "y"}, ["task_options.path", ".parquet"]),
+        ("tabular", {"path": str(csv), "target": "price"}, ["task_options.target", "'price'", "no such column", "x, y"]),
+        ("tabular", {"path": str(csv), "target": "y"}, ["task_options.target", "1.0", "constant target"]),
+        ("tabular", {"path": str(csv)}, ["task_options.target: missing"]),
+        ("tabular", {"path": str(csv), "target": "x", "problem": "clustering"}, ["task_options.problem", "'clustering'"]),
+        ("charlm", {"corpus": str(short), "seq_len": 64}, ["task_options.corpus", "100 characters", "seq_len"]),
+        ("charlm", {"corpus": str(tmp_path / "nope.txt")}, ["task_options.corpus", "no such file"]),
+        ("charlm", {"corpus": str(latin), "seq_len": 16}, ["task_options.corpus", "not UTF-8"]),
+        ("charlm", {"seq_len": 0}, ["task_options.seq_len", "got 0"]),
+        ("custom", {"factory": "no_such_pkg.mod:make"}, ["task_options.factory", "no_such_pkg.mod:make", "cannot import"]),
+        ("custom", {"factory": "jobs.custom_task:nope"}, ["task_options.factory", "no attribute 'nope'"]),
+        ("custom", {"factory": "just_a_name"}, ["task_options.factory", "package.module:function"]),
+        ("custom", {"factory": "collections:OrderedDict"}, ["task_options.factory", "lacks", "splits"]),
+        ("custom", {}, ["task_options.factory: missing"]),
+        ("digits", {"colour": True}, ["task_options.colour", "no option"]),
+    ]
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        for task, options, needles in cases:
+            with pytest.raises(SpecError) as info:
+                check_job(_bad_job(tmp_path, task, options))
+            for needle in needles:
+                assert needle in str(info.value), (task, options, str(info.value))
+    finally:
+        os.chdir(cwd)
+
+
+def test_model_family_the_task_cannot_build_is_refused(tmp_path):
+    space = {"model": {"choice": {"cnn": {"channels": 8}, "mlp": {"depth": 1}}}}
+    with pytest.raises(SpecError, match=r"space.model: got 'cnn'; task tabular builds mlp"):
+        check_job(_bad_job(tmp_path, "tabular", {"path": str(ROOT / "jobs/data/wine.parquet"), "target": "target"}, "val_accuracy", "max", space))
+
+
+def test_make_task_rejects_unknown_tasks():
+    with pytest.raises(TaskInputError, match="task: got 'imagenet'; use one of digits, tabular, charlm, custom"):
+        make_task("imagenet")
