@@ -68,11 +68,29 @@ class InfeasibleJobError(ValueError):
 # ---------------------------------------------------------------------------------------------
 def per_trial_resources(spec: JobSpec) -> dict[str, float]:
     """What one trial's worker group reserves in total: CPU and, if used, GPU."""
+    plan = worker_group_plan(spec)
+    return {k: plan.num_workers * v for k, v in plan.resources_per_worker.items()}
+
+
+@dataclass(frozen=True)
+class WorkerGroupPlan:
+    """How one trial's Train worker group is built: the collective backend and its resources."""
+
+    backend: str  # "nccl" on CUDA, "gloo" on CPU
+    num_workers: int
+    use_gpu: bool
+    resources_per_worker: dict[str, float]
+
+
+def worker_group_plan(spec: JobSpec) -> WorkerGroupPlan:
+    """NCCL with whole or fractional GPUs when ``scaling.use_gpu``, else gloo on CPUs.
+
+    Fractional GPUs for multi-worker groups are refused by the spec itself (NCCL cannot put two
+    ranks of one group on one device), so a plan with GPU fractions always has one worker.
+    """
     s = spec.scaling
-    res = {"CPU": s.num_workers * s.cpus_per_worker}
-    if s.use_gpu:
-        res["GPU"] = s.num_workers * s.gpus_per_worker
-    return res
+    resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
+    return WorkerGroupPlan(backend="nccl" if s.use_gpu else "gloo", num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources)
 
 
 def plan_concurrency(spec: JobSpec, nodes: list[Mapping[str, float]]) -> int:
@@ -83,7 +101,7 @@ def plan_concurrency(spec: JobSpec, nodes: list[Mapping[str, float]]) -> int:
     """
     s = spec.scaling
     eps = 1e-9
-    worker = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
+    worker = worker_group_plan(spec).resources_per_worker
     if not any(all(n.get(k, 0.0) + eps >= v for k, v in worker.items()) for n in nodes):
         biggest = {k: max((n.get(k, 0.0) for n in nodes), default=0.0) for k in worker}
         field_name = "scaling.gpus_per_worker" if s.use_gpu and biggest.get("GPU", 0) < s.gpus_per_worker else "scaling.cpus_per_worker"
@@ -177,20 +195,20 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
 
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
-    h, s = spec.harness, spec.scaling
+    h = spec.harness
     os.environ[_HEALTH_CHECK_ENV] = str(h.report_poll_interval_s)
     os.environ[_START_TIMEOUT_ENV] = str(h.worker_start_timeout_s)
     os.environ[_TRAIN_METRICS_ENV] = "0"  # per-report Prometheus metrics we never read
     # The watcher is one more actor spawn (~3 s on 2 cores) before training starts; it only
     # observes spot-instance preemption, which the failure budget handles anyway.
     os.environ[_PREEMPTION_WATCHER_ENV] = "0"
-    resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})}
+    plan = worker_group_plan(spec)
     reports = Queue(actor_options={"num_cpus": 0})
     trainer = _lean_trainer_cls()(
         train_worker,
         train_loop_config={"job": job, "params": space.flatten(config), "data": data},
-        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend=plan.backend),
+        scaling_config=ray.train.ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker),
         run_config=ray.train.RunConfig(
             name=trial_id,
             storage_path=train_storage,
@@ -481,6 +499,9 @@ def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, verbo
             search_alg=BasicVariantGenerator(random_state=spec.seed, max_concurrent=concurrency),
             scheduler=asha_scheduler(spec),
             reuse_actors=False,
+            # Tune's default folder name embeds the config's repr, which for a conditional
+            # parameter includes unresolved domain objects; the trial id is enough.
+            trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
             name=C.TUNE_DIR,

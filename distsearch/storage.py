@@ -32,6 +32,18 @@ def absolute(path: PathLike) -> str:
     return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(str(path)))
 
 
+# pyarrow filesystem type names whose URI scheme differs from the name.
+_SCHEMES = {"gcs": "gs"}
+
+
+def uri(fs: pafs.FileSystem, path: str) -> str:
+    """``path`` inside ``fs`` as something ``filesystem`` opens again: a local path stays a path,
+    anything else becomes ``<scheme>://path`` (Ray Train reports checkpoint paths without it)."""
+    if isinstance(fs, pafs.LocalFileSystem) or fs.type_name == "local":
+        return path
+    return f"{_SCHEMES.get(fs.type_name, fs.type_name)}://{path}"
+
+
 def filesystem(path: PathLike) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem for ``path`` and the path inside it."""
     if is_uri(path):

@@ -16,7 +16,7 @@ import torch
 from ray.train import UserCallback
 
 from . import constants as C
-from . import loop
+from . import loop, storage
 from .spec import JobSpec
 
 
@@ -79,5 +79,5 @@ class ForwardReports(UserCallback):
     def after_report(self, run_context, metrics, checkpoint):
         item = dict(metrics[0])
         if checkpoint is not None:
-            item[C.CHECKPOINT_PATH] = checkpoint.path
+            item[C.CHECKPOINT_PATH] = storage.uri(checkpoint.filesystem, checkpoint.path)
         self._queue.put(item)  # returns once the item is in the queue, so none is in flight after fit()

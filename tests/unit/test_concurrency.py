@@ -45,3 +45,39 @@ def test_explicit_concurrency_cannot_exceed_what_fits(tmp_path):
 def test_fractional_gpus_refused_for_multi_worker_trials(tmp_path):
     with pytest.raises(SpecError, match="NCCL cannot put two ranks on one device"):
         _spec(tmp_path, scaling={"num_workers": 2, "use_gpu": True, "gpus_per_worker": 0.5})
+
+
+def test_backend_is_nccl_on_gpus_and_gloo_on_cpus(tmp_path):
+    import ray.train
+    from ray.train.torch import TorchConfig
+
+    from distsearch.driver import worker_group_plan
+    from distsearch.spec import load_job
+
+    from ..conftest import JOBS
+
+    cpu = worker_group_plan(_spec(tmp_path))
+    assert (cpu.backend, cpu.use_gpu, cpu.resources_per_worker) == ("gloo", False, {"CPU": 0.5})
+    gpu = worker_group_plan(load_job(JOBS / "gpu.yaml"))
+    assert (gpu.backend, gpu.num_workers, gpu.use_gpu, gpu.resources_per_worker) == ("nccl", 2, True, {"CPU": 2, "GPU": 1})
+    packed = worker_group_plan(load_job(JOBS / "gpu_packed.yaml"))
+    assert (packed.backend, packed.num_workers, packed.resources_per_worker["GPU"]) == ("nccl", 1, 0.25)
+    # Ray Train accepts exactly what the driver passes it
+    for plan in (cpu, gpu, packed):
+        assert TorchConfig(backend=plan.backend).backend == plan.backend
+        sc = ray.train.ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker)
+        assert sc.num_workers == plan.num_workers and sc.use_gpu == plan.use_gpu
+
+
+def test_shipped_gpu_jobs_pack_as_documented(tmp_path):
+    from distsearch.spec import load_job
+
+    from ..conftest import JOBS
+
+    packed = load_job(JOBS / "gpu_packed.yaml")
+    one_gpu_node = [{"CPU": 16.0, "GPU": 1.0}]
+    assert plan_concurrency(packed, one_gpu_node) == 4  # four 0.25-GPU trials share the GPU
+    whole = load_job(JOBS / "gpu.yaml")
+    assert plan_concurrency(whole, [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 1.0}]) == 1  # 2 ranks x 1 GPU
+    with pytest.raises(InfeasibleJobError, match="scaling.gpus_per_worker.*largest node"):
+        plan_concurrency(whole, [{"CPU": 2.0}])  # this CPU-only machine: refused before any trial

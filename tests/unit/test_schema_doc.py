@@ -23,10 +23,19 @@ def test_trials_columns_are_documented():
 
 def test_epochs_columns_are_documented():
     documented = _documented("`epochs.parquet` columns:")
-    written_by_the_loop = {C.EPOCH, "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", C.EPOCH_SECONDS, C.BUSY_SECONDS}
+    written_by_the_loop = {C.EPOCH, "train_<metric>", "val_<metric>", "lr", C.EPOCH_SECONDS, C.BUSY_SECONDS}
     written_by_the_worker = {C.WORLD_SIZE, C.NODE_IDS, C.PLACEMENT_GROUP_ID, C.CHECKPOINT_PATH}
     assert set(results.EPOCH_KEY_COLUMNS) | written_by_the_loop | written_by_the_worker <= documented
 
 
 def test_schema_version_is_documented():
     assert f"(now `{C.SCHEMA_VERSION}`)" in README
+
+
+def test_every_task_metric_is_documented():
+    from distsearch.tasks import ClassificationHead, RegressionHead, SequenceHead
+
+    tasks_table = README.split("## Tasks", 1)[1].split("\n\n", 3)[2]
+    for head in (ClassificationHead, RegressionHead, SequenceHead):
+        for metric in head.metric_modes:
+            assert f"`{metric}`" in tasks_table, metric
