@@ -1,4 +1,4 @@
-"""``distsearch validate JOB | run JOB | report RUN``."""
+"""``distsearch validate JOB | run JOB | report RUN [RUN ...]``."""
 
 from __future__ import annotations
 
@@ -29,12 +29,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--run-id", help="name of the run folder (default: UTC time and a random suffix)")
     r.add_argument("--storage", help="override the job's storage: a local path or URI (use an absolute path or URI under `ray job submit`)")
     r.add_argument("--dashboard", action="store_true", help="start the dashboard with the embedded Ray (not needed for cleanup)")
-    r.add_argument("--quiet", action="store_true", help="no Tune progress table")
-    rep = sub.add_parser("report", help="print the leaderboard of a run directory (local path or URI)")
-    rep.add_argument("run")
-    rep.add_argument("--top", type=int, default=10)
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.add_argument("--worker-logs", action="store_true", help="forward the Train workers' output (default: Ray's log files only)")
+    rep = sub.add_parser("report", help="leaderboard, report.html and figures of a run; two or more runs: side by side")
+    rep.add_argument("runs", nargs="+", metavar="RUN", help="run directory: a local path or a storage URI")
+    rep.add_argument("--top", type=int, default=10, help="leaderboard rows")
+    rep.add_argument("--out", help="where report.html and the PNG figures go (default: the run directory)")
+    rep.add_argument("--no-html", action="store_true", help="print only; write no files")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "worker_logs", False):
+        # Tune's per-trial INFO lines (result files written, hparams dropped) drown the progress
+        # line; warnings and errors still show, and everything is in Ray's log files.
+        for name in ("ray.tune", "ray.train"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     try:
         if args.command == "validate":
@@ -46,17 +54,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             spec = _load(args.job)
             if args.storage:
                 spec = parse_job({**spec.to_dict(), "storage": args.storage}, f"{args.job} with --storage")
-            from .report import report_run
+            from . import report
             from .runner import run_job
 
-            result = run_job(spec, address=args.address, run_id=args.run_id, dashboard=args.dashboard, verbose=0 if args.quiet else 1)
-            print(report_run(result.run_dir))
-            print(f"results: {result.run_dir}")
+            result = run_job(
+                spec, address=args.address, run_id=args.run_id, dashboard=args.dashboard, progress=not args.quiet, worker_logs=args.worker_logs
+            )
+            print(report.report_run(result.run_dir))
+            written = report.write_report(result.run_dir)
+            print(f"results: {result.run_dir}\nreport: {written[report.REPORT_FILE]}")
             return 0
         if args.command == "report":
-            from .report import report_run
+            from . import report
 
-            print(report_run(args.run, args.top))
+            if len(args.runs) > 1:
+                print(report.format_compare(args.runs))
+                return 0
+            print(report.report_run(args.runs[0], args.top))
+            if not args.no_html:
+                written = report.write_report(args.runs[0], args.out, top=max(args.top, 20))
+                print(f"report: {written[report.REPORT_FILE]} (figures: {', '.join(n for n in written if n.endswith('.png'))})")
             return 0
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -131,18 +132,19 @@ def _alive_nodes() -> list[dict[str, float]]:
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 
 
-def connect(address: Optional[str] = None, *, dashboard: bool = False) -> bool:
+def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_logs: bool = False) -> bool:
     """Join ``address`` (or $RAY_ADDRESS), or start an embedded local Ray when neither is set.
 
     Returns True if this call started Ray (so the caller should shut it down). The embedded Ray
-    has no dashboard unless asked for: distsearch's cleanup does not need it.
+    has no dashboard unless asked for: distsearch's cleanup does not need it. Worker output
+    (Ray Train's per-report lines) stays in Ray's log files unless ``worker_logs``.
     """
     if ray.is_initialized():
         return False
     address = address or os.environ.get(C.ADDRESS_ENV)
     if address:
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=worker_logs)
         except ConnectionError as e:
             hint = ""
             if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
@@ -152,7 +154,7 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False) -> bool:
                         "and provide the token in ~/.ray/auth_token or RAY_AUTH_TOKEN, or connect with --address auto.")
             raise ConnectionError(f"cannot connect to the Ray cluster at {address!r}: {e}.{hint}") from e
     else:
-        ray.init(include_dashboard=dashboard)
+        ray.init(include_dashboard=dashboard, log_to_driver=worker_logs)
     return True
 
 
@@ -381,6 +383,84 @@ class ResultRecorder(tune.Callback):
         self.trials = list(trials)
 
 
+class ProgressView(tune.Callback):
+    """One live line for the whole sweep: trials by state, epochs done out of the budget, and the
+    best metric so far. Rewritten in place on a terminal; a new line every ``interval_s``
+    otherwise (e.g. under ``ray job logs``)."""
+
+    def __init__(self, spec: JobSpec, interval_s: Optional[float] = None, stream=None):
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval_s = interval_s if interval_s is not None else (1.0 if self.tty else 10.0)
+        self.metric, self.mode, self.max_epochs = spec.metric, spec.mode, spec.budget.max_epochs
+        self.budget = spec.budget.num_trials * spec.budget.max_epochs
+        self.epochs = 0
+        self.last_epoch: dict[str, int] = {}
+        self.best: Optional[tuple[float, str]] = None
+        self.t0 = time.monotonic()
+        self._last_print = 0.0
+
+    def __getstate__(self):  # Tune pickles callbacks into its experiment state
+        return {**self.__dict__, "stream": None}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.epochs += 1
+        self.last_epoch[trial.trial_id] = int(result.get(C.EPOCH, 0))
+        value = result.get(self.metric)
+        if value is not None and math.isfinite(value):
+            if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
+                self.best = (float(value), trial.trial_id)
+
+    def line(self, trials) -> str:
+        states = [t.status for t in trials]
+        ended = [t for t in trials if t.status == "TERMINATED"]
+        done = sum(self.last_epoch.get(t.trial_id, 0) >= self.max_epochs for t in ended)
+        best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else f"best {self.metric} -"
+        return (f"[{time.monotonic() - self.t0:6.0f} s] trials: {states.count('RUNNING')} running, {states.count('PENDING')} pending, "
+                f"{done} done, {len(ended) - done} stopped early, {states.count('ERROR')} failed | epochs {self.epochs}/{self.budget} | {best}")
+
+    def _print(self, trials, final: bool = False) -> None:
+        if self.stream is None:
+            return
+        text = self.line(trials)
+        if self.tty:
+            self.stream.write("\r" + text.ljust(150)[:150] + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.monotonic()
+        if now - self._last_print >= self.interval_s:
+            self._last_print = now
+            self._print(trials)
+
+    def on_experiment_end(self, trials, **info):
+        self._print(trials, final=True)
+
+
+def _hparams_logger():
+    """Tune's TensorBoard logger, with hparams written from the flat trial parameters.
+
+    Tune's own version flattens the raw config, where a conditional option's sub-space still
+    holds unresolved domain objects; those are dropped and the sub-parameters go missing."""
+    from ray.tune.logger import TBXLoggerCallback
+
+    class _FlatHParamsTBX(TBXLoggerCallback):
+        def _try_log_hparams(self, trial, result):
+            from tensorboardX.summary import hparams
+
+            params = {k: v for k, v in space.flatten(trial.config).items() if isinstance(v, (bool, int, float, str))}
+            metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            try:
+                for summary in hparams(hparam_dict=params, metric_dict=metrics):
+                    self._trial_writer[trial].file_writer.add_summary(summary)
+            except Exception:  # noqa: BLE001 - TensorBoard extras must never fail a sweep
+                log.exception("could not write TensorBoard hparams for trial %s", trial.trial_id)
+
+    return _FlatHParamsTBX()
+
+
 # ---------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------
@@ -460,20 +540,24 @@ def live_train_actors() -> list[str]:
 
 
 def asha_scheduler(spec: JobSpec):
-    """The ASHA scheduler of ``spec``: decides on ``spec.metric`` at epoch rungs."""
-    from ray.tune.schedulers import ASHAScheduler
+    """The ASHA scheduler of ``spec``: decides on ``spec.metric`` at epoch rungs. With
+    ``asha.enabled: false``, FIFO: every trial runs to ``max_epochs`` (plain random search)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    if not spec.asha.enabled:
+        return FIFOScheduler()
     return ASHAScheduler(
         time_attr=C.EPOCH, metric=spec.metric, mode=spec.mode, max_t=spec.budget.max_epochs,
         grace_period=spec.asha.grace_period_epochs, reduction_factor=spec.asha.reduction_factor, brackets=spec.asha.brackets,
     )
 
 
-def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, verbose: int = 1) -> SweepOutcome:
+def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, progress: bool = True) -> SweepOutcome:
     """Run the ASHA sweep of ``spec`` on the connected Ray cluster; ``run_dir`` is a local path or URI.
 
     Ray must already be connected (see ``connect``). ``task`` is ``check_job(spec)``'s, built
-    here if not given. Trials that fail are recorded, not raised.
+    here if not given. ``progress`` prints ``ProgressView``'s line to stdout instead of Tune's
+    status tables. Trials that fail are recorded, not raised.
     """
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -506,11 +590,14 @@ def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, verbo
         run_config=tune.RunConfig(
             name=C.TUNE_DIR,
             storage_path=run_dir,
-            callbacks=[recorder, reaper],
+            callbacks=[recorder, reaper, _hparams_logger(), *([ProgressView(spec)] if progress else [])],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            verbose=verbose,
+            verbose=0,  # ProgressView instead of Tune's tables
         ),
     )
+    # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
+    # path honours verbose=0, so ProgressView's line is the only progress output.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     t0 = time.monotonic()
     try:
         tuner.fit()

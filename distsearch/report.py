@@ -1,23 +1,39 @@
-"""A run's Parquet files as a leaderboard people can read. No Ray import."""
+"""A run's files turned into answers: a leaderboard, an HTML report with figures, and a side by
+side comparison of runs. No Ray import; reads local paths and URIs alike.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import html
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from . import constants as C
 from .results import read_run
+from .storage import join, write_bytes
+
+REPORT_FILE = "report.html"
+CLOSE_TO_BEST = 0.005  # "within 0.5% of the final best", for time-to-near-best
 
 
-def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10) -> pd.DataFrame:
-    """The ``top`` trials by best metric (errors last), with status, epochs and hyperparameters."""
+def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10, best: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The ``top`` trials by best metric (errors last): status, epochs, the test score (the
+    selected trial only: the test split is used once) and every hyperparameter."""
     hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
     df = trials.assign(_err=trials[C.STATUS] == C.STATUS_ERROR)
     df = df.sort_values(["_err", C.BEST_METRIC], ascending=[True, mode == "min"], na_position="last", kind="stable")
-    cols = [C.TRIAL_ID, C.STATUS, C.EPOCHS_COMPLETED, C.BEST_METRIC] + hp
+    test_col = "test " + metric.removeprefix("val_")
+    test_value = best["test"].get("test_" + metric.removeprefix("val_")) if best else None
+    df[test_col] = [test_value if best and t == best[C.TRIAL_ID] else None for t in df[C.TRIAL_ID]]
+    cols = [C.TRIAL_ID, C.STATUS, C.EPOCHS_COMPLETED, C.BEST_METRIC, test_col] + hp
     out = df[cols].head(top).rename(columns={C.BEST_METRIC: f"best {metric}", **{c: c[len(C.HP_PREFIX):].replace("__", ".") for c in hp}})
     return out.reset_index(drop=True)
+
+
+def _board(run: Mapping[str, Any], top: int) -> pd.DataFrame:
+    job = run["run"]["job"]
+    return leaderboard(run["trials"], job["metric"], job["mode"], top, run.get("best"))
 
 
 def format_run(run: Mapping[str, Any], top: int = 10) -> str:
@@ -30,20 +46,131 @@ def format_run(run: Mapping[str, Any], top: int = 10) -> str:
     if "sweep_wall_seconds" in run["run"]:
         lines.append(f"  sweep wall time: {run['run']['sweep_wall_seconds']:.1f} s, {run['run'].get('max_concurrent_trials')} trials at a time")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
-        lines.append(leaderboard(trials, job["metric"], job["mode"], top).to_string(index=False))
+        lines.append(_board(run, top).to_string(index=False, na_rep=""))
     best = run.get("best")
     if best:
         test = ", ".join(f"{k} = {v:.4f}" for k, v in best["test"].items())
         lines.append(f"best trial {best[C.TRIAL_ID]} (epoch {best[C.EPOCH]}, {best['metric']} = {best['val_metric']:.4f}); held-out test: {test}")
         if best.get("final_train"):
-            # Same model, eval mode, on each split: the overfitting gap at a glance.
-            both = [(k.split("_", 1)[1], v, best["final_val"].get("val_" + k.split("_", 1)[1])) for k, v in best["final_train"].items()]
-            lines.append("  final train vs val: " + ", ".join(f"{m} {t:.4f} / {v:.4f}" for m, t, v in both if v is not None))
+            lines.append("  final train vs val: " + _gap_text(best))
     errors = trials[trials[C.STATUS] == C.STATUS_ERROR]
     for _, r in errors.head(3).iterrows():
         lines.append(f"error in {r[C.TRIAL_ID]}: {str(r[C.ERROR]).strip().splitlines()[-1][:300]}")
     return "\n".join(lines)
 
 
+def _gap_text(best: Mapping[str, Any]) -> str:
+    # Same model, eval mode, on each split: the overfitting gap at a glance.
+    both = [(k.split("_", 1)[1], v, best["final_val"].get("val_" + k.split("_", 1)[1])) for k, v in best["final_train"].items()]
+    return ", ".join(f"{m} {t:.4f} / {v:.4f}" for m, t, v in both if v is not None)
+
+
 def report_run(directory: str, top: int = 10) -> str:
     return format_run(read_run(directory), top)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML with figures
+# ---------------------------------------------------------------------------------------------
+_CAPTIONS = {
+    "curves.png": "Validation metric per epoch, one line per trial. Grey dashed: stopped early by ASHA; dotted verticals: ASHA rungs; black: the best trial.",
+    "hparams.png": "Each hyperparameter against the trial's best metric.",
+    "importance.png": "Hyperparameter importance: a random forest fitted to the trials, impurity shares.",
+    "gap.png": "The best trial's train and validation metric per epoch: the overfitting gap.",
+}
+
+
+def write_report(directory: str, out_dir: str | None = None, top: int = 20) -> dict[str, str]:
+    """Write ``report.html`` and its PNG figures into ``out_dir`` (default: the run directory,
+    local path or URI). Returns file name -> path written."""
+    from .figures import hp_importance, render
+
+    run = read_run(directory)
+    out_dir = out_dir or directory
+    written = {}
+    for name, png in render(run).items():
+        written[name] = join(out_dir, name)
+        write_bytes(written[name], png)
+    job, best, meta = run["run"]["job"], run.get("best"), run["run"]
+    imp = hp_importance(run["trials"])
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>distsearch: {html.escape(job['name'])} {html.escape(str(meta.get('run_id', '')))}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px} table{border-collapse:collapse;font-size:13px}"
+        " td,th{border:1px solid #ccc;padding:3px 6px} figure{margin:1.5em 0} img{max-width:100%;border:1px solid #eee}</style>",
+        "</head><body>",
+        f"<h1>{html.escape(job['name'])} <small>run {html.escape(str(meta.get('run_id', '?')))}</small></h1>",
+        "<pre>" + html.escape("\n".join(format_run(run, top=0).splitlines()[:3])) + "</pre>",
+    ]
+    if best:
+        scores = ", ".join(f"{html.escape(k)} = {v:.4f}" for k, v in best["test"].items())
+        parts.append(f"<p><b>Selected:</b> trial {html.escape(best[C.TRIAL_ID])} at epoch {best[C.EPOCH]}, {html.escape(best['metric'])} = "
+                     f"{best['val_metric']:.4f}. <b>Held-out test, once:</b> {scores}.</p>")
+        if best.get("final_train"):
+            parts.append(f"<p>Final train vs validation: {html.escape(_gap_text(best))}</p>")
+    parts.append("<h2>Leaderboard</h2>" + _board(run, top).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+    if imp is not None:
+        parts.append("<h2>Hyperparameter importance</h2>" + imp.rename("importance").to_frame().to_html(float_format=lambda v: f"{v:.3f}"))
+    parts.append("<h2>Figures</h2>")
+    for name, caption in _CAPTIONS.items():
+        parts.append(f"<figure><img src='{name}' alt='{name}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    written[REPORT_FILE] = join(out_dir, REPORT_FILE)
+    write_bytes(written[REPORT_FILE], "\n".join(parts).encode())
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing runs
+# ---------------------------------------------------------------------------------------------
+def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run found and what it cost: best and test score, worker-epochs, CPU/GPU seconds
+    reserved, and how long until the best trial (and one within 0.5% of it) reported."""
+    meta, job, trials, epochs = run["run"], run["run"]["job"], run["trials"], run["epochs"]
+    metric, mode, s = job["metric"], job["mode"], job["scaling"]
+    best = run.get("best")
+    test_key = "test_" + metric.removeprefix("val_")
+    world = epochs[C.WORLD_SIZE].astype("float64") if C.WORLD_SIZE in epochs else pd.Series(float(s["num_workers"]), index=epochs.index)
+    slot_seconds = trials[C.WALL_SECONDS].fillna(0.0).sum() * s["num_workers"]
+    started = trials[C.STARTED_AT].min()
+    scored = epochs.dropna(subset=[metric]) if metric in epochs else epochs.iloc[0:0]
+    final = scored[metric].max() if mode == "max" else scored[metric].min()
+    to_best = to_near = None
+    if not scored.empty and pd.notna(started):
+        at = scored.sort_values(C.TIMESTAMP)
+        hit = at[at[metric] == final]
+        near = at[(at[metric] >= final - abs(final) * CLOSE_TO_BEST) if mode == "max" else (at[metric] <= final + abs(final) * CLOSE_TO_BEST)]
+        to_best = (hit[C.TIMESTAMP].iloc[0] - started).total_seconds()
+        to_near = (near[C.TIMESTAMP].iloc[0] - started).total_seconds()
+    return {
+        "run": meta.get("run_id"), "job": job["name"], "search": "asha" if job.get("asha", {}).get("enabled", True) else "random (fifo)",
+        "trials": len(trials), "stopped_early": int((trials[C.STATUS] == C.STATUS_STOPPED).sum()),
+        f"best {metric}": final if not scored.empty else None, test_key: best["test"].get(test_key) if best else None,
+        "worker_epochs": float(world.sum()), "cpu_seconds": slot_seconds * s["cpus_per_worker"],
+        "gpu_seconds": slot_seconds * s.get("gpus_per_worker", 0.0) if s.get("use_gpu") else 0.0,
+        "sweep_seconds": meta.get("sweep_wall_seconds"), "seconds_to_best": to_best, "seconds_to_within_0.5%": to_near,
+    }
+
+
+def compare_runs(directories: Sequence[str]) -> pd.DataFrame:
+    """One column per run, one row per figure of ``run_summary``; ratios to the first run."""
+    rows = [run_summary(read_run(d)) for d in directories]
+    table = pd.DataFrame(rows).set_index("run").T
+    return table
+
+
+def format_compare(directories: Sequence[str]) -> str:
+    table = compare_runs(directories)
+    lines = ["runs side by side (cpu/gpu seconds: trial wall time x reserved CPUs/GPUs):"]
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
+        lines.append(table.to_string())
+    cols = list(table.columns)
+    for other in cols[1:]:
+        base = table[cols[0]]
+        ratio = []
+        for key in ("worker_epochs", "cpu_seconds", "sweep_seconds"):
+            a, b = base.get(key), table[other].get(key)
+            if a and b:
+                ratio.append(f"{key} {b / a:.2f}x")
+        lines.append(f"{other} against {cols[0]}: " + ", ".join(ratio))
+    return "\n".join(lines)

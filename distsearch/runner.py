@@ -48,12 +48,18 @@ def select_best(trials, mode: str):
     return ok.sort_values(C.BEST_METRIC, ascending=(mode == "min"), kind="stable").iloc[0]
 
 
-def run_job(spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[str] = None, dashboard: bool = False, verbose: int = 1) -> RunResult:
-    """Run ``spec`` and write ``<storage>/<name>/<run id>/``; Ray is started here only if needed."""
+def run_job(
+    spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[str] = None, dashboard: bool = False,
+    progress: bool = False, worker_logs: bool = False,
+) -> RunResult:
+    """Run ``spec`` and write ``<storage>/<name>/<run id>/``; Ray is started here only if needed.
+
+    ``progress`` prints one live progress line; ``worker_logs`` forwards the Train workers'
+    output (otherwise in Ray's log files, /tmp/ray/session_latest/logs)."""
     task = check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
     run_id = run_id or new_run_id()
     out = results.run_dir(spec.storage, spec.name, run_id)
-    started_here = driver.connect(address, dashboard=dashboard)
+    started_here = driver.connect(address, dashboard=dashboard, worker_logs=worker_logs)
     try:
         import ray
 
@@ -63,7 +69,7 @@ def run_job(spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[st
             "schema_version": C.SCHEMA_VERSION,
         }
         storage.write_json(storage.join(out, C.RUN_FILE), meta)
-        outcome = driver.run_sweep(spec, out, task=task, verbose=verbose)
+        outcome = driver.run_sweep(spec, out, task=task, progress=progress)
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)

@@ -205,6 +205,7 @@ class Budget(_Section):
 
 
 class Asha(_Section):
+    enabled: bool = Field(True, description="true: ASHA stops weak trials early; false: every trial runs max_epochs (FIFO random search)")
     grace_period_epochs: int = Field(1, ge=1, description="epochs every trial runs before ASHA may stop it (count, 1..max_epochs)")
     reduction_factor: float = Field(3.0, ge=2, description="ASHA keeps 1/reduction_factor of trials at each rung (ratio, >= 2)")
     brackets: int = Field(1, ge=1, le=10, description="ASHA brackets (count, 1..10)")

@@ -63,3 +63,45 @@ def max_overlap(trials) -> int:
         now += d
         peak = max(peak, now)
     return peak
+
+
+PROBE = """
+<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const out = document.createElement('pre');
+  out.id = 'probe';
+  out.textContent = JSON.stringify(imgs.map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth, h: i.naturalHeight})));
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def check_report_in_browser(report_html, tmp_path) -> list[dict]:
+    """Open ``report_html`` in headless Chromium (with a probe script added to a copy beside it)
+    and return, per <img>, whether it loaded; also screenshot the page. Fails if Chromium is
+    missing: .ci/run installs it."""
+    import json
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    assert browser, "headless Chromium is needed for this test: apt-get install chromium (.ci/run does)"
+    report_html = Path(report_html)
+    probe = report_html.with_name("probe.html")
+    probe.write_text(report_html.read_text().replace("</body>", PROBE + "</body>"))
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000",
+    ]
+    dom = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, flags=re.S)
+    assert found, f"the probe did not run: {dom.stderr[-2000:]}"
+    images = json.loads(found.group(1).replace("&quot;", '"'))
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, "--window-size=1200,3000", f"--screenshot={shot}", report_html.as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000
+    return images

@@ -29,7 +29,7 @@ def two_nodes():
 def test_one_trial_worker_group_spans_both_nodes(two_nodes, tmp_path):
     # 1 CPU per node and 2 one-CPU workers per trial: a trial can only run across both nodes
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, scaling={"num_workers": 2, "cpus_per_worker": 1}))
-    result = run_job(spec, verbose=0)
+    result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(nodes) == 2

@@ -83,3 +83,16 @@ def test_sweep_writes_everything_to_s3(s3_env, tmp_path, monkeypatch):
     assert any(k.endswith(f"/{C.CHECKPOINT_FILE}") for k in keys)
     assert any(k.startswith(f"runs/{raw['name']}/r1/{C.TUNE_DIR}/") for k in keys)
     assert not any(".tmp" in k for k in keys)  # atomic writes left no temporaries behind
+
+
+def test_tabular_task_reads_its_file_from_s3(s3_env, monkeypatch):
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    import boto3
+
+    from distsearch.tasks import make_task
+
+    boto3.client("s3").upload_file(str(ROOT / "jobs" / "data" / "wine.parquet"), BUCKET, "data/wine.parquet")
+    remote = make_task("tabular", {"path": f"s3://{BUCKET}/data/wine.parquet", "target": "target"})
+    local = make_task("tabular", {"path": str(ROOT / "jobs" / "data" / "wine.parquet"), "target": "target"})
+    assert remote.num_classes == local.num_classes == 3 and remote.n_rows == local.n_rows == 178

@@ -13,14 +13,14 @@ from distsearch.runner import run_job
 from distsearch.spec import parse_job
 
 from ..conftest import tiny_job
-from .conftest import assert_nothing_left, check_run_files, max_overlap
+from .conftest import assert_nothing_left, check_report_in_browser, check_run_files, max_overlap
 
 pytestmark = pytest.mark.integration
 
 
 def test_aggressive_asha_sweep_of_24_trials_leaks_nothing(embedded_ray, tmp_path):
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 24, "max_epochs": 3}, asha={"grace_period_epochs": 1, "reduction_factor": 3}))
-    result = run_job(spec, verbose=0)
+    result = run_job(spec)
     run = check_run_files(result.run_dir, spec)
     trials, epochs = run["trials"], run["epochs"]
     assert result.status_counts[C.STATUS_ERROR] == 0
@@ -45,6 +45,15 @@ def test_aggressive_asha_sweep_of_24_trials_leaks_nothing(embedded_ray, tmp_path
         acc.Reload()
         curves.append(len(acc.Scalars("ray/tune/val_accuracy")))
     assert max(curves) == longest and min(curves) >= 1
+    # ... and the hparams view: every trial's flat parameters, conditional ones included
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for f in event_files[:3]:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        starts = [plugin_data_pb2.HParamsPluginData.FromString(raw) for raw in acc.PluginTagToContent("hparams").values()]
+        hp = next(p.session_start_info.hparams for p in starts if p.HasField("session_start_info"))
+        assert {"model", "model.depth", "model.width", "lr", "optimizer"} <= set(hp)
     # keep-N: Ray Train keeps the num_to_keep best checkpoints by the metric, plus the latest.
     # Workers may finish an epoch or two past ASHA's stop before the kill lands (reports reach
     # Tune asynchronously), so a checkpoint can be newer than the last epoch Tune recorded.
@@ -60,6 +69,14 @@ def test_aggressive_asha_sweep_of_24_trials_leaks_nothing(embedded_ray, tmp_path
 
     assert set(epochs.columns) <= _documented("`epochs.parquet` columns:")
     assert_nothing_left()
+    # the report of this real sweep: report.html and every figure load in headless Chromium
+    from distsearch.cli import main as cli
+    from distsearch.figures import FIGURES
+
+    assert cli(["report", result.run_dir, "--out", str(tmp_path / "report")]) == 0
+    images = check_report_in_browser(tmp_path / "report" / "report.html", tmp_path)
+    assert {i["src"] for i in images} == set(FIGURES)
+    assert all(i["ok"] and i["w"] > 300 and i["h"] > 200 for i in images), images
 
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(embedded_ray, tmp_path):
@@ -67,7 +84,7 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(embedded_ray, tmp_pat
     raw["space"]["lr"] = {"choice": [0.05, 1.0e30]}  # 1e30 with SGD overflows to inf/NaN in epoch 1
     raw["space"]["optimizer"] = "sgd"
     spec = parse_job(raw)
-    result = run_job(spec, verbose=0)
+    result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
     trials = run["trials"]
     bad = trials[trials["hp_lr"] > 1]
@@ -90,7 +107,7 @@ def test_worker_group_that_cannot_start_fails_its_trial_not_forever(embedded_ray
             harness={"worker_start_timeout_s": 3, "worker_start_attempts": 2},
         ))
         t0 = time.monotonic()
-        result = run_job(spec, verbose=0)
+        result = run_job(spec)
         took = time.monotonic() - t0
     finally:
         ray.util.remove_placement_group(blocker)
@@ -105,4 +122,4 @@ def test_worker_group_that_cannot_start_fails_its_trial_not_forever(embedded_ray
 def test_infeasible_job_is_refused_before_any_trial(embedded_ray, tmp_path):
     spec = parse_job(tiny_job(tmp_path, scaling={"num_workers": 1, "use_gpu": True, "gpus_per_worker": 4}))
     with pytest.raises(driver.InfeasibleJobError, match="scaling.gpus_per_worker"):
-        run_job(spec, verbose=0)
+        run_job(spec)

@@ -46,7 +46,7 @@ CHARLM_SMALL = {
 ], ids=["wine", "diabetes", "charlm", "custom"])
 def test_shipped_task_runs_end_to_end(embedded_ray, tmp_path, at_root, job_file, overrides, test_keys):
     spec = _tiny(job_file, tmp_path, **overrides)
-    result = run_job(spec, verbose=0)
+    result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
     assert result.status_counts[C.STATUS_ERROR] == 0, run["trials"][C.ERROR].tolist()
     best = run["best"]
@@ -72,7 +72,7 @@ def test_test_split_is_seen_once_by_the_driver_and_never_by_a_trial(embedded_ray
     splits = SpyTask(str(log_dir)).splits(spec.seed)
     test_ids = {int(i) for i in splits.test[0][:, 0]}
     train_ids = {int(i) for i in splits.train[0][:, 0]}
-    result = run_job(spec, verbose=0)
+    result = run_job(spec)
     assert result.status_counts[C.STATUS_ERROR] == 0
     seen = {int(p.stem): [int(i) for line in p.read_text().splitlines() for i in line.split()] for p in log_dir.glob("*.ids")}
     workers = {pid: ids for pid, ids in seen.items() if pid != os.getpid()}

@@ -62,3 +62,13 @@ def test_trial_runs_to_max_epochs(tmp_path):
     sched.on_trial_add(None, t)
     decisions = [sched.on_trial_result(None, t, {"epoch": e, "val_accuracy": 0.5}) for e in range(1, 10)]
     assert decisions[:-1] == [TrialScheduler.CONTINUE] * 8 and decisions[-1] == TrialScheduler.STOP  # max_t reached
+
+
+def test_disabled_asha_is_fifo_and_never_stops(tmp_path):
+    sched = driver.asha_scheduler(_spec(tmp_path, enabled=False))
+    trials = [_trial(i) for i in range(4)]
+    for t in trials:
+        sched.on_trial_add(None, t)
+    for epoch in range(1, 10):
+        for i, t in enumerate(trials):
+            assert sched.on_trial_result(None, t, {"epoch": epoch, "val_accuracy": 0.01 * i}) == TrialScheduler.CONTINUE

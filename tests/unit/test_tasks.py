@@ -146,6 +146,15 @@ def test_tabular_standardises_with_training_rows_only_and_encodes_categories(tmp
     assert set(s.train[0][:, 1:].sum(1).tolist()) == {1.0}
 
 
+def test_tabular_reads_a_file_uri_and_csv_like_parquet(tmp_path):
+    frame = pd.read_parquet(ROOT / "jobs/data/wine.parquet")
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    from_uri = make_task("tabular", {"path": f"file://{ROOT}/jobs/data/wine.parquet", "target": "target"})
+    from_csv = make_task("tabular", {"path": str(tmp_path / "wine.csv"), "target": "target"})
+    a, b = from_uri.splits(0), from_csv.splits(0)
+    assert torch.allclose(a.train[0], b.train[0], atol=1e-5) and torch.equal(a.test[1], b.test[1])
+
+
 def test_tabular_infers_the_problem_from_the_target(tmp_path):
     wine = make_task("tabular", {"path": str(ROOT / "jobs/data/wine.parquet"), "target": "target"})
     diabetes = make_task("tabular", {"path": str(ROOT / "jobs/data/diabetes.parquet"), "target": "target"})

@@ -1,0 +1,190 @@
+"""Figures of one run, drawn from its Parquet files with matplotlib (Agg). No Ray import.
+
+Each function takes the dict ``results.read_run`` returns and gives a matplotlib Figure;
+``render`` gives every figure as PNG bytes, keyed by file name. The figures:
+
+- ``curves.png``: the validation metric against epoch, one line per trial; trials ASHA stopped
+  early are grey and dashed, failed trials red, the best trial thick; ASHA's rungs are dotted.
+- ``hparams.png``: each hyperparameter against the trial's best metric.
+- ``importance.png``: hyperparameter importance, from a random forest fitted to the trials.
+- ``gap.png``: the best trial's train and validation metric against epoch (the overfitting gap).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window, whatever the environment says
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import constants as C  # noqa: E402
+
+MIN_TRIALS_FOR_IMPORTANCE = 5
+_STATUS_STYLE = {
+    C.STATUS_COMPLETED: {"color": None, "linestyle": "-", "alpha": 0.9, "linewidth": 1.4},
+    C.STATUS_STOPPED: {"color": "0.6", "linestyle": "--", "alpha": 0.8, "linewidth": 1.0},
+    C.STATUS_ERROR: {"color": "tab:red", "linestyle": ":", "alpha": 0.9, "linewidth": 1.0},
+}
+
+
+def _job(run: Mapping[str, Any]) -> Mapping[str, Any]:
+    return run["run"]["job"]
+
+
+def asha_rungs(job: Mapping[str, Any]) -> list[int]:
+    """The epochs at which ASHA compares trials: grace period times powers of the reduction factor."""
+    asha, max_epochs = job.get("asha", {}), job["budget"]["max_epochs"]
+    if not asha.get("enabled", True):
+        return []
+    rungs, r = [], float(asha.get("grace_period_epochs", 1))
+    while r < max_epochs:
+        rungs.append(int(round(r)))
+        r *= float(asha.get("reduction_factor", 3))
+    return rungs
+
+
+def best_trial_id(run: Mapping[str, Any]) -> Optional[str]:
+    if run.get("best"):
+        return run["best"][C.TRIAL_ID]
+    ok = run["trials"].dropna(subset=[C.BEST_METRIC])
+    if ok.empty:
+        return None
+    return ok.sort_values(C.BEST_METRIC, ascending=_job(run)["mode"] == "min").iloc[0][C.TRIAL_ID]
+
+
+def learning_curves(run: Mapping[str, Any]):
+    job, trials, epochs = _job(run), run["trials"], run["epochs"]
+    metric, best = job["metric"], best_trial_id(run)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    status = dict(zip(trials[C.TRIAL_ID], trials[C.STATUS]))
+    for tid, rows in epochs.groupby(C.TRIAL_ID, sort=True) if metric in epochs else []:
+        style = dict(_STATUS_STYLE.get(status.get(tid), _STATUS_STYLE[C.STATUS_COMPLETED]))
+        if tid == best:
+            style.update(color="black", linestyle="-", linewidth=2.6, alpha=1.0)
+        ax.plot(rows[C.EPOCH], rows[metric], marker="o", markersize=2.5, label=f"best: {tid}" if tid == best else None, **style)
+    for rung in asha_rungs(job):
+        ax.axvline(rung, color="tab:blue", linestyle=":", linewidth=1)
+    ax.plot([], [], color="0.6", linestyle="--", label="stopped early by ASHA")
+    ax.plot([], [], color="tab:blue", linestyle=":", label="ASHA rung")
+    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch, {len(trials)} trials")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _hp_columns(trials: pd.DataFrame) -> list[str]:
+    return [c for c in trials.columns if c.startswith(C.HP_PREFIX) and trials[c].notna().any() and trials[c].nunique() > 1]
+
+
+def _hp_label(column: str) -> str:
+    return column[len(C.HP_PREFIX):].replace("__", ".")
+
+
+def hparams_vs_metric(run: Mapping[str, Any]):
+    job, trials = _job(run), run["trials"]
+    cols = _hp_columns(trials)
+    n = max(len(cols), 1)
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    colors = trials[C.STATUS].map({C.STATUS_COMPLETED: "tab:green", C.STATUS_STOPPED: "0.55", C.STATUS_ERROR: "tab:red"}).fillna("0.3")
+    rng = np.random.default_rng(0)
+    for ax, col in zip(axes.flat, cols):
+        values, y = trials[col], trials[C.BEST_METRIC]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            x = values.astype("float64")
+            ax.scatter(x, y, c=colors, s=22)
+            positive = x.dropna()
+            if len(positive) and (positive > 0).all() and positive.max() / positive.min() >= 20:
+                ax.set_xscale("log")
+        else:
+            cats = sorted(values.dropna().astype(str).unique())
+            pos = values.astype("string").map({c: i for i, c in enumerate(cats)}).astype("float64")
+            ax.scatter(pos + rng.uniform(-0.15, 0.15, len(pos)), y, c=colors, s=22)
+            ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8)
+        ax.set(xlabel=_hp_label(col), ylabel=f"best {job['metric']}")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(cols):]:
+        ax.axis("off")
+    if not cols:
+        axes.flat[0].text(0.5, 0.5, "no hyperparameter varied across trials", ha="center", va="center")
+    fig.suptitle("hyperparameters against the best metric (green: completed, grey: stopped early, red: failed)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def hp_importance(trials: pd.DataFrame, seed: int = 0) -> Optional[pd.Series]:
+    """Each varied hyperparameter's share of a random forest's impurity reduction when it predicts
+    the trials' best metric (sums to 1); None with fewer than ``MIN_TRIALS_FOR_IMPORTANCE`` trials.
+
+    A rough, fANOVA-like estimate: with tens of trials it ranks, it does not measure."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    ok = trials.dropna(subset=[C.BEST_METRIC])
+    cols = _hp_columns(ok)
+    if len(ok) < MIN_TRIALS_FOR_IMPORTANCE or not cols:
+        return None
+    x = pd.DataFrame(index=ok.index)
+    for col in cols:
+        v = ok[col]
+        if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+            x[col] = v.astype("float64").fillna(-1.0)  # "not applicable" (conditional) splits off on its own
+        else:
+            x[col] = v.astype("string").fillna("<none>").astype("category").cat.codes
+    forest = RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed).fit(x.to_numpy(), ok[C.BEST_METRIC].to_numpy())
+    imp = pd.Series(forest.feature_importances_, index=[_hp_label(c) for c in cols])
+    return (imp / imp.sum() if imp.sum() > 0 else imp).sort_values(ascending=False)
+
+
+def importance(run: Mapping[str, Any]):
+    imp = hp_importance(run["trials"])
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if imp is None:
+        ax.text(0.5, 0.5, f"importance needs at least {MIN_TRIALS_FOR_IMPORTANCE} trials with a metric", ha="center", va="center")
+        ax.axis("off")
+    else:
+        ax.barh(imp.index[::-1], imp.values[::-1], color="tab:blue")
+        ax.set(xlabel="share of random-forest impurity reduction", title=f"hyperparameter importance for {_job(run)['metric']}")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def overfitting_gap(run: Mapping[str, Any]):
+    job, epochs = _job(run), run["epochs"]
+    name = job["metric"].split("_", 1)[1]
+    best = best_trial_id(run)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rows = epochs[epochs[C.TRIAL_ID] == best] if best is not None else epochs.iloc[0:0]
+    for split, style in (("train", "-"), ("val", "--")):
+        col = f"{split}_{name}"
+        if col in rows:
+            ax.plot(rows[C.EPOCH], rows[col], linestyle=style, marker="o", markersize=3, label=col)
+    if rows.empty:
+        ax.text(0.5, 0.5, "no trial reported a metric", ha="center", va="center")
+    ax.set(xlabel="epoch", ylabel=name, title=f"best trial {best}: train against validation")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"curves.png": learning_curves, "hparams.png": hparams_vs_metric, "importance.png": importance, "gap.png": overfitting_gap}
+
+
+def render(run: Mapping[str, Any], dpi: int = 110) -> dict[str, bytes]:
+    """Every figure of ``run`` as PNG bytes, keyed by file name."""
+    out = {}
+    for name, draw in FIGURES.items():
+        fig = draw(run)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        plt.close(fig)
+        out[name] = buf.getvalue()
+    return out
