@@ -12,6 +12,7 @@ See ``jobs/custom_task.py`` for a worked example.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from typing import Any, Mapping
@@ -48,11 +49,12 @@ def make(options: Mapping[str, Any]):
     fn = resolve(options["factory"])
     kwargs = {k: v for k, v in options.items() if k != "factory"}
     try:
-        task = fn(**kwargs)
-    except TaskInputError:
-        raise
+        inspect.signature(fn).bind(**kwargs)
     except TypeError as e:
-        raise TaskInputError([f"task_options: {options['factory']} does not accept {sorted(kwargs)}: {e}"]) from None
+        raise TaskInputError([f"task_options: {options['factory']} cannot take {sorted(kwargs)} ({e}); pass the options it declares"]) from None
+    except ValueError:
+        pass  # no signature to check (some builtins); the call below still tells
+    task = fn(**kwargs)
     missing = [m for m in PROTOCOL_MEMBERS if not hasattr(task, m)]
     if missing:
         raise TaskInputError([f"task_options.factory: {options['factory']} returned {type(task).__name__}, which lacks {', '.join(missing)}; see distsearch.tasks.Task"])

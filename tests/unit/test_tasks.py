@@ -196,6 +196,7 @@ def test_bad_task_inputs_name_the_problem(tmp_path):
         ("custom", {"factory": "just_a_name"}, ["task_options.factory", "package.module:function"]),
         ("custom", {"factory": "collections:OrderedDict"}, ["task_options.factory", "lacks", "splits"]),
         ("custom", {}, ["task_options.factory: missing"]),
+        ("custom", {"factory": "jobs.custom_task:make_task", "colour": 1}, ["task_options", "cannot take", "colour"]),
         ("digits", {"colour": True}, ["task_options.colour", "no option"]),
     ]
     import os
