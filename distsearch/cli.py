@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from . import constants as C
 from .spec import SpecError, load_job, parse_job
 
 
@@ -63,6 +64,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(report.report_run(result.run_dir))
             written = report.write_report(result.run_dir)
             print(f"results: {result.run_dir}\nreport: {written[report.REPORT_FILE]}")
+            if result.error_budget_exceeded:
+                print(
+                    f"error: the sweep was ended early: {result.status_counts[C.STATUS_ERROR]} trials failed, more than "
+                    f"budget.max_failed_trials = {spec.budget.max_failed_trials}; the results so far are written above "
+                    f"({result.status_counts[C.STATUS_CANCELLED]} trials cancelled). The trials' errors are in trials.parquet.",
+                    file=sys.stderr,
+                )
+                return 1
             return 0
         if args.command == "report":
             from . import report

@@ -52,7 +52,8 @@ TIMESTAMP = "timestamp"  # UTC time the driver received the report
 STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped_early"
 STATUS_ERROR = "error"
-STATUSES = (STATUS_COMPLETED, STATUS_STOPPED, STATUS_ERROR)
+STATUS_CANCELLED = "cancelled"  # ended (or never started) because the job's error budget ran out
+STATUSES = (STATUS_COMPLETED, STATUS_STOPPED, STATUS_ERROR, STATUS_CANCELLED)
 
 # ---- environment ----------------------------------------------------------------------------
 ADDRESS_ENV = "RAY_ADDRESS"  # a cluster to join; unset means an embedded local Ray

@@ -461,6 +461,28 @@ def _hparams_logger():
     return _FlatHParamsTBX()
 
 
+class ErrorBudget(tune.Callback, tune.stopper.Stopper):
+    """Ends the sweep once more than ``max_failed`` trials have failed: Tune then stops every
+    running trial and starts no new one. Both a callback (it counts failures) and the stopper."""
+
+    def __init__(self, max_failed: Optional[int]):
+        self.max_failed = max_failed
+        self.failed: list[str] = []
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed.append(trial.trial_id)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.max_failed is not None and len(self.failed) > self.max_failed
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.exceeded
+
+
 # ---------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------
@@ -474,9 +496,10 @@ class SweepOutcome:
     cluster_resources: dict[str, float]
     wall_seconds: float
     leaks: dict[str, Any] = field(default_factory=dict)
+    error_budget_exceeded: bool = False
 
 
-def _trial_rows(spec: JobSpec, rec: ResultRecorder, reaper: WorkerGroupReaper) -> list[dict[str, Any]]:
+def _trial_rows(spec: JobSpec, rec: ResultRecorder, reaper: WorkerGroupReaper, cancelled: bool = False) -> list[dict[str, Any]]:
     by_trial: dict[str, list[dict[str, Any]]] = {}
     for row in rec.epoch_rows:
         by_trial.setdefault(row[C.TRIAL_ID], []).append(row)
@@ -492,7 +515,7 @@ def _trial_rows(spec: JobSpec, rec: ResultRecorder, reaper: WorkerGroupReaper) -
             err = trial.get_error() or "trial failed (no error text was stored)"
             error = str(err).strip()[-4000:]
         else:
-            status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_STOPPED
+            status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
             error = None
         best = better(values, key=lambda v: v[0]) if values else (None, None)
         start = rec.started.get(tid)
@@ -570,6 +593,7 @@ def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, progr
     data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
     recorder = ResultRecorder()
     reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
+    budget = ErrorBudget(spec.budget.max_failed_trials)
     trainable = tune.with_resources(
         tune.with_parameters(_run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref]), _TRIAL_ACTOR_RESOURCES
     )
@@ -590,7 +614,8 @@ def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, progr
         run_config=tune.RunConfig(
             name=C.TUNE_DIR,
             storage_path=run_dir,
-            callbacks=[recorder, reaper, _hparams_logger(), *([ProgressView(spec)] if progress else [])],
+            callbacks=[recorder, reaper, budget, _hparams_logger(), *([ProgressView(spec)] if progress else [])],
+            stop=budget,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             verbose=0,  # ProgressView instead of Tune's tables
         ),
@@ -610,12 +635,13 @@ def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, progr
     except Exception as e:  # noqa: BLE001 - leak accounting must never fail the run
         actors = [f"unknown: {e}"]
     return SweepOutcome(
-        trial_rows=_trial_rows(spec, recorder, reaper),
+        trial_rows=_trial_rows(spec, recorder, reaper, cancelled=budget.exceeded),
         epoch_rows=recorder.epoch_rows,
         max_concurrent_trials=concurrency,
         cluster_resources=dict(ray.cluster_resources()),
         wall_seconds=wall,
         leaks={"placement_groups_swept_at_end": leftover, "train_actors_alive_at_end": actors, "unreleased_by_trial": reaper.unreleased},
+        error_budget_exceeded=budget.exceeded,
     )
 
 

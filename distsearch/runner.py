@@ -27,6 +27,7 @@ class RunResult:
     run_dir: str
     best: Optional[dict[str, Any]]
     status_counts: dict[str, int]
+    error_budget_exceeded: bool = False
 
 
 def new_run_id() -> str:
@@ -80,9 +81,10 @@ def run_job(
         meta.update({
             "finished_at": datetime.now(timezone.utc).isoformat(), "sweep_wall_seconds": outcome.wall_seconds,
             "max_concurrent_trials": outcome.max_concurrent_trials, "status_counts": counts, "leaks": outcome.leaks,
+            "error_budget_exceeded": outcome.error_budget_exceeded,
         })
         storage.write_json(storage.join(out, C.RUN_FILE), meta)
-        return RunResult(run_dir=out, best=best, status_counts=counts)
+        return RunResult(run_dir=out, best=best, status_counts=counts, error_budget_exceeded=outcome.error_budget_exceeded)
     finally:
         if started_here:
             import ray

@@ -202,6 +202,9 @@ class _Section(BaseModel):
 class Budget(_Section):
     num_trials: int = Field(16, ge=1, le=100_000, description="trials sampled from the space (count, >= 1)")
     max_epochs: int = Field(10, ge=1, le=100_000, description="epochs a trial trains at most (count, >= 1); ASHA's max_t")
+    max_failed_trials: Optional[int] = Field(
+        None, ge=0, description="failed trials the sweep tolerates (count, >= 0); one more ends it, results so far written; unset: no limit"
+    )
 
 
 class Asha(_Section):

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 import yaml
@@ -22,6 +23,7 @@ from ..conftest import ROOT, tiny_job
 pytestmark = pytest.mark.integration
 
 BUCKET = "distsearch-test"
+SECRET = "sekret-" + uuid.uuid4().hex
 
 
 def _free_port() -> int:
@@ -35,7 +37,8 @@ def s3_env():
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        # a secret no file may contain: checked after the sweep
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": SECRET,
         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
     }
     try:
@@ -51,7 +54,7 @@ def s3_env():
         import boto3
 
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)
+                     aws_access_key_id="testing", aws_secret_access_key=SECRET).create_bucket(Bucket=BUCKET)
         yield env
     finally:
         server.terminate()
@@ -83,6 +86,10 @@ def test_sweep_writes_everything_to_s3(s3_env, tmp_path, monkeypatch):
     assert any(k.endswith(f"/{C.CHECKPOINT_FILE}") for k in keys)
     assert any(k.startswith(f"runs/{raw['name']}/r1/{C.TUNE_DIR}/") for k in keys)
     assert not any(".tmp" in k for k in keys)  # atomic writes left no temporaries behind
+    # security: the cloud secret in the environment is in no file the run wrote, nor in its output
+    s3 = boto3.client("s3")
+    leaked = [k for k in keys if SECRET.encode() in s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()]
+    assert leaked == [] and SECRET not in proc.stdout + proc.stderr
 
 
 def test_tabular_task_reads_its_file_from_s3(s3_env, monkeypatch):

@@ -1,0 +1,83 @@
+"""Faults that really happen: a Train worker process killed mid-trial, and trials that keep failing."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from distsearch import constants as C
+from distsearch.runner import run_job
+from distsearch.spec import parse_job
+
+from ..conftest import tiny_job
+from .conftest import assert_nothing_left
+
+pytestmark = pytest.mark.integration
+
+
+def _train_worker_pids() -> list[int]:
+    from ray._private import state  # GCS view: no dashboard needed
+
+    return [a["Pid"] for a in state.actors().values() if a.get("ActorClassName") == "RayTrainWorker" and a.get("State") == "ALIVE" and a.get("Pid")]
+
+
+def test_killed_train_worker_resumes_from_its_last_checkpoint(embedded_ray, tmp_path):
+    raw = tiny_job(
+        tmp_path, budget={"num_trials": 1, "max_epochs": 12}, harness={"max_worker_failures": 2},
+        space={"model": {"choice": {"mlp": {"width": 64}}}, "lr": 0.01, "optimizer": "adam", "batch_size": 8},
+    )
+    spec = parse_job(raw)
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("result", run_job(spec)), daemon=True)
+    runner.start()
+    # wait for the trial's 3rd checkpoint, then SIGKILL one of its two worker processes
+    deadline = time.monotonic() + 240
+    checkpoints: list = []
+    while time.monotonic() < deadline and len(checkpoints) < 3:
+        checkpoints = list(Path(tmp_path, "runs").glob(f"tiny/*/{C.TRAIN_DIR}/*/checkpoint_2*"))
+        time.sleep(0.1)
+    pids = _train_worker_pids()
+    assert checkpoints and pids, "the trial never checkpointed"
+    os.kill(pids[-1], signal.SIGKILL)
+    killed_at = time.time()
+    runner.join(timeout=300)
+    assert not runner.is_alive()
+    result = outcome["result"]
+    from distsearch.results import read_run
+
+    run = read_run(result.run_dir)
+    trials, epochs = run["trials"], run["epochs"]
+    assert trials[C.STATUS].tolist() == [C.STATUS_COMPLETED]  # the failure budget absorbed the kill
+    assert sorted(epochs[C.EPOCH]) == list(range(1, 13))  # every epoch exactly once: none redone, none lost
+    kill_time = pd.Timestamp(killed_at, unit="s", tz="UTC")
+    before, after = epochs[epochs[C.TIMESTAMP] < kill_time], epochs[epochs[C.TIMESTAMP] >= kill_time]
+    assert len(before) >= 3 and len(after) >= 1
+    recover_s = (after[C.TIMESTAMP].min().timestamp() - killed_at)
+    print(f"worker killed after epoch {before[C.EPOCH].max()}; next report {recover_s:.1f} s later, epoch {after[C.EPOCH].min()}")
+    assert after[C.EPOCH].min() == before[C.EPOCH].max() + 1  # resumed right after the last checkpoint
+    assert_nothing_left()
+
+
+def test_error_budget_ends_the_sweep_and_keeps_what_it_has(embedded_ray, tmp_path):
+    raw = tiny_job(tmp_path, budget={"num_trials": 8, "max_epochs": 2, "max_failed_trials": 1})
+    raw["space"]["lr"] = 1.0e30  # overflows to inf/NaN in epoch 1: every trial fails
+    raw["space"]["optimizer"] = "sgd"
+    spec = parse_job(raw)
+    t0 = time.monotonic()
+    result = run_job(spec)
+    took = time.monotonic() - t0
+    from distsearch.results import read_run
+
+    run = read_run(result.run_dir)
+    trials = run["trials"]
+    assert result.error_budget_exceeded and run["run"]["error_budget_exceeded"] is True
+    assert 2 <= (trials[C.STATUS] == C.STATUS_ERROR).sum() <= 3  # one more than the budget, plus any already running
+    assert len(trials) < spec.budget.num_trials  # the rest were never started
+    assert set(trials[C.STATUS]) <= {C.STATUS_ERROR, C.STATUS_CANCELLED}
+    assert trials.loc[trials[C.STATUS] == C.STATUS_ERROR, C.ERROR].str.contains("NonFiniteLossError").all()
+    print(f"error budget: sweep ended after {took:.1f} s with {len(trials)} of {spec.budget.num_trials} trials")
+    assert_nothing_left()
