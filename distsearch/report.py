@@ -46,7 +46,8 @@ def format_run(run: Mapping[str, Any], top: int = 10) -> str:
     if "sweep_wall_seconds" in run["run"]:
         lines.append(f"  sweep wall time: {run['run']['sweep_wall_seconds']:.1f} s, {run['run'].get('max_concurrent_trials')} trials at a time")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
-        lines.append(_board(run, top).to_string(index=False, na_rep=""))
+        board = _board(run, top)
+        lines.append(board.astype(object).where(board.notna(), "").to_string(index=False))  # blank: not applicable
     best = run.get("best")
     if best:
         test = ", ".join(f"{k} = {v:.4f}" for k, v in best["test"].items())
