@@ -27,7 +27,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r = sub.add_parser("run", help="run a job's sweep (embedded Ray unless --address or RAY_ADDRESS)")
     r.add_argument("job")
     r.add_argument("--address", help="Ray cluster address, e.g. auto or ray://host:10001; default: $RAY_ADDRESS, else embedded")
-    r.add_argument("--run-id", help="name of the run folder (default: UTC time and a random suffix)")
+    r.add_argument("--run-id", help="name of the run folder (default: UTC time and a random suffix); an unfinished run of that id is resumed")
+    how = r.add_mutually_exclusive_group()
+    how.add_argument("--resume", action="store_true", help="resume the newest unfinished run of this job (or --run-id), or fail saying why not")
+    how.add_argument("--new-run", action="store_true", help="always start a new run (default: resume the newest run of this job and spec if its driver died)")
     r.add_argument("--storage", help="override the job's storage: a local path or URI (use an absolute path or URI under `ray job submit`)")
     r.add_argument("--dashboard", action="store_true", help="start the dashboard with the embedded Ray (not needed for cleanup)")
     r.add_argument("--quiet", action="store_true", help="no progress line")
@@ -59,7 +62,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .runner import run_job
 
             result = run_job(
-                spec, address=args.address, run_id=args.run_id, dashboard=args.dashboard, progress=not args.quiet, worker_logs=args.worker_logs
+                spec, address=args.address, run_id=args.run_id, dashboard=args.dashboard, progress=not args.quiet, worker_logs=args.worker_logs,
+                resume="require" if args.resume else "never" if args.new_run else "auto",
             )
             print(report.report_run(result.run_dir))
             written = report.write_report(result.run_dir)

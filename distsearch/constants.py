@@ -11,8 +11,10 @@ RUN_FILE = "run.json"
 BEST_FILE = "best.json"
 TUNE_DIR = "tune"  # Tune's experiment dir: per-trial TensorBoard events, experiment state
 TRAIN_DIR = "train"  # one Ray Train run per trial: its checkpoints
+LEDGER_DIR = "ledger"  # <trial id>.json per trial: started_at, ended_at, error; read by a resumed driver
 CHECKPOINT_FILE = "model.pt"  # inside each checkpoint directory
 CHECKPOINT_META_FILE = "meta.json"  # epoch and metrics of that checkpoint
+CHECKPOINT_HISTORY_FILE = "history.json"  # every report of the trial up to that checkpoint (timestamp: UTC seconds)
 
 # Written into every Parquet file's key-value metadata; bump on any column change.
 SCHEMA_VERSION = "1"

@@ -26,6 +26,8 @@ None of it needs the dashboard.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
@@ -34,7 +36,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Optional
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
 
 import ray
 import torch
@@ -185,11 +188,14 @@ def _lean_trainer_cls():
     return _LeanTorchTrainer
 
 
-def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list) -> None:
+def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list, ledger_dir: str) -> None:
     """The Tune function trainable: one Train V2 run for this trial's config.
 
     ``data`` is ``[ObjectRef]`` to ``(task, splits)``, wrapped in a list so that Ray passes the
-    reference on to the workers instead of resolving it here.
+    reference on to the workers instead of resolving it here. A trial whose ledger record says
+    it ended (under an earlier driver of this run) returns at once, or fails again with the
+    same error, instead of training further. Otherwise Ray Train resumes the run it finds
+    under ``train_storage``/<trial id> from that run's latest checkpoint, if there is one.
     """
     import ray.train
     from ray.train.torch import TorchConfig
@@ -197,6 +203,16 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
 
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
+    record = storage.join(ledger_dir, f"{trial_id}.json")
+    if storage.exists(record):
+        ledger = storage.read_json(record)
+        if ledger.get(C.ENDED_AT):
+            if ledger.get(C.ERROR):
+                raise RuntimeError(ledger[C.ERROR])
+            if not ledger.get(LAST_REPORT):
+                raise RuntimeError(f"trial {trial_id} ended under an earlier driver before its first report")
+            tune.report(ledger[LAST_REPORT])  # Tune wants the metric in a trial's final result; the driver has this epoch already
+            return
     h = spec.harness
     os.environ[_HEALTH_CHECK_ENV] = str(h.report_poll_interval_s)
     os.environ[_START_TIMEOUT_ENV] = str(h.worker_start_timeout_s)
@@ -348,39 +364,196 @@ class WorkerGroupReaper(tune.Callback):
             t.join(timeout=3 * self.release_timeout_s)
 
 
+# Tune's own bookkeeping keys: not the loop's metrics, so not in epochs.parquet.
+_TUNE_KEYS = frozenset({
+    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "date", "pid", "hostname", "node_ip",
+    "done", "trial_id", "experiment_tag", "config", "iterations_since_restore", "time_since_restore",
+    "checkpoint_dir_name", "should_checkpoint", "experiment_id",
+})
+
+
+# Ledger key: the trial's last (epoch, metric), which it reports again if a resumed driver
+# restarts it after it ended (Tune's experiment state can be older than the ledger).
+LAST_REPORT = "last_report"
+
+
+def _epoch_row(trial_id: str, result: Mapping[str, Any], received: datetime) -> dict[str, Any]:
+    row = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
+    row[C.TRIAL_ID] = trial_id
+    row[C.TIMESTAMP] = received
+    return row
+
+
+def _error_text(trial) -> str:
+    """The trial's error as Tune stored it: its driver-side error file is written before the
+    error callbacks run; the copy on storage (``get_error``) only after the next sync."""
+    local = getattr(trial, "error_file", None)
+    text = Path(local).read_text() if local and os.path.exists(local) else str(trial.get_error() or "")
+    return (text.strip() or "trial failed (no error text was stored)")[-4000:]
+
+
 class ResultRecorder(tune.Callback):
-    """Collects every per-epoch report and every trial's outcome, in driver memory."""
+    """Collects every per-epoch report and every trial's outcome in driver memory, and keeps a
+    ledger record per trial in ``ledger_dir`` (start, end, error): what a resumed driver must
+    not run again. ``prior`` seeds it with what earlier drivers of the run recorded.
 
-    # Tune's own bookkeeping keys: not the loop's metrics, so not in epochs.parquet.
-    _TUNE_KEYS = frozenset({
-        "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "date", "pid", "hostname", "node_ip",
-        "done", "trial_id", "experiment_tag", "config", "iterations_since_restore", "time_since_restore",
-        "checkpoint_dir_name", "should_checkpoint", "experiment_id",
-    })
+    Each (trial, epoch) is kept once, the first time it arrives.
+    """
 
-    def __init__(self):
-        self.epoch_rows: list[dict[str, Any]] = []
-        self.started: dict[str, float] = {}
-        self.ended: dict[str, float] = {}
+    def __init__(self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None):
+        self.metric, self.ledger_dir = metric, ledger_dir
+        self.epoch_rows: list[dict[str, Any]] = list(prior.epoch_rows) if prior else []
+        self._seen = {(r[C.TRIAL_ID], r[C.EPOCH]) for r in self.epoch_rows}
+        ledger = prior.ledger if prior else {}
+        self.started: dict[str, float] = {t: e[C.STARTED_AT] for t, e in ledger.items() if e.get(C.STARTED_AT)}
+        self.ended: dict[str, float] = {t: e[C.ENDED_AT] for t, e in ledger.items() if e.get(C.ENDED_AT)}
+        self.errors: dict[str, str] = {t: e[C.ERROR] for t, e in ledger.items() if e.get(C.ERROR)}
+        self.last_report: dict[str, dict[str, Any]] = {t: e[LAST_REPORT] for t, e in ledger.items() if e.get(LAST_REPORT)}
         self.trials: list[Any] = []
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.started.setdefault(trial.trial_id, time.time())
+        if trial.trial_id not in self.started:
+            self.started[trial.trial_id] = time.time()
+            self._write(trial.trial_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        row = {k: v for k, v in result.items() if k not in self._TUNE_KEYS}
-        row[C.TRIAL_ID] = trial.trial_id
-        row[C.TIMESTAMP] = datetime.now(timezone.utc)
-        self.epoch_rows.append(row)
+        key = (trial.trial_id, result.get(C.EPOCH))
+        if key[1] is None or key in self._seen:
+            return
+        self._seen.add(key)
+        self.epoch_rows.append(_epoch_row(trial.trial_id, result, datetime.now(timezone.utc)))
+        if self.metric in result:
+            self.last_report[trial.trial_id] = {C.EPOCH: key[1], self.metric: result[self.metric]}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.ended[trial.trial_id] = time.time()
+        self._end(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, _error_text(trial))
+
+    def _end(self, trial, error: Optional[str]) -> None:
+        if trial.trial_id in self.ended:
+            return
         self.ended[trial.trial_id] = time.time()
+        if error:
+            self.errors[trial.trial_id] = error
+        self._write(trial.trial_id)
+
+    def _write(self, trial_id: str) -> None:
+        if self.ledger_dir:
+            storage.write_json(storage.join(self.ledger_dir, f"{trial_id}.json"), {
+                C.TRIAL_ID: trial_id, C.STARTED_AT: self.started.get(trial_id), C.ENDED_AT: self.ended.get(trial_id),
+                C.ERROR: self.errors.get(trial_id), LAST_REPORT: self.last_report.get(trial_id),
+            })
 
     def on_experiment_end(self, trials, **info):
         self.trials = list(trials)
+
+
+@dataclass
+class PriorRun:
+    """What earlier drivers of a run left on storage: every trial's reports up to its latest
+    checkpoint, and the ledger (start, end, error per trial)."""
+
+    epoch_rows: list[dict[str, Any]]
+    ledger: dict[str, dict[str, Any]]
+
+    def metric_by_trial(self, metric: str) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for r in sorted(self.epoch_rows, key=lambda r: r[C.EPOCH]):
+            if r.get(metric) is not None:
+                out.setdefault(r[C.TRIAL_ID], []).append((int(r[C.EPOCH]), float(r[metric])))
+        return out
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _read_json(fs, path: str) -> Any:
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.readall())
+
+
+def load_prior(run_dir: str) -> PriorRun:
+    """Read ``run_dir`` as earlier drivers left it: the ledger, and per trial the reports up to
+    the latest checkpoint Ray Train registered (``history.json`` in it, see ``worker``), which
+    is the one Train resumes from. Checkpoints Train never registered (a worker that outlived
+    its driver for a moment) are ignored. Each kept checkpoint gives its epoch's path."""
+    import pyarrow.fs as pafs
+    from ray.train import Result
+    from ray.train.v2._internal.exceptions import RayTrainError
+
+    fs, base = storage.filesystem(run_dir)
+    ledger = {}
+    for info in fs.get_file_info(pafs.FileSelector(f"{base}/{C.LEDGER_DIR}", allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
+            record = _read_json(fs, info.path)
+            ledger[record[C.TRIAL_ID]] = record
+    rows: list[dict[str, Any]] = []
+    for trial in fs.get_file_info(pafs.FileSelector(f"{base}/{C.TRAIN_DIR}", allow_not_found=True)):
+        if trial.type != pafs.FileType.Directory:
+            continue
+        try:
+            with _quiet("ray.train"):  # Train logs a paragraph per run it finds
+                train_run = Result.from_path(storage.uri(fs, trial.path))
+        except RayTrainError as e:  # a snapshot cut short by the crash: Train cannot resume it either
+            log.warning("trial %s: Ray Train cannot read its checkpoint record (%s); it starts over", trial.base_name, e)
+            continue
+        except RuntimeError:  # no checkpoint was registered: the trial starts from scratch
+            continue
+        if train_run.checkpoint is None:
+            continue
+        history = _read_json(fs, f"{train_run.checkpoint.path}/{C.CHECKPOINT_HISTORY_FILE}")
+        paths = {int(m[C.EPOCH]): storage.uri(c.filesystem, c.path) for c, m in train_run.best_checkpoints or []}
+        paths[int(history[-1][C.EPOCH])] = storage.uri(train_run.checkpoint.filesystem, train_run.checkpoint.path)
+        record = ledger.get(trial.base_name, {})
+        if record.get(C.ENDED_AT):
+            # An ended trial's workers may train on for a moment after Tune stops it; those
+            # epochs never reached the driver and are not results.
+            last = (record.get(LAST_REPORT) or {}).get(C.EPOCH, 0)
+            history = [h for h in history if h[C.EPOCH] <= last]
+        for h in history:
+            row = _epoch_row(trial.base_name, {k: v for k, v in h.items() if k != C.TIMESTAMP}, datetime.fromtimestamp(h[C.TIMESTAMP], timezone.utc))
+            if h[C.EPOCH] in paths:
+                row[C.CHECKPOINT_PATH] = paths[h[C.EPOCH]]
+            rows.append(row)
+    return PriorRun(epoch_rows=rows, ledger=ledger)
+
+
+def has_sweep_state(run_dir: str) -> bool:
+    """Whether Tune saved the experiment state of ``run_dir``'s sweep (needed to resume it)."""
+    import pyarrow.fs as pafs
+
+    fs, base = storage.filesystem(run_dir)
+    found = fs.get_file_info(pafs.FileSelector(f"{base}/{C.TUNE_DIR}", allow_not_found=True))
+    return any(i.base_name.startswith("experiment_state") and i.base_name.endswith(".json") for i in found)
+
+
+class Heartbeat(tune.Callback):
+    """Calls ``beat`` from Tune's loop at most every ``interval_s`` (it says the driver is alive)."""
+
+    def __init__(self, beat: Callable[[], None], interval_s: float):
+        self.beat, self.interval_s = beat, interval_s
+        self._last = time.monotonic()
+
+    def __getstate__(self):  # Tune pickles callbacks into its experiment state
+        return {**self.__dict__, "beat": None}
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.beat is not None and time.monotonic() - self._last >= self.interval_s:
+            self._last = time.monotonic()
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - a missed heartbeat must never fail the sweep
+                log.exception("heartbeat failed")
 
 
 class ProgressView(tune.Callback):
@@ -404,8 +577,11 @@ class ProgressView(tune.Callback):
         return {**self.__dict__, "stream": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        epoch = int(result.get(C.EPOCH, 0))
+        if epoch <= self.last_epoch.get(trial.trial_id, 0):
+            return  # a resumed trial repeating its checkpoint's report
         self.epochs += 1
-        self.last_epoch[trial.trial_id] = int(result.get(C.EPOCH, 0))
+        self.last_epoch[trial.trial_id] = epoch
         value = result.get(self.metric)
         if value is not None and math.isfinite(value):
             if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
@@ -512,8 +688,7 @@ def _trial_rows(spec: JobSpec, rec: ResultRecorder, reaper: WorkerGroupReaper, c
         done = max((r[C.EPOCH] for r in epochs), default=0)
         if trial.status == "ERROR":
             status = C.STATUS_ERROR
-            err = trial.get_error() or "trial failed (no error text was stored)"
-            error = str(err).strip()[-4000:]
+            error = rec.errors.get(tid) or _error_text(trial)
         else:
             status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
             error = None
@@ -562,25 +737,57 @@ def live_train_actors() -> list[str]:
     ]
 
 
-def asha_scheduler(spec: JobSpec):
+def asha_scheduler(spec: JobSpec, prior: Optional[Mapping[str, list[tuple[int, float]]]] = None):
     """The ASHA scheduler of ``spec``: decides on ``spec.metric`` at epoch rungs. With
-    ``asha.enabled: false``, FIFO: every trial runs to ``max_epochs`` (plain random search)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    ``asha.enabled: false``, FIFO: every trial runs to ``max_epochs`` (plain random search).
+
+    ``prior`` ({trial id: [(epoch, metric), ...]}, from an earlier driver of the same run) is
+    replayed into the rungs as each restored trial is added: Tune saves no scheduler state, and
+    without it a resumed sweep would judge its trials against empty rungs. A trial the replay
+    would cut at a rung (it may have reached the rung after the old driver's last look) is
+    stopped at its first result.
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
     if not spec.asha.enabled:
         return FIFOScheduler()
-    return ASHAScheduler(
+    history = dict(prior or {})
+
+    class _ResumableASHA(ASHAScheduler):
+        _cut_by_replay: set = set()
+
+        def on_trial_add(self, tune_controller, trial):
+            super().on_trial_add(tune_controller, trial)
+            bracket = self._trial_info[trial.trial_id]
+            for epoch, value in history.pop(trial.trial_id, ()):
+                if bracket.on_result(trial, epoch, self._metric_op * value) == TrialScheduler.STOP:
+                    self._cut_by_replay = self._cut_by_replay | {trial.trial_id}
+
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            return TrialScheduler.STOP if trial.trial_id in self._cut_by_replay else action
+
+    return _ResumableASHA(
         time_attr=C.EPOCH, metric=spec.metric, mode=spec.mode, max_t=spec.budget.max_epochs,
         grace_period=spec.asha.grace_period_epochs, reduction_factor=spec.asha.reduction_factor, brackets=spec.asha.brackets,
     )
 
 
-def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, progress: bool = True) -> SweepOutcome:
+def run_sweep(
+    spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, progress: bool = True, resume: bool = False,
+    heartbeat: Optional[Callable[[], None]] = None, heartbeat_interval_s: float = 10.0,
+) -> SweepOutcome:
     """Run the ASHA sweep of ``spec`` on the connected Ray cluster; ``run_dir`` is a local path or URI.
 
     Ray must already be connected (see ``connect``). ``task`` is ``check_job(spec)``'s, built
     here if not given. ``progress`` prints ``ProgressView``'s line to stdout instead of Tune's
     status tables. Trials that fail are recorded, not raised.
+
+    ``resume`` continues the sweep an earlier driver of ``run_dir`` left unfinished: trials that
+    ended stay ended (their records in ``ended/`` outrank Tune's last experiment save, which
+    may be seconds old), unfinished trials go on from their latest Ray Train checkpoint, new
+    trials are drawn where the search stopped, and ASHA's rungs are refilled from the reports
+    already logged. ``heartbeat`` is called every ``heartbeat_interval_s`` while Tune runs.
     """
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -591,35 +798,61 @@ def run_sweep(spec: JobSpec, run_dir: str, *, task: Optional[Task] = None, progr
     splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
     # Workers get no test rows: the test split is touched once, by the runner, for the best model.
     data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
-    recorder = ResultRecorder()
+    prior = load_prior(run_dir) if resume else None
+    ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
+    recorder = ResultRecorder(spec.metric, ledger_dir, prior)
     reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
     budget = ErrorBudget(spec.budget.max_failed_trials)
+    if prior:
+        budget.failed = sorted(recorder.errors)
+    callbacks = [recorder, reaper, budget, _hparams_logger()]
+    if progress:
+        view = ProgressView(spec)
+        if prior:
+            view.epochs = len(prior.epoch_rows)
+            view.last_epoch = {t: v[-1][0] for t, v in prior.metric_by_trial(spec.metric).items()}
+        callbacks.append(view)
+    callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
-        tune.with_parameters(_run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref]), _TRIAL_ACTOR_RESOURCES
-    )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space.to_tune(spec.space),
-        tune_config=tune.TuneConfig(
-            num_samples=spec.budget.num_trials,
-            # Tune ignores TuneConfig.max_concurrent_trials when search_alg is a generator, and the
-            # Train workers' resources are invisible to Tune, so the limit must sit here.
-            search_alg=BasicVariantGenerator(random_state=spec.seed, max_concurrent=concurrency),
-            scheduler=asha_scheduler(spec),
-            reuse_actors=False,
-            # Tune's default folder name embeds the config's repr, which for a conditional
-            # parameter includes unresolved domain objects; the trial id is enough.
-            trial_dirname_creator=lambda trial: trial.trial_id,
+        tune.with_parameters(
+            _run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref], ledger_dir=ledger_dir
         ),
-        run_config=tune.RunConfig(
-            name=C.TUNE_DIR,
-            storage_path=run_dir,
-            callbacks=[recorder, reaper, budget, _hparams_logger(), *([ProgressView(spec)] if progress else [])],
-            stop=budget,
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            verbose=0,  # ProgressView instead of Tune's tables
-        ),
+        _TRIAL_ACTOR_RESOURCES,
     )
+    scheduler = asha_scheduler(spec, prior.metric_by_trial(spec.metric) if prior else None)
+    if prior:
+        tuner = tune.Tuner.restore(storage.join(run_dir, C.TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False)
+        # Tuner.restore takes callbacks, stopper and scheduler from tuner.pkl, pickled when the
+        # first driver started; this driver's live objects must replace them (private, pinned
+        # by ray==2.60.0: TunerInternal keeps both configs as attributes).
+        internal = tuner._local_tuner
+        internal._run_config.callbacks = callbacks
+        internal._run_config.stop = budget
+        internal._tune_config.scheduler = scheduler
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space.to_tune(spec.space),
+            tune_config=tune.TuneConfig(
+                num_samples=spec.budget.num_trials,
+                # Tune ignores TuneConfig.max_concurrent_trials when search_alg is a generator, and the
+                # Train workers' resources are invisible to Tune, so the limit must sit here.
+                search_alg=BasicVariantGenerator(random_state=spec.seed, max_concurrent=concurrency),
+                scheduler=scheduler,
+                reuse_actors=False,
+                # Tune's default folder name embeds the config's repr, which for a conditional
+                # parameter includes unresolved domain objects; the trial id is enough.
+                trial_dirname_creator=lambda trial: trial.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=C.TUNE_DIR,
+                storage_path=run_dir,
+                callbacks=callbacks,
+                stop=budget,
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                verbose=0,  # ProgressView instead of Tune's tables
+            ),
+        )
     # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
     # path honours verbose=0, so ProgressView's line is the only progress output.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"

@@ -94,6 +94,16 @@ def run_dir(storage: str, job_name: str, run_id: str) -> str:
     return join(absolute(storage), job_name, run_id)
 
 
+def run_ids(storage: str, job_name: str) -> list[str]:
+    """Ids of the runs of ``job_name`` under ``storage`` (folders holding a ``run.json``), oldest first
+    (the default ids start with their UTC start time)."""
+    import pyarrow.fs as pafs
+
+    fs, base = filesystem(join(absolute(storage), job_name))
+    found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    return sorted(i.base_name for i in found if i.type == pafs.FileType.Directory and fs.get_file_info(f"{i.path}/{C.RUN_FILE}").type == pafs.FileType.File)
+
+
 def write_tables(directory: PathLike, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
     write_frame(join(directory, C.TRIALS_FILE), trials)
     write_frame(join(directory, C.EPOCHS_FILE), epochs)

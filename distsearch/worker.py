@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,19 +44,37 @@ def train_worker(cfg: dict[str, Any]) -> None:
         C.WORLD_SIZE: ctx.get_world_size(),
     }
     start_state = None
+    # Every report so far, rank 0's view, stored inside each checkpoint: the latest checkpoint
+    # then holds the trial's whole history, on whatever storage Ray Train writes to, as
+    # atomically as the checkpoint itself. A driver that restarts reads it from there (Tune's
+    # own result logs reach storage only every few seconds).
+    history: list[dict[str, Any]] = []
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             start_state = torch.load(Path(d, C.CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+            history = json.loads(Path(d, C.CHECKPOINT_HISTORY_FILE).read_text())
+        if start_state.get("params") != cfg["params"]:
+            raise RuntimeError(
+                f"the checkpoint at {ckpt.path} was trained with other hyperparameters ({start_state.get('params')}) than "
+                f"this trial's ({cfg['params']}); refusing to resume from it"
+            )
+        # Repeat the restored checkpoint's report (the driver keeps the first copy of each
+        # epoch). A trial whose last epoch was already done reports nothing else, and Tune
+        # needs its final result to carry the metric; a scheduler also gets to look again.
+        restored = {k: v for k, v in history[-1].items() if k != C.TIMESTAMP}
+        ray.train.report({**restored, **tags, C.CHECKPOINT_PATH: storage.uri(ckpt.filesystem, ckpt.path)})
 
     def report(metrics: dict[str, Any], state: Optional[dict[str, Any]]) -> None:
         metrics = {**metrics, **tags}
         if state is None:
             ray.train.report(metrics)
             return
+        history.append({**metrics, C.TIMESTAMP: time.time()})
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, Path(d, C.CHECKPOINT_FILE))
             Path(d, C.CHECKPOINT_META_FILE).write_text(json.dumps(metrics, default=str))
+            Path(d, C.CHECKPOINT_HISTORY_FILE).write_text(json.dumps(history, default=str))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     loop.train(

@@ -1,0 +1,157 @@
+"""The driver is SIGKILLed mid-sweep; the same `distsearch run` command, run again, finishes the run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from distsearch import constants as C
+from distsearch.results import read_run
+
+from ..conftest import ROOT, tiny_job
+from .conftest import check_run_files
+
+pytestmark = pytest.mark.integration
+
+
+def _ledger(run: Path) -> dict:
+    out = {}
+    for f in (run / C.LEDGER_DIR).glob("*.json"):
+        try:
+            out[f.stem] = json.loads(f.read_text())
+        except ValueError:
+            pass  # read while being replaced
+    return out
+
+
+def _checkpointed_epochs(run: Path) -> dict:
+    """Per trial, the epoch of the latest checkpoint Ray Train registered: where it resumes."""
+    import logging
+
+    from ray.train import Result
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "snapshot found" line per call
+    out = {}
+    for trial in (run / C.TRAIN_DIR).glob("*"):
+        try:
+            latest = Result.from_path(str(trial)).checkpoint
+        except Exception:  # noqa: BLE001 - no snapshot yet, or one being rewritten while we poll
+            continue
+        if latest is not None:
+            out[trial.name] = json.loads(Path(latest.path, C.CHECKPOINT_META_FILE).read_text())[C.EPOCH]
+    return out
+
+
+def _orphans() -> dict:
+    """Ray processes whose node is gone (reparented to init): pid -> title."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text()
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == 1 and title.startswith("ray::"):
+            found[int(proc.name)] = title
+    return found
+
+
+def _end_orphans(before: dict, timeout_s: float = 30) -> None:
+    """A SIGKILLed driver takes its embedded Ray's GCS and raylet along; its workers end on
+    their own within seconds, but its dashboard and runtime-env agents linger: end them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = {pid: t for pid, t in _orphans().items() if pid not in before}
+        if all(t.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")) for t in left.values()):
+            break
+        time.sleep(0.2)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_killed_driver_resumes_with_the_same_command(tmp_path):
+    raw = tiny_job(
+        tmp_path, budget={"num_trials": 6, "max_epochs": 12}, asha={"grace_period_epochs": 2, "reduction_factor": 2},
+        space={"model": {"choice": {"mlp": {"depth": 2, "width": 32}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 8},
+    )
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]
+    orphans_before = _orphans()
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs = Path(raw["storage"], "tiny")
+    # Kill once a trial has ended and another is mid-training with a checkpoint on storage.
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        run = next(iter(runs.glob("*")), None)
+        if run is not None:
+            ledger, ckpts = _ledger(run), _checkpointed_epochs(run)
+            ended = {t for t, r in ledger.items() if r.get(C.ENDED_AT)}
+            running = {t: e for t, e in ckpts.items() if t not in ended and 2 <= e <= 5}
+            if ended and running:
+                break
+        assert first.poll() is None, first.communicate()[0]
+        time.sleep(0.05)
+    else:
+        pytest.fail("no trial ended while another had checkpoints")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    _end_orphans(orphans_before)
+    # What storage holds now is all a new driver has: the ledger, and the Train checkpoints
+    # (the old workers may have finished an epoch or two between the kill and their end).
+    ledger_before = _ledger(run)
+    ended_before = {t for t, r in ledger_before.items() if r.get(C.ENDED_AT)}
+    ckpt_before = _checkpointed_epochs(run)
+
+    t0 = time.time()
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    _end_orphans(orphans_before)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"resuming run {run.name}" in second.stderr
+    assert [p.name for p in runs.iterdir()] == [run.name]  # the same run, no new one
+
+    from distsearch.spec import parse_job
+
+    result = check_run_files(run, parse_job(raw), expect_stopped=False)  # one row per trial, Tune agrees, epochs 1..n once
+    trials, epochs = result["trials"], result["epochs"]
+    assert len(trials) == 6 and trials[C.TRIAL_ID].is_unique
+    assert not epochs.duplicated([C.TRIAL_ID, C.EPOCH]).any()
+    assert (trials[C.STATUS] != C.STATUS_ERROR).all(), trials[C.ERROR].dropna().tolist()
+    after = epochs[epochs[C.TIMESTAMP] > pd.Timestamp(t0, unit="s", tz="UTC")]  # trained by the second driver
+    # trials that had ended were not rerun: no epoch of theirs after the restart, same ledger end
+    assert set(after[C.TRIAL_ID]).isdisjoint(ended_before)
+    ledger_after = _ledger(run)
+    for tid in ended_before:
+        assert ledger_after[tid][C.ENDED_AT] == ledger_before[tid][C.ENDED_AT]
+        assert trials.set_index(C.TRIAL_ID).loc[tid, C.EPOCHS_COMPLETED] == ledger_before[tid]["last_report"][C.EPOCH]
+    # unfinished trials went on right after their last checkpoint: nothing trained twice
+    resumed = []
+    for tid, ckpt_epoch in ckpt_before.items():
+        if tid in ended_before:
+            continue
+        mine = after[after[C.TRIAL_ID] == tid]
+        done = trials.set_index(C.TRIAL_ID).loc[tid, C.EPOCHS_COMPLETED]
+        if len(mine):
+            assert mine[C.EPOCH].min() == ckpt_epoch + 1, (tid, ckpt_epoch, sorted(mine[C.EPOCH]))
+            resumed.append((tid, ckpt_epoch, mine[C.TIMESTAMP].min().timestamp() - t0))
+        else:  # its last epoch was done, or ASHA (rungs refilled from the logged reports) cut it
+            assert done == ckpt_epoch
+    assert resumed, "no trial was left to resume"
+    meta = read_run(run)["run"]
+    assert len(meta["resumes"]) == 1 and meta["finished_at"]
+    assert result["best"] is not None
+    for tid, ck, after_s in resumed:
+        print(f"trial {tid}: last checkpoint epoch {ck}, epoch {ck + 1} reported {after_s:.1f} s after the second command started")
+    print(f"killed with {len(ended_before)} trial(s) ended and {len(ckpt_before) - len(ended_before)} mid-training; second command "
+          f"took {time.time() - t0:.1f} s; {len(epochs)} epoch rows checked, {len(after)} trained after the restart")
