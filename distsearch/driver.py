@@ -57,8 +57,13 @@ _START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 _TRAIN_METRICS_ENV = "RAY_TRAIN_METRICS_ENABLED"
 _PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # Tune's trial actor only waits on fit(); its real work runs in the Train workers. Tune refuses
-# an empty resource request, so the trial asks for 1 MiB of memory: nothing a node lacks.
-_TRIAL_ACTOR_RESOURCES = {"memory": 2**20}
+# an empty resource request, so the trial asks for 1 MiB of memory, and a sliver of the head
+# node's marker resource: the trial actor and the Train controller it starts (Ray pins that to
+# the same node) then live on the head, the one node a sweep cannot lose anyway (the driver is
+# there). Losing a worker node costs only the Train workers on it, which the controller
+# restarts elsewhere from the last checkpoint (harness.max_worker_failures).
+_HEAD_NODE_RESOURCE = "node:__internal_head__"
+_TRIAL_ACTOR_RESOURCES = {"memory": 2**20, _HEAD_NODE_RESOURCE: 0.001}
 # Train worker actors in our job, by class name; used only to report leaks at the end.
 _TRAIN_ACTOR_CLASSES = ("RayTrainWorker", "TrainController", "PlacementGroupCleaner")
 
@@ -784,10 +789,11 @@ def run_sweep(
     status tables. Trials that fail are recorded, not raised.
 
     ``resume`` continues the sweep an earlier driver of ``run_dir`` left unfinished: trials that
-    ended stay ended (their records in ``ended/`` outrank Tune's last experiment save, which
-    may be seconds old), unfinished trials go on from their latest Ray Train checkpoint, new
-    trials are drawn where the search stopped, and ASHA's rungs are refilled from the reports
-    already logged. ``heartbeat`` is called every ``heartbeat_interval_s`` while Tune runs.
+    ended stay ended (the ledger outranks Tune's last experiment save, which may be seconds
+    old), unfinished trials go on from their latest Ray Train checkpoint, new trials are drawn
+    where the search stopped, and ASHA's rungs are refilled from the reports stored with the
+    checkpoints (``load_prior``). ``heartbeat`` is called every ``heartbeat_interval_s`` while
+    Tune runs.
     """
     from ray.tune.search.basic_variant import BasicVariantGenerator
 

@@ -40,3 +40,66 @@ def test_one_trial_worker_group_spans_both_nodes(two_nodes, tmp_path):
     assert run["run"]["max_concurrent_trials"] == 1
     assert run["best"] is not None  # the checkpoint written by rank 0 was readable by the driver
     assert_nothing_left()
+
+
+def _train_workers_by_node() -> dict:
+    from ray._private import state  # GCS view: no dashboard needed
+
+    out: dict = {}
+    for a in state.actors().values():
+        if a.get("ActorClassName") == "RayTrainWorker" and a.get("State") == "ALIVE":
+            out.setdefault(a["Address"]["NodeID"], []).append(a["Pid"])
+    return out
+
+
+def test_lost_worker_node_trials_move_to_the_head_and_complete(two_nodes, tmp_path):
+    """Last in this module: it removes the worker node. Like Ray's fault-tolerance release test,
+    every trial must still reach its last epoch, resuming from a checkpoint after the loss."""
+    import threading
+    import time
+
+    import pandas as pd
+
+    max_epochs = 10
+    spec = parse_job(tiny_job(
+        tmp_path, budget={"num_trials": 4, "max_epochs": max_epochs}, asha={"enabled": False},
+        scaling={"num_workers": 2, "cpus_per_worker": 0.5}, harness={"max_worker_failures": 3},
+        space={"model": {"choice": {"mlp": {"width": 32}}}, "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "optimizer": "adam", "batch_size": 8},
+    ))
+    head = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"])
+    worker_node = next(n for n in two_nodes.worker_nodes)
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("result", run_job(spec)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 240
+    lost_node_id = None
+    while time.monotonic() < deadline:
+        on_worker_node = {n: p for n, p in _train_workers_by_node().items() if n != head}
+        checkpoints = list(tmp_path.glob(f"runs/tiny/*/{C.TRAIN_DIR}/*/checkpoint_2*"))
+        if on_worker_node and len(checkpoints) >= 2:
+            lost_node_id = next(iter(on_worker_node))
+            break
+        time.sleep(0.1)
+    assert lost_node_id, "no trial ever ran on the worker node"
+    two_nodes.remove_node(worker_node, allow_graceful=False)
+    lost_at = time.time()
+    runner.join(timeout=400)
+    assert not runner.is_alive()
+    run = check_run_files(outcome["result"].run_dir, spec, expect_stopped=False)
+    trials, epochs = run["trials"], run["epochs"]
+    assert (trials[C.STATUS] == C.STATUS_COMPLETED).all(), trials[[C.STATUS, C.ERROR]]
+    assert (trials[C.EPOCHS_COMPLETED] == max_epochs).all()
+    assert not epochs.duplicated([C.TRIAL_ID, C.EPOCH]).any()
+    lost = pd.Timestamp(lost_at, unit="s", tz="UTC")
+    moved = []
+    for tid, mine in epochs.groupby(C.TRIAL_ID):
+        before, after = mine[mine[C.TIMESTAMP] < lost], mine[mine[C.TIMESTAMP] >= lost]
+        if before[C.NODE_IDS].str.contains(lost_node_id).any() and len(after):
+            assert not after[C.NODE_IDS].str.contains(lost_node_id).any()  # rescheduled on the head
+            assert after[C.EPOCH].min() == before[C.EPOCH].max() + 1  # from its last checkpoint: no epoch lost or redone
+            moved.append((tid, int(before[C.EPOCH].max()), after[C.TIMESTAMP].min().timestamp() - lost_at))
+    assert moved, "no trial was running on the lost node"
+    for tid, epoch, recover_s in moved:
+        print(f"trial {tid}: node lost after epoch {epoch}; epoch {epoch + 1} reported on the head {recover_s:.1f} s later")
+    print(f"node loss: {len(trials)} trials completed, {len(epochs)} epoch rows checked")
+    assert_nothing_left()

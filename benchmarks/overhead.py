@@ -1,0 +1,199 @@
+"""Harness overhead: one training recipe run four ways, side by side, in one run.
+
+    (i)   a plain PyTorch loop in one process (a fresh ``python``; saves a checkpoint per epoch)
+    (ii)  a distsearch trial with 1 Train worker
+    (iii) a distsearch trial with 2 Train workers (gloo DDP)
+    (iv)  Ray's documented naive pattern: a Tune function trainable that builds a TorchTrainer
+          with ``TuneReportCallback`` and calls ``fit()``, every setting at Ray's default
+    plus  (ii) with Ray's default report poll interval (2 s), to show what that setting buys.
+
+All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
+thread per worker, and report (with a checkpoint) once per epoch. For each:
+
+- start to first epoch (s): from the trial's start (the process launch, for (i)) to its first
+  epoch's start (the first report's arrival minus that epoch's own seconds);
+- report cost (ms): median over epochs of (gap between two reports' arrivals) - (epoch seconds);
+- teardown (s): last report's arrival to the worker group's resources being free again;
+- efficiency: training seconds of all workers / (wall seconds x CPU slots reserved).
+
+    python benchmarks/overhead.py [--epochs 8] [--out overhead.parquet]
+
+Prints a markdown table with ratios against (i) and (iv) and writes the figures to Parquet.
+About 4 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._table import markdown  # noqa: E402
+
+# A recipe whose epochs take about a second on one core: wide MLP, small batches.
+PARAMS = {"model": "mlp", "model.depth": 3, "model.width": 512, "model.activation": "relu", "lr": 0.001, "optimizer": "adam", "batch_size": 8}
+SPACE = {"model": {"choice": {"mlp": {"depth": 3, "width": 512, "activation": "relu"}}}, "lr": 0.001, "optimizer": "adam", "batch_size": 8}
+
+
+def _figures(mode: str, started: float, arrivals: list[float], epoch_s: list[float], freed: float, slots: float, workers: int) -> dict:
+    gaps = [b - a - e for a, b, e in zip(arrivals, arrivals[1:], epoch_s[1:])]
+    wall = freed - started
+    return {
+        "mode": mode, "workers": workers, "cpu_slots": slots, "epochs": len(arrivals),
+        "epoch_s": float(pd.Series(epoch_s).median()),
+        "start_to_first_epoch_s": arrivals[0] - epoch_s[0] - started,
+        "report_cost_ms": 1000 * float(pd.Series(gaps).median()) if gaps else float("nan"),
+        "teardown_s": freed - arrivals[-1],
+        "wall_s": wall,
+        "efficiency": sum(epoch_s) * workers / (wall * slots),
+    }
+
+
+# ---- (i) ------------------------------------------------------------------------------------
+PLAIN = r"""
+import json, sys, tempfile, time, torch
+torch.set_num_threads(1)
+from distsearch import loop
+from distsearch.tasks import make_task
+params, epochs = json.loads(sys.argv[1]), int(sys.argv[2])
+task = make_task("digits", {})
+splits = task.splits(0).without_test()
+out, ckpt = [], tempfile.mktemp()
+def report(metrics, state):
+    if state is not None:
+        torch.save(state, ckpt)
+    out.append((time.time(), metrics["epoch_seconds"]))
+loop.train(task, params, report, max_epochs=epochs, seed=0, splits=splits)
+print(json.dumps(out))
+"""
+
+
+def plain(epochs: int) -> dict:
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-c", PLAIN, json.dumps(PARAMS), str(epochs)], cwd=ROOT, capture_output=True, text=True, check=True)
+    freed = time.time()
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    return _figures("(i) plain PyTorch, 1 process", t0, [r[0] for r in rows], [r[1] for r in rows], freed, 1, 1)
+
+
+# ---- (ii), (iii) ----------------------------------------------------------------------------
+def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "") -> dict:
+    from distsearch import constants as C
+    from distsearch.results import read_run
+    from distsearch.runner import run_job
+    from distsearch.spec import parse_job
+
+    spec = parse_job({
+        "name": f"overhead{workers}", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max", "space": SPACE,
+        "budget": {"num_trials": 1, "max_epochs": epochs}, "asha": {"enabled": False},
+        "scaling": {"num_workers": workers, "cpus_per_worker": 1}, "harness": {"report_poll_interval_s": poll_s}, "storage": storage,
+    })
+    run = read_run(run_job(spec).run_dir)
+    t, e = run["trials"].iloc[0], run["epochs"].sort_values(C.EPOCH)
+    arrivals = [ts.timestamp() for ts in e[C.TIMESTAMP]]
+    freed = t[C.ENDED_AT].timestamp() + (t[C.RELEASE_SECONDS] or 0.0)
+    name = label or f"({'ii' if workers == 1 else 'iii'}) distsearch, {workers} worker{'s' if workers > 1 else ''}"
+    return _figures(name, t[C.STARTED_AT].timestamp(), arrivals, list(e[C.EPOCH_SECONDS]), freed, workers, workers)
+
+
+# ---- (iv) -----------------------------------------------------------------------------------
+def naive(epochs: int, storage: str) -> dict:
+    """Ray's documented pattern with defaults: the trial function reserves Tune's default 1 CPU,
+    the TorchTrainer its 1-CPU worker; Ray starts with its defaults (dashboard included)."""
+    import ray
+    from ray import tune
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from distsearch.spec import parse_job
+    from distsearch.tasks import make_task
+    from distsearch.worker import train_worker
+
+    job = parse_job({
+        "name": "naive", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max", "space": SPACE,
+        "budget": {"num_trials": 1, "max_epochs": epochs}, "scaling": {"num_workers": 1, "cpus_per_worker": 1}, "storage": storage,
+    }).to_dict()
+    ray.init()
+    task = make_task("digits", {})
+    data = [ray.put((task, task.splits(0).without_test()))]
+    arrivals: dict[str, list] = {"t": [], "e": [], "start": []}
+
+    class Clock(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            arrivals["start"].append(time.time())
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            arrivals["t"].append(time.time())
+            arrivals["e"].append(result["epoch_seconds"])
+
+    def train_fn(config):
+        trainer = TorchTrainer(
+            train_worker, train_loop_config={"job": job, "params": PARAMS, "data": data},
+            scaling_config=ScalingConfig(num_workers=1),
+            run_config=RunConfig(storage_path=storage, callbacks=[TuneReportCallback()]),
+        )
+        trainer.fit()
+
+    tuner = tune.Tuner(train_fn, run_config=tune.RunConfig(storage_path=storage, callbacks=[Clock()], verbose=0))
+    tuner.fit()
+    done = time.time()
+    # free again: no placement group of this job left alive
+    job_id = ray.get_runtime_context().get_job_id()
+    while any(pg.endswith(job_id) and i["state"] != "REMOVED" for pg, i in ray.util.placement_group_table().items()):
+        if time.time() - done > 60:
+            break
+        time.sleep(0.05)
+    freed = time.time()
+    ray.shutdown()
+    return _figures("(iv) Ray's naive pattern, 1 worker", arrivals["start"][0], arrivals["t"], arrivals["e"], freed, 2, 1)
+
+
+def _in_subprocess(fn: str, *args) -> dict:
+    """Run one mode in a fresh interpreter, so each gets its own Ray and nothing warm."""
+    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.overhead import {fn}; print('RESULT' + json.dumps({fn}(*{args!r})))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"})
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT")), None)
+    if line is None:
+        raise RuntimeError(f"{fn}{args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[len("RESULT"):])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--out", default="overhead.parquet")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as storage:
+        rows = [
+            plain(args.epochs),
+            _in_subprocess("distsearch_trial", args.epochs, 1, storage),
+            _in_subprocess("distsearch_trial", args.epochs, 2, storage),
+            _in_subprocess("naive", args.epochs, storage),
+            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 2.0, "(ii) with Ray's default poll interval, 2 s"),
+        ]
+    df = pd.DataFrame(rows)
+    base, naive_row = df.iloc[0], df.iloc[3]
+    df["wall_vs_plain"] = df["wall_s"] / base["wall_s"]
+    df["wall_vs_naive"] = df["wall_s"] / naive_row["wall_s"]
+    df["efficiency_vs_naive"] = df["efficiency"] / naive_row["efficiency"]
+    df.to_parquet(args.out, index=False)
+    cols = ["mode", "epoch_s", "start_to_first_epoch_s", "report_cost_ms", "teardown_s", "wall_s", "efficiency", "wall_vs_plain", "wall_vs_naive", "efficiency_vs_naive"]
+    print(markdown(df[cols]))
+    print(f"\nfigures: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Packing: 8 single-worker trials at 0.5 CPU per trial against 1 CPU per trial.
+
+The same 8 trials (digits, fixed MLP recipe, 6 epochs each, FIFO) run twice through the CLI on
+this machine's CPUs: once reserving 1 CPU per trial, once 0.5, so twice as many trials share
+the cores. Reported: sweep throughput (trials and epochs per minute), the ratio of the two,
+and the median per-epoch time (how much each trial slows down when packed).
+
+    python benchmarks/packing.py [--out packing.parquet]
+
+About 3 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._table import markdown  # noqa: E402
+from distsearch import constants as C  # noqa: E402
+from distsearch.results import read_run  # noqa: E402
+
+TRIALS, EPOCHS = 8, 6
+
+
+def run(cpus: float, workdir: Path) -> dict:
+    raw = {
+        "name": f"packing_{str(cpus).replace('.', '_')}", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max",
+        "space": {"model": {"choice": {"mlp": {"depth": 2, "width": 256}}}, "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "optimizer": "adam", "batch_size": 16},
+        "budget": {"num_trials": TRIALS, "max_epochs": EPOCHS}, "asha": {"enabled": False},
+        "scaling": {"num_workers": 1, "cpus_per_worker": cpus}, "storage": str(workdir / "runs"),
+    }
+    job = workdir / f"{raw['name']}.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "distsearch", "run", str(job), "--run-id", "r", "--new-run", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    r = read_run(workdir / "runs" / raw["name"] / "r")
+    sweep = r["run"]["sweep_wall_seconds"]
+    epochs = r["epochs"]
+    return {
+        "cpus_per_trial": cpus, "trials_at_once": r["run"]["max_concurrent_trials"], "sweep_s": sweep,
+        "trials_per_min": 60 * len(r["trials"]) / sweep, "epochs_per_min": 60 * len(epochs) / sweep,
+        "epoch_s_median": float(epochs[C.EPOCH_SECONDS].median()),
+        "trial_wall_s_median": float(r["trials"][C.WALL_SECONDS].median()),
+        "completed": int((r["trials"][C.STATUS] == C.STATUS_COMPLETED).sum()),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="packing.parquet")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        rows = [run(1.0, Path(d)), run(0.5, Path(d))]
+    df = pd.DataFrame(rows)
+    df["throughput_vs_1cpu"] = df["trials_per_min"] / df["trials_per_min"].iloc[0]
+    df["epoch_time_vs_1cpu"] = df["epoch_s_median"] / df["epoch_s_median"].iloc[0]
+    df.to_parquet(args.out, index=False)
+    print(markdown(df))
+    print(f"\nfigures: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
