@@ -98,9 +98,12 @@ def bench(task: str, raw: dict, workdir: Path) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("tasks", nargs="*", default=["digits", "charlm"], choices=["digits", "charlm"])
+    ap.add_argument("tasks", nargs="*", help="digits, charlm (default: both)")
     ap.add_argument("--out", default="search.parquet")
     args = ap.parse_args()
+    args.tasks = args.tasks or ["digits", "charlm"]
+    if set(args.tasks) - {"digits", "charlm"}:
+        ap.error(f"unknown task(s) {sorted(set(args.tasks) - {'digits', 'charlm'})}; use digits and/or charlm")
     rows = []
     with tempfile.TemporaryDirectory() as d:
         jobs = _jobs(Path(d))
