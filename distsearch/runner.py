@@ -81,11 +81,14 @@ def _driver_gone(meta: dict[str, Any], now: float) -> bool:
     return beat is None or now - datetime.fromisoformat(beat).timestamp() > HEARTBEAT_STALE_S
 
 
+_FINISHED = "it finished at"  # the reason that needs no warning: a finished run is simply not resumed
+
+
 def why_not_resumable(out: str, spec: JobSpec) -> Optional[str]:
     """None if the run at ``out`` can be resumed with ``spec``; otherwise the reason, in words."""
     meta = storage.read_json(storage.join(out, C.RUN_FILE))
     if meta.get("finished_at"):
-        return f"it finished at {meta['finished_at']}"
+        return f"{_FINISHED} {meta['finished_at']}"
     if _normalised(meta.get("job")) != _normalised(spec.to_dict()):
         old, new = _normalised(meta.get("job")) or {}, _normalised(spec.to_dict())
         fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -126,7 +129,7 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
                 return ids[-1], True
             if resume == "require":
                 raise ValueError(f"--resume: the newest run of job {spec.name!r}, {ids[-1]}, cannot be resumed: {reason}")
-            if "finished" not in reason:
+            if not reason.startswith(_FINISHED):
                 log.warning("not resuming run %s: %s; starting a new run", ids[-1], reason)
         elif resume == "require":
             raise ValueError(f"--resume: job {spec.name!r} has no run under {spec.storage} to resume")
