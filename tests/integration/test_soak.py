@@ -1,6 +1,6 @@
 """Leak soak: 100 short trials, 2 gloo workers each, aggressive ASHA, on a 2-CPU Ray.
 
-Opt-in (about 8 minutes on 2 cores): ``python -m pytest -m soak``. Every trial starts and tears
+Opt-in (about 12 minutes on 2 cores): ``python -m pytest -m soak``. Every trial starts and tears
 down a Train worker group, so a leak of one placement group or actor per trial shows up here
 as a hang (the next trial never gets its CPUs) or as actors left at the end.
 """
