@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import ray
 import torch
@@ -646,12 +646,13 @@ class ErrorBudget(tune.Callback, tune.stopper.Stopper):
     """Ends the sweep once more than ``max_failed`` trials have failed: Tune then stops every
     running trial and starts no new one. Both a callback (it counts failures) and the stopper."""
 
-    def __init__(self, max_failed: Optional[int]):
+    def __init__(self, max_failed: Optional[int], failed: Iterable[str] = ()):
         self.max_failed = max_failed
-        self.failed: list[str] = []
+        # a set: a trial that failed under an earlier driver may fail once more when restarted
+        self.failed: set[str] = set(failed)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.failed.append(trial.trial_id)
+        self.failed.add(trial.trial_id)
 
     @property
     def exceeded(self) -> bool:
@@ -808,9 +809,7 @@ def run_sweep(
     ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
     recorder = ResultRecorder(spec.metric, ledger_dir, prior)
     reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
-    budget = ErrorBudget(spec.budget.max_failed_trials)
-    if prior:
-        budget.failed = sorted(recorder.errors)
+    budget = ErrorBudget(spec.budget.max_failed_trials, failed=recorder.errors)
     callbacks = [recorder, reaper, budget, _hparams_logger()]
     if progress:
         view = ProgressView(spec)

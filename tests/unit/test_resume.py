@@ -134,3 +134,11 @@ def test_recorder_keeps_each_epoch_once_and_writes_the_ledger(tmp_path):
     # a second end (the trial restarted by a resumed driver ends again) keeps the first record
     rec.on_trial_complete(0, [], t)
     assert json.loads((tmp_path / "ledger" / "t0.json").read_text())[C.ENDED_AT] == record[C.ENDED_AT]
+
+
+def test_error_budget_counts_a_trial_that_fails_again_after_a_restart_once(tmp_path):
+    budget = driver.ErrorBudget(1, failed=["t0"])  # t0 failed under the earlier driver
+    budget.on_trial_error(0, [], SimpleNamespace(trial_id="t0"))  # the ledger makes it fail again
+    assert not budget.exceeded and not budget.stop_all()
+    budget.on_trial_error(0, [], SimpleNamespace(trial_id="t1"))
+    assert budget.exceeded and budget.stop_all()
