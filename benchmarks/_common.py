@@ -1,10 +1,34 @@
-"""Shared by the benchmark scripts: a markdown table from a DataFrame (no extra dependency)."""
+"""Shared by the benchmark scripts: a job run through the CLI, and a markdown table."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(raw: dict, workdir: Path, run_id: str) -> tuple[dict, float]:
+    """Write job ``raw`` into ``workdir``, run it as a user would (``distsearch run``, a fresh
+    process with an embedded Ray, results under ``raw["storage"]``), and return the run as
+    ``read_run`` gives it and the command's wall seconds. Raises with the stderr tail if it fails."""
+    from distsearch.results import read_run
+
+    job = workdir / f"{raw['name']}.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, "--new-run", "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{job} failed:\n{proc.stderr[-3000:]}")
+    return read_run(Path(raw["storage"], raw["name"], run_id)), wall
 
 
 def _cell(v) -> str:

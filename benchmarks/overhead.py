@@ -38,7 +38,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._table import markdown  # noqa: E402
+from benchmarks._common import markdown  # noqa: E402
 
 # A recipe whose epochs take over a second on one core (1.6 s here): a wide MLP, small batches.
 PARAMS = {"model": "mlp", "model.depth": 4, "model.width": 1024, "model.activation": "relu", "lr": 0.001, "optimizer": "adam", "batch_size": 16}

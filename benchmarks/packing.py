@@ -13,20 +13,17 @@ About 3 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._table import markdown  # noqa: E402
+from benchmarks._common import markdown, run_cli  # noqa: E402
 from distsearch import constants as C  # noqa: E402
-from distsearch.results import read_run  # noqa: E402
 
 TRIALS, EPOCHS = 8, 6
 
@@ -38,12 +35,7 @@ def run(cpus: float, workdir: Path) -> dict:
         "budget": {"num_trials": TRIALS, "max_epochs": EPOCHS}, "asha": {"enabled": False},
         "scaling": {"num_workers": 1, "cpus_per_worker": cpus}, "storage": str(workdir / "runs"),
     }
-    job = workdir / f"{raw['name']}.yaml"
-    job.write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, "-m", "distsearch", "run", str(job), "--run-id", "r", "--new-run", "--quiet"], cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    r = read_run(workdir / "runs" / raw["name"] / "r")
+    r, _ = run_cli(raw, workdir, "r")
     sweep = r["run"]["sweep_wall_seconds"]
     epochs = r["epochs"]
     return {

@@ -21,10 +21,8 @@ About 4 minutes for digits and 9 for charlm on 2 cores.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -33,9 +31,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._table import markdown  # noqa: E402
+from benchmarks._common import markdown, run_cli  # noqa: E402
 from distsearch import report  # noqa: E402
-from distsearch.results import read_run  # noqa: E402
 
 CLOSE = 0.005
 
@@ -54,15 +51,7 @@ def _jobs(workdir: Path) -> dict[str, dict]:
 
 def _run(raw: dict, search: str, workdir: Path) -> tuple[dict, float]:
     raw = {**raw, "name": f"{raw['name']}_{search}", "storage": str(workdir / "runs"), "asha": {**raw["asha"], "enabled": search == "asha"}}
-    job = workdir / f"{raw['name']}.yaml"
-    job.write_text(yaml.safe_dump(raw))
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "distsearch", "run", str(job), "--run-id", search, "--new-run", "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True)
-    wall = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{job} failed:\n{proc.stderr[-3000:]}")
-    return read_run(workdir / "runs" / raw["name"] / search), wall
+    return run_cli(raw, workdir, search)
 
 
 def _seconds_to(run: dict, target: float, mode: str) -> float | None:
@@ -84,7 +73,7 @@ def bench(task: str, raw: dict, workdir: Path) -> list[dict]:
         test_key = "test_" + metric.removeprefix("val_")
         rows.append({
             "task": task, "search": search, "trials": s["trials"], "stopped_early": s["stopped_early"],
-            f"best_val": best, "test": s[test_key], "gap_to_random": gap,
+            "best_val": best, "test": s[test_key], "gap_to_random": gap,
             "worker_epochs": s["worker_epochs"], "cpu_seconds": s["cpu_seconds"],
             "compute_vs_random": s["cpu_seconds"] / rnd["cpu_seconds"], "worker_epochs_vs_random": s["worker_epochs"] / rnd["worker_epochs"],
             "s_to_within_0.5%_own": s["seconds_to_within_0.5%"],

@@ -45,6 +45,7 @@ ENDED_AT = "ended_at"  # UTC time the trial completed, was stopped, or failed
 WALL_SECONDS = "wall_seconds"  # trial start (Tune) to trial end, seconds
 RELEASE_SECONDS = "release_seconds"  # trial end to its worker-group PG confirmed removed
 ERROR = "error"
+LAST_REPORT = "last_report"  # ledger only: the trial's last {epoch, metric}, reported again if a resumed driver restarts it
 HP_PREFIX = "hp_"  # one typed column per hyperparameter: hp_<name>, dots become "__"
 
 # ---- epochs.parquet -------------------------------------------------------------------------

@@ -27,7 +27,6 @@ None of it needs the dashboard.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -214,9 +213,9 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
         if ledger.get(C.ENDED_AT):
             if ledger.get(C.ERROR):
                 raise RuntimeError(ledger[C.ERROR])
-            if not ledger.get(LAST_REPORT):
+            if not ledger.get(C.LAST_REPORT):
                 raise RuntimeError(f"trial {trial_id} ended under an earlier driver before its first report")
-            tune.report(ledger[LAST_REPORT])  # Tune wants the metric in a trial's final result; the driver has this epoch already
+            tune.report(ledger[C.LAST_REPORT])  # Tune wants the metric in a trial's final result; the driver has this epoch already
             return
     h = spec.harness
     os.environ[_HEALTH_CHECK_ENV] = str(h.report_poll_interval_s)
@@ -377,11 +376,6 @@ _TUNE_KEYS = frozenset({
 })
 
 
-# Ledger key: the trial's last (epoch, metric), which it reports again if a resumed driver
-# restarts it after it ended (Tune's experiment state can be older than the ledger).
-LAST_REPORT = "last_report"
-
-
 def _epoch_row(trial_id: str, result: Mapping[str, Any], received: datetime) -> dict[str, Any]:
     row = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
     row[C.TRIAL_ID] = trial_id
@@ -398,9 +392,9 @@ def _error_text(trial) -> str:
 
 
 class ResultRecorder(tune.Callback):
-    """Collects every per-epoch report and every trial's outcome in driver memory, and keeps a
-    ledger record per trial in ``ledger_dir`` (start, end, error): what a resumed driver must
-    not run again. ``prior`` seeds it with what earlier drivers of the run recorded.
+    """Collects every per-epoch report in driver memory, and keeps a ledger record per trial
+    (start, end, error, last report) in memory and in ``ledger_dir``: what a resumed driver
+    must not run again. ``prior`` seeds both with what earlier drivers of the run recorded.
 
     Each (trial, epoch) is kept once, the first time it arrives.
     """
@@ -409,17 +403,24 @@ class ResultRecorder(tune.Callback):
         self.metric, self.ledger_dir = metric, ledger_dir
         self.epoch_rows: list[dict[str, Any]] = list(prior.epoch_rows) if prior else []
         self._seen = {(r[C.TRIAL_ID], r[C.EPOCH]) for r in self.epoch_rows}
-        ledger = prior.ledger if prior else {}
-        self.started: dict[str, float] = {t: e[C.STARTED_AT] for t, e in ledger.items() if e.get(C.STARTED_AT)}
-        self.ended: dict[str, float] = {t: e[C.ENDED_AT] for t, e in ledger.items() if e.get(C.ENDED_AT)}
-        self.errors: dict[str, str] = {t: e[C.ERROR] for t, e in ledger.items() if e.get(C.ERROR)}
-        self.last_report: dict[str, dict[str, Any]] = {t: e[LAST_REPORT] for t, e in ledger.items() if e.get(LAST_REPORT)}
+        self.ledger: dict[str, dict[str, Any]] = {t: dict(r) for t, r in prior.ledger.items()} if prior else {}
         self.trials: list[Any] = []
 
+    def record(self, trial_id: str) -> dict[str, Any]:
+        """The ledger record of ``trial_id``; every key present, None where not known yet."""
+        return self.ledger.setdefault(
+            trial_id, {C.TRIAL_ID: trial_id, C.STARTED_AT: None, C.ENDED_AT: None, C.ERROR: None, C.LAST_REPORT: None}
+        )
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {t: r[C.ERROR] for t, r in self.ledger.items() if r.get(C.ERROR)}
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        if trial.trial_id not in self.started:
-            self.started[trial.trial_id] = time.time()
-            self._write(trial.trial_id)
+        record = self.record(trial.trial_id)
+        if record[C.STARTED_AT] is None:
+            record[C.STARTED_AT] = time.time()
+            self._write(record)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         key = (trial.trial_id, result.get(C.EPOCH))
@@ -428,7 +429,7 @@ class ResultRecorder(tune.Callback):
         self._seen.add(key)
         self.epoch_rows.append(_epoch_row(trial.trial_id, result, datetime.now(timezone.utc)))
         if self.metric in result:
-            self.last_report[trial.trial_id] = {C.EPOCH: key[1], self.metric: result[self.metric]}
+            self.record(trial.trial_id)[C.LAST_REPORT] = {C.EPOCH: key[1], self.metric: result[self.metric]}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial, None)
@@ -437,19 +438,15 @@ class ResultRecorder(tune.Callback):
         self._end(trial, _error_text(trial))
 
     def _end(self, trial, error: Optional[str]) -> None:
-        if trial.trial_id in self.ended:
-            return
-        self.ended[trial.trial_id] = time.time()
-        if error:
-            self.errors[trial.trial_id] = error
-        self._write(trial.trial_id)
+        record = self.record(trial.trial_id)
+        if record[C.ENDED_AT] is not None:
+            return  # ended under an earlier driver: keep that record
+        record.update({C.ENDED_AT: time.time(), C.ERROR: error})
+        self._write(record)
 
-    def _write(self, trial_id: str) -> None:
+    def _write(self, record: dict[str, Any]) -> None:
         if self.ledger_dir:
-            storage.write_json(storage.join(self.ledger_dir, f"{trial_id}.json"), {
-                C.TRIAL_ID: trial_id, C.STARTED_AT: self.started.get(trial_id), C.ENDED_AT: self.ended.get(trial_id),
-                C.ERROR: self.errors.get(trial_id), LAST_REPORT: self.last_report.get(trial_id),
-            })
+            storage.write_json(storage.join(self.ledger_dir, f"{record[C.TRIAL_ID]}.json"), record)
 
     def on_experiment_end(self, trials, **info):
         self.trials = list(trials)
@@ -482,11 +479,6 @@ def _quiet(logger_name: str):
         logger.setLevel(level)
 
 
-def _read_json(fs, path: str) -> Any:
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.readall())
-
-
 def load_prior(run_dir: str) -> PriorRun:
     """Read ``run_dir`` as earlier drivers left it: the ledger, and per trial the reports up to
     the latest checkpoint Ray Train registered (``history.json`` in it, see ``worker``), which
@@ -500,7 +492,7 @@ def load_prior(run_dir: str) -> PriorRun:
     ledger = {}
     for info in fs.get_file_info(pafs.FileSelector(f"{base}/{C.LEDGER_DIR}", allow_not_found=True)):
         if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
-            record = _read_json(fs, info.path)
+            record = storage.read_json(storage.uri(fs, info.path))
             ledger[record[C.TRIAL_ID]] = record
     rows: list[dict[str, Any]] = []
     for trial in fs.get_file_info(pafs.FileSelector(f"{base}/{C.TRAIN_DIR}", allow_not_found=True)):
@@ -516,14 +508,15 @@ def load_prior(run_dir: str) -> PriorRun:
             continue
         if train_run.checkpoint is None:
             continue
-        history = _read_json(fs, f"{train_run.checkpoint.path}/{C.CHECKPOINT_HISTORY_FILE}")
+        latest = storage.uri(train_run.checkpoint.filesystem, train_run.checkpoint.path)
+        history = storage.read_json(storage.join(latest, C.CHECKPOINT_HISTORY_FILE))
         paths = {int(m[C.EPOCH]): storage.uri(c.filesystem, c.path) for c, m in train_run.best_checkpoints or []}
-        paths[int(history[-1][C.EPOCH])] = storage.uri(train_run.checkpoint.filesystem, train_run.checkpoint.path)
+        paths[int(history[-1][C.EPOCH])] = latest
         record = ledger.get(trial.base_name, {})
         if record.get(C.ENDED_AT):
             # An ended trial's workers may train on for a moment after Tune stops it; those
             # epochs never reached the driver and are not results.
-            last = (record.get(LAST_REPORT) or {}).get(C.EPOCH, 0)
+            last = (record.get(C.LAST_REPORT) or {}).get(C.EPOCH, 0)
             history = [h for h in history if h[C.EPOCH] <= last]
         for h in history:
             row = _epoch_row(trial.base_name, {k: v for k, v in h.items() if k != C.TIMESTAMP}, datetime.fromtimestamp(h[C.TIMESTAMP], timezone.utc))
@@ -566,14 +559,14 @@ class ProgressView(tune.Callback):
     best metric so far. Rewritten in place on a terminal; a new line every ``interval_s``
     otherwise (e.g. under ``ray job logs``)."""
 
-    def __init__(self, spec: JobSpec, interval_s: Optional[float] = None, stream=None):
+    def __init__(self, spec: JobSpec, interval_s: Optional[float] = None, stream=None, prior: Optional["PriorRun"] = None):
         self.stream = stream or sys.stdout
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval_s = interval_s if interval_s is not None else (1.0 if self.tty else 10.0)
         self.metric, self.mode, self.max_epochs = spec.metric, spec.mode, spec.budget.max_epochs
         self.budget = spec.budget.num_trials * spec.budget.max_epochs
-        self.epochs = 0
-        self.last_epoch: dict[str, int] = {}
+        self.epochs = len(prior.epoch_rows) if prior else 0
+        self.last_epoch: dict[str, int] = {t: v[-1][0] for t, v in prior.metric_by_trial(self.metric).items()} if prior else {}
         self.best: Optional[tuple[float, str]] = None
         self.t0 = time.monotonic()
         self._last_print = 0.0
@@ -679,6 +672,7 @@ class SweepOutcome:
     wall_seconds: float
     leaks: dict[str, Any] = field(default_factory=dict)
     error_budget_exceeded: bool = False
+    splits: Optional[Splits] = None  # the task's splits, test included, as the sweep made them
 
 
 def _trial_rows(spec: JobSpec, rec: ResultRecorder, reaper: WorkerGroupReaper, cancelled: bool = False) -> list[dict[str, Any]]:
@@ -694,13 +688,12 @@ def _trial_rows(spec: JobSpec, rec: ResultRecorder, reaper: WorkerGroupReaper, c
         done = max((r[C.EPOCH] for r in epochs), default=0)
         if trial.status == "ERROR":
             status = C.STATUS_ERROR
-            error = rec.errors.get(tid) or _error_text(trial)
+            error = rec.record(tid)[C.ERROR] or _error_text(trial)
         else:
             status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
             error = None
         best = better(values, key=lambda v: v[0]) if values else (None, None)
-        start = rec.started.get(tid)
-        end = rec.ended.get(tid)
+        start, end = rec.record(tid)[C.STARTED_AT], rec.record(tid)[C.ENDED_AT]
         rows.append({
             C.TRIAL_ID: tid,
             "params": space.flatten(trial.config),
@@ -758,20 +751,19 @@ def asha_scheduler(spec: JobSpec, prior: Optional[Mapping[str, list[tuple[int, f
     if not spec.asha.enabled:
         return FIFOScheduler()
     history = dict(prior or {})
+    cut_by_replay: set[str] = set()
 
     class _ResumableASHA(ASHAScheduler):
-        _cut_by_replay: set = set()
-
         def on_trial_add(self, tune_controller, trial):
             super().on_trial_add(tune_controller, trial)
             bracket = self._trial_info[trial.trial_id]
             for epoch, value in history.pop(trial.trial_id, ()):
                 if bracket.on_result(trial, epoch, self._metric_op * value) == TrialScheduler.STOP:
-                    self._cut_by_replay = self._cut_by_replay | {trial.trial_id}
+                    cut_by_replay.add(trial.trial_id)
 
         def on_trial_result(self, tune_controller, trial, result):
             action = super().on_trial_result(tune_controller, trial, result)
-            return TrialScheduler.STOP if trial.trial_id in self._cut_by_replay else action
+            return TrialScheduler.STOP if trial.trial_id in cut_by_replay else action
 
     return _ResumableASHA(
         time_attr=C.EPOCH, metric=spec.metric, mode=spec.mode, max_t=spec.budget.max_epochs,
@@ -811,12 +803,7 @@ def run_sweep(
     reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
     budget = ErrorBudget(spec.budget.max_failed_trials, failed=recorder.errors)
     callbacks = [recorder, reaper, budget, _hparams_logger()]
-    if progress:
-        view = ProgressView(spec)
-        if prior:
-            view.epochs = len(prior.epoch_rows)
-            view.last_epoch = {t: v[-1][0] for t, v in prior.metric_by_trial(spec.metric).items()}
-        callbacks.append(view)
+    callbacks += [ProgressView(spec, prior=prior)] if progress else []
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -880,6 +867,7 @@ def run_sweep(
         wall_seconds=wall,
         leaks={"placement_groups_swept_at_end": leftover, "train_actors_alive_at_end": actors, "unreleased_by_trial": reaper.unreleased},
         error_budget_exceeded=budget.exceeded,
+        splits=splits,
     )
 
 

@@ -178,7 +178,7 @@ def run_job(
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)
-        best = _test_best(spec, task, trials, epochs)
+        best = _test_best(spec, task, outcome.splits, trials, epochs)
         if best is not None:
             storage.write_json(storage.join(out, C.BEST_FILE), best)
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}
@@ -196,7 +196,7 @@ def run_job(
             ray.shutdown()
 
 
-def _test_best(spec: JobSpec, task, trials, epochs) -> Optional[dict[str, Any]]:
+def _test_best(spec: JobSpec, task, splits, trials, epochs) -> Optional[dict[str, Any]]:
     """Restore the best trial's best checkpoint and score it on the test split, once.
 
     The same model is scored on the train and validation splits too, in eval mode, so the
@@ -214,7 +214,7 @@ def _test_best(spec: JobSpec, task, trials, epochs) -> Optional[dict[str, Any]]:
     t0 = time.perf_counter()
     state = results.load_state(ckpt[C.CHECKPOINT_PATH])
     params = state["params"]
-    scores = driver.evaluate_checkpoint(task, task.splits(spec.seed), params, state)
+    scores = driver.evaluate_checkpoint(task, splits, params, state)
     by_split = {s: {k: v for k, v in scores.items() if k.startswith(f"{s}_")} for s in ("train", "val", "test")}
     return {
         C.TRIAL_ID: trial_id, "params": params, "metric": spec.metric, "mode": spec.mode,

@@ -130,7 +130,7 @@ def test_recorder_keeps_each_epoch_once_and_writes_the_ledger(tmp_path):
     assert [r["epoch"] for r in rec.epoch_rows] == [1, 2, 3]
     assert "training_iteration" not in rec.epoch_rows[0]
     record = json.loads((tmp_path / "ledger" / "t0.json").read_text())
-    assert record[C.ENDED_AT] and record["last_report"] == {"epoch": 3, "val_accuracy": 0.7} and record[C.ERROR] is None
+    assert record[C.ENDED_AT] and record[C.LAST_REPORT] == {"epoch": 3, "val_accuracy": 0.7} and record[C.ERROR] is None
     # a second end (the trial restarted by a resumed driver ends again) keeps the first record
     rec.on_trial_complete(0, [], t)
     assert json.loads((tmp_path / "ledger" / "t0.json").read_text())[C.ENDED_AT] == record[C.ENDED_AT]
