@@ -19,7 +19,9 @@ forever (ray-project/ray#54305, #65443, #65881). distsearch therefore:
    gone, and records how long the release took;
 4. bounds worker-group start: a per-attempt timeout and a finite attempt count, so a trial whose
    workers cannot be placed fails with a clear error instead of retrying forever;
-5. sweeps any PG of this job still alive when the sweep ends, and records what it found.
+5. sweeps any PG of this job still alive when the sweep ends, and records what it found;
+6. on SIGTERM (``ray job stop``), kills its trial actors and sweeps the job's PGs before it
+   exits (``released_on_sigterm``): GCS misses a PG that a dying controller registers late.
 
 None of it needs the dashboard.
 """
@@ -30,6 +32,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -362,6 +365,10 @@ class WorkerGroupReaper(tune.Callback):
             time.sleep(0.05)
         with self._lock:
             self.unreleased[trial_id] = left
+
+    def live_trial_actors(self) -> list[Any]:
+        """Handles of the trial actors started and not yet ended."""
+        return [a for a in self._actors.values() if a is not None]
 
     def finish(self) -> None:
         for t in self._threads:
@@ -736,6 +743,74 @@ def live_train_actors() -> list[str]:
     ]
 
 
+# Ray's job supervisor sends SIGTERM on `ray job stop` and SIGKILL 3 s later
+# (RAY_JOB_STOP_WAIT_TIME_S); Kubernetes waits 30 s. The cleanup must fit in the shorter.
+STOP_CLEANUP_S = 2.0
+
+
+def release_everything(trial_actors: Iterable[Any] = (), deadline_s: float = STOP_CLEANUP_S) -> dict[str, Any]:
+    """Kill ``trial_actors``, then remove every placement group of this job until no Train
+    controller of the job is alive and two sweeps in a row find nothing, or ``deadline_s``
+    passes. Workers may take longer to go; with their groups removed, Ray ends them.
+
+    Why not leave it to Ray: when a job ends, GCS removes a group only if it already knows the
+    group's creator is dead. A group that a Train controller registers while it is being
+    killed (its worker group's start or restart racing the stop) arrives after the controller's
+    death was processed and is never removed. Killing the controllers first (they die with their
+    trial actor, which owns them) and sweeping until nothing comes back closes that window.
+    Returns what it did, for the log line and for tests."""
+    t0 = time.monotonic()
+    for actor in trial_actors:
+        with contextlib.suppress(Exception):  # already dead is as good
+            ray.kill(actor, no_restart=True)
+    removed: list[str] = []
+    clean_sweeps = 0
+    while True:
+        found = _sweep_job_pgs()
+        removed += found
+        alive = live_train_actors()
+        # only a controller can register a new group; workers cannot
+        clean_sweeps = clean_sweeps + 1 if not found and "TrainController" not in alive else 0
+        if clean_sweeps >= 2 or time.monotonic() - t0 > deadline_s:
+            return {"placement_groups_removed": removed, "train_actors_alive": alive, "seconds": time.monotonic() - t0}
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def released_on_sigterm(reaper: "WorkerGroupReaper"):
+    """While the sweep runs, SIGTERM (`ray job stop`, `kill`, a pod's deletion) first releases
+    every trial, worker group and placement group of this job (``release_everything``), prints
+    what it did, and only then exits as before (Ray's driver handler raises ``SystemExit``).
+    The run stays unfinished, so the same command resumes it. Main thread only (Python's rule)."""
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else signal.SIG_IGN
+    if previous == signal.SIG_IGN:  # not the main thread, or SIGTERM is ignored on purpose
+        yield
+        return
+    restore = previous if previous is not None else signal.SIG_DFL  # None: installed outside Python
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, restore)  # a second SIGTERM exits at once
+        try:
+            done = release_everything(list(reaper.live_trial_actors()))
+            print(
+                f"distsearch: SIGTERM: stopped the sweep; removed {len(done['placement_groups_removed'])} placement groups in "
+                f"{done['seconds']:.2f} s; Train actors still alive: {done['train_actors_alive'] or 'none'}",
+                file=sys.stderr, flush=True,
+            )
+        except Exception:  # noqa: BLE001 - exiting matters more than the cleanup report
+            log.exception("cleanup on SIGTERM failed")
+        if callable(previous):
+            previous(signum, frame)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, restore)
+
+
 def asha_scheduler(spec: JobSpec, prior: Optional[Mapping[str, list[tuple[int, float]]]] = None):
     """The ASHA scheduler of ``spec``: decides on ``spec.metric`` at epoch rungs. With
     ``asha.enabled: false``, FIFO: every trial runs to ``max_epochs`` (plain random search).
@@ -850,7 +925,8 @@ def run_sweep(
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     t0 = time.monotonic()
     try:
-        tuner.fit()
+        with released_on_sigterm(reaper):
+            tuner.fit()
     finally:
         reaper.finish()
     wall = time.monotonic() - t0

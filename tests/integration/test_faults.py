@@ -81,3 +81,70 @@ def test_error_budget_ends_the_sweep_and_keeps_what_it_has(embedded_ray, tmp_pat
     assert trials.loc[trials[C.STATUS] == C.STATUS_ERROR, C.ERROR].str.contains("NonFiniteLossError").all()
     print(f"error budget: sweep ended after {took:.1f} s with {len(trials)} of {spec.budget.num_trials} trials")
     assert_nothing_left()
+
+
+def _group_maker():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class GroupMaker:
+        """Stands in for a Train controller: an actor that creates a placement group."""
+
+        def make(self) -> str:
+            from ray.util.placement_group import placement_group
+
+            pg = placement_group([{"CPU": 0.5}])
+            ray.get(pg.ready())
+            return pg.id.hex()
+
+    return GroupMaker
+
+
+def test_stop_path_frees_a_group_whose_creator_died_and_kills_live_creators(embedded_ray):
+    """GCS frees an actor's placement group only once both the actor and its job are dead, so a
+    group whose creator is killed mid-start outlives it for as long as the job runs: what a
+    Train controller killed by a stop can leave. ``release_everything`` removes it, and kills
+    the actors that could make more first."""
+    import ray
+
+    from distsearch import driver
+
+    from .conftest import live_job_placement_groups
+
+    maker = _group_maker()
+    dead, live = maker.remote(), maker.remote()
+    orphan, kept = ray.get(dead.make.remote()), ray.get(live.make.remote())
+    ray.kill(dead)
+    time.sleep(1.0)
+    assert orphan in live_job_placement_groups()  # Ray alone keeps it: the job is alive
+    done = driver.release_everything([live])
+    assert sorted(done["placement_groups_removed"]) == sorted([orphan, kept])
+    assert live_job_placement_groups() == []
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(live.make.remote(), timeout=10)
+
+
+def test_sigterm_releases_the_job_then_exits_as_before(embedded_ray, capsys):
+    import ray
+
+    from distsearch import driver
+
+    from .conftest import live_job_placement_groups
+
+    maker = _group_maker().remote()
+    made = ray.get(maker.make.remote())
+
+    class Reaper:  # the one method released_on_sigterm asks of WorkerGroupReaper
+        def live_trial_actors(self):
+            return [maker]
+
+    before = signal.getsignal(signal.SIGTERM)  # Ray's driver handler: SystemExit
+    with pytest.raises(SystemExit):
+        with driver.released_on_sigterm(Reaper()):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # the handler runs here and ends the sleep with SystemExit
+            pytest.fail("SIGTERM did not end the sweep")
+    assert signal.getsignal(signal.SIGTERM) is before
+    err = capsys.readouterr().err
+    assert "distsearch: SIGTERM: stopped the sweep; removed 1 placement groups" in err, err
+    assert made not in live_job_placement_groups()

@@ -1,6 +1,7 @@
 """A real `ray start --head` cluster with the dashboard and token auth: the CLI, `ray job submit`."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,14 @@ def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
     while _job_status("ds-stop") not in ("STOPPED", "FAILED", "SUCCEEDED") and time.monotonic() < deadline:
         time.sleep(1)
     assert _job_status("ds-stop") == "STOPPED"
+    # The driver released everything itself before exiting (driver.released_on_sigterm): GCS
+    # alone misses a worker group that a controller registers while it is being killed.
+    logs = _job_cli("logs", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-stop").stdout
+    released = re.search(r"distsearch: SIGTERM: stopped the sweep; removed (\d+) placement groups in ([\d.]+) s; Train actors still alive: (.*)", logs)
+    assert released, logs[-3000:]
+    assert int(released[1]) >= 2  # at least a trial's group and its worker group
+    assert "TrainController" not in released[3]  # workers may still be going; a controller could make a new group
+    assert float(released[2]) < 3.0  # inside Ray's 3 s before SIGKILL
     assert _wait_until_nothing_left() == ([], [])
 
 

@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from distsearch import constants as C
