@@ -5,7 +5,8 @@
     (iii) a distsearch trial with 2 Train workers (gloo DDP)
     (iv)  Ray's documented naive pattern: a Tune function trainable that builds a TorchTrainer
           with ``TuneReportCallback`` and calls ``fit()``, every setting at Ray's default
-    plus  (ii) with Ray's default report poll interval (2 s), to show what that setting buys.
+    plus  (ii) with Ray's default report poll interval (2 s), and (ii) with Ray's default
+          synchronous checkpoint upload, to show what each setting buys.
 
 All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
 thread per worker, and report (with a checkpoint) once per epoch. For each:
@@ -89,7 +90,7 @@ def plain(epochs: int) -> dict:
 
 
 # ---- (ii), (iii) ----------------------------------------------------------------------------
-def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "") -> dict:
+def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "", upload: str = "async") -> dict:
     from distsearch import constants as C
     from distsearch.results import read_run
     from distsearch.runner import run_job
@@ -98,7 +99,7 @@ def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.
     spec = parse_job({
         "name": f"overhead{workers}", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max", "space": SPACE,
         "budget": {"num_trials": 1, "max_epochs": epochs}, "asha": {"enabled": False},
-        "scaling": {"num_workers": workers, "cpus_per_worker": 1}, "harness": {"report_poll_interval_s": poll_s}, "storage": storage,
+        "scaling": {"num_workers": workers, "cpus_per_worker": 1}, "harness": {"report_poll_interval_s": poll_s, "checkpoint_upload": upload}, "storage": storage,
     })
     run = read_run(run_job(spec).run_dir)
     t, e = run["trials"].iloc[0], run["epochs"].sort_values(C.EPOCH)
@@ -125,6 +126,7 @@ def naive(epochs: int, storage: str) -> dict:
     job = parse_job({
         "name": "naive", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max", "space": SPACE,
         "budget": {"num_trials": 1, "max_epochs": epochs}, "scaling": {"num_workers": 1, "cpus_per_worker": 1}, "storage": storage,
+        "harness": {"checkpoint_upload": "sync"},  # Ray's default
     }).to_dict()
     ray.init()
     task = make_task("digits", {})
@@ -184,6 +186,7 @@ def main() -> int:
             _in_subprocess("distsearch_trial", args.epochs, 2, storage),
             _in_subprocess("naive", args.epochs, storage),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 2.0, "(ii) with Ray's default poll interval, 2 s"),
+            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's default synchronous checkpoint upload", "sync"),
         ]
     df = pd.DataFrame(rows)
     base, naive_row = df.iloc[0], df.iloc[3]

@@ -254,6 +254,11 @@ class Harness(_Section):
     )
     max_worker_failures: int = Field(0, ge=0, description="times a trial restarts from its last checkpoint after a worker dies (count, >= 0)")
     release_timeout_s: float = Field(10.0, gt=0, description="how long the driver waits for a finished trial's worker group to go (seconds, > 0)")
+    checkpoint_upload: Literal["async", "sync"] = Field(
+        "async",
+        description="how rank 0's checkpoint is copied to storage: async (in Ray Train's upload thread while the next epoch "
+        "trains) or sync (the report waits for the copy; Ray's default)",
+    )
 
 
 class JobSpec(_Section):

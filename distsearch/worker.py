@@ -65,17 +65,25 @@ def train_worker(cfg: dict[str, Any]) -> None:
         restored = {k: v for k, v in history[-1].items() if k != C.TIMESTAMP}
         ray.train.report({**restored, **tags, C.CHECKPOINT_PATH: storage.uri(ckpt.filesystem, ckpt.path)})
 
+    upload_mode = ray.train.CheckpointUploadMode.ASYNC if spec.harness.checkpoint_upload == "async" else ray.train.CheckpointUploadMode.SYNC
+
     def report(metrics: dict[str, Any], state: Optional[dict[str, Any]]) -> None:
         metrics = {**metrics, **tags}
         if state is None:
             ray.train.report(metrics)
             return
         history.append({**metrics, C.TIMESTAMP: time.time()})
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, Path(d, C.CHECKPOINT_FILE))
-            Path(d, C.CHECKPOINT_META_FILE).write_text(json.dumps(metrics, default=str))
-            Path(d, C.CHECKPOINT_HISTORY_FILE).write_text(json.dumps(history, default=str))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        d = tempfile.mkdtemp(prefix="distsearch-ckpt-")
+        # Saved here, before training goes on: ``state`` shares tensors with the live model.
+        torch.save(state, Path(d, C.CHECKPOINT_FILE))
+        Path(d, C.CHECKPOINT_META_FILE).write_text(json.dumps(metrics, default=str))
+        Path(d, C.CHECKPOINT_HISTORY_FILE).write_text(json.dumps(history, default=str))
+        # async: the copy to storage runs in Ray Train's upload thread (one thread, so in report
+        # order; the worker waits for it before it exits) while the next epoch trains, and the
+        # metrics reach the driver once their checkpoint is stored. Ray deletes ``d`` after the copy.
+        ray.train.report(
+            metrics, checkpoint=ray.train.Checkpoint.from_directory(d), checkpoint_upload_mode=upload_mode, delete_local_checkpoint_after_upload=True
+        )
 
     loop.train(
         task, cfg["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits,

@@ -42,14 +42,21 @@ def test_one_trial_worker_group_spans_both_nodes(two_nodes, tmp_path):
     assert_nothing_left()
 
 
-def _train_workers_by_node() -> dict:
-    from ray._private import state  # GCS view: no dashboard needed
+def _node_of_a_trial_mid_training(root, head: str, up_to_epoch: int):
+    """A non-head node on which some trial has checkpointed an epoch <= ``up_to_epoch``: that
+    trial is still training there (FIFO, so not stopped), with epochs left to resume."""
+    import json
 
-    out: dict = {}
-    for a in state.actors().values():
-        if a.get("ActorClassName") == "RayTrainWorker" and a.get("State") == "ALIVE":
-            out.setdefault(a["Address"]["NodeID"], []).append(a["Pid"])
-    return out
+    for meta in root.glob(f"runs/tiny/*/{C.TRAIN_DIR}/*/checkpoint_*/{C.CHECKPOINT_META_FILE}"):
+        try:
+            m = json.loads(meta.read_text())
+        except (OSError, ValueError):  # still being written
+            continue
+        if m.get(C.EPOCH, up_to_epoch + 1) <= up_to_epoch:
+            node = next((n for n in str(m.get(C.NODE_IDS, "")).split(",") if n and n != head), None)
+            if node:
+                return node
+    return None
 
 
 def test_lost_worker_node_trials_move_to_the_head_and_complete(two_nodes, tmp_path):
@@ -72,13 +79,14 @@ def test_lost_worker_node_trials_move_to_the_head_and_complete(two_nodes, tmp_pa
     deadline = time.monotonic() + 240
     lost_node_id = None
     while time.monotonic() < deadline:
-        on_worker_node = {n: p for n, p in _train_workers_by_node().items() if n != head}
-        checkpoints = list(tmp_path.glob(f"runs/tiny/*/{C.TRAIN_DIR}/*/checkpoint_2*"))
-        if on_worker_node and len(checkpoints) >= 2:
-            lost_node_id = next(iter(on_worker_node))
+        # a trial that has reported from the worker node and has 6+ epochs to go: the loss
+        # must land mid-training, not before a trial's first epoch there or after its last
+        lost_node_id = _node_of_a_trial_mid_training(tmp_path, head, up_to_epoch=max_epochs - 6)
+        if lost_node_id:
             break
         time.sleep(0.1)
     assert lost_node_id, "no trial ever ran on the worker node"
+    assert lost_node_id == worker_node.node_id
     two_nodes.remove_node(worker_node, allow_graceful=False)
     lost_at = time.time()
     runner.join(timeout=400)
