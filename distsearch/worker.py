@@ -8,6 +8,8 @@ the object store, built once by the driver, so workers do not each reload and re
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +23,29 @@ from . import loop, storage
 from .spec import JobSpec
 
 
+# Local copies of rank 0's checkpoints before Ray Train moves them to storage, named
+# <prefix><pid>-<random>: a worker killed mid-upload (ASHA's stop, a job stop) leaves its copy.
+CHECKPOINT_TMP_PREFIX = "distsearch-ckpt-"
+
+
+def remove_orphaned_checkpoint_copies(tmp_dir: Optional[str] = None) -> list[str]:
+    """Delete the local checkpoint copies whose worker process is gone; return their paths.
+    Each worker calls this at start, so a node keeps at most the copies of live workers."""
+    removed = []
+    for d in Path(tmp_dir or tempfile.gettempdir()).glob(f"{CHECKPOINT_TMP_PREFIX}*-*"):
+        pid = d.name[len(CHECKPOINT_TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
+        except PermissionError:
+            pass  # alive, another user's
+    return removed
+
+
 def train_worker(cfg: dict[str, Any]) -> None:
     """One Train worker. ``cfg``: ``job`` (a JobSpec dict), ``params`` (flat), ``data`` ([ObjectRef] to (task, splits))."""
     import ray
@@ -28,6 +53,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
     import ray.train.torch
 
     spec = JobSpec.model_validate(cfg["job"])
+    remove_orphaned_checkpoint_copies()
     torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
     task, splits = ray.get(cfg["data"][0])
     ctx = ray.train.get_context()
@@ -73,7 +99,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics)
             return
         history.append({**metrics, C.TIMESTAMP: time.time()})
-        d = tempfile.mkdtemp(prefix="distsearch-ckpt-")
+        d = tempfile.mkdtemp(prefix=f"{CHECKPOINT_TMP_PREFIX}{os.getpid()}-")
         # Saved here, before training goes on: ``state`` shares tensors with the live model.
         torch.save(state, Path(d, C.CHECKPOINT_FILE))
         Path(d, C.CHECKPOINT_META_FILE).write_text(json.dumps(metrics, default=str))
