@@ -791,7 +791,7 @@ def released_on_sigterm(reaper: "WorkerGroupReaper"):
     def on_sigterm(signum, frame):
         signal.signal(signal.SIGTERM, restore)  # a second SIGTERM exits at once
         try:
-            done = release_everything(list(reaper.live_trial_actors()))
+            done = release_everything(reaper.live_trial_actors())
             print(
                 f"distsearch: SIGTERM: stopped the sweep; removed {len(done['placement_groups_removed'])} placement groups in "
                 f"{done['seconds']:.2f} s; Train actors still alive: {done['train_actors_alive'] or 'none'}",
