@@ -5,8 +5,14 @@
     (iii) a distsearch trial with 2 Train workers (gloo DDP)
     (iv)  Ray's documented naive pattern: a Tune function trainable that builds a TorchTrainer
           with ``TuneReportCallback`` and calls ``fit()``, every setting at Ray's default
-    plus  (ii) with Ray's default report poll interval (2 s), and (ii) with Ray's default
-          synchronous checkpoint upload, to show what each setting buys.
+    plus  (ii) with Ray's default report poll interval (2 s), (ii) with Ray's default
+          synchronous checkpoint upload, and (ii) with Ray Train's controller as its own actor,
+          to show what each setting buys;
+    and   (i) and (ii) again with longer trials (``--long-epochs``), since start and teardown are
+          paid once per trial and efficiency depends on the trial's length;
+    and   start to first epoch of every trial of one sweep run one trial at a time
+          (``--sweep-trials``), with the controller in the trial and as its own actor: a single
+          trial on a fresh cluster also pays what the cluster starts once.
 
 All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
 thread per worker, and report (with a checkpoint) once per epoch. For each:
@@ -17,10 +23,10 @@ thread per worker, and report (with a checkpoint) once per epoch. For each:
 - teardown (s): last report's arrival to the worker group's resources being free again;
 - efficiency: training seconds of all workers / (wall seconds x CPU slots reserved).
 
-    python benchmarks/overhead.py [--epochs 8] [--out overhead.parquet]
+    python benchmarks/overhead.py [--epochs 8] [--long-epochs 24] [--sweep-trials 4] [--out overhead.parquet]
 
 Prints a markdown table with ratios against (i) and (iv) and writes the figures to Parquet.
-About 4 minutes on 2 cores.
+About 7 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -81,16 +87,17 @@ print(json.dumps(out))
 """
 
 
-def plain(epochs: int) -> dict:
+def plain(epochs: int, label: str = "(i) plain PyTorch, 1 process") -> dict:
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", PLAIN, json.dumps(PARAMS), str(epochs)], cwd=ROOT, capture_output=True, text=True, check=True)
     freed = time.time()
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
-    return _figures("(i) plain PyTorch, 1 process", t0, [r[0] for r in rows], [r[1] for r in rows], freed, 1, 1)
+    return _figures(label, t0, [r[0] for r in rows], [r[1] for r in rows], freed, 1, 1)
 
 
 # ---- (ii), (iii) ----------------------------------------------------------------------------
-def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "", upload: str = "async") -> dict:
+def _run(epochs: int, workers: int, storage: str, trials: int = 1, **harness):
+    """One FIFO distsearch run of the recipe, trials one at a time; returns (trials, epochs) tables."""
     from distsearch import constants as C
     from distsearch.results import read_run
     from distsearch.runner import run_job
@@ -98,15 +105,37 @@ def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.
 
     spec = parse_job({
         "name": f"overhead{workers}", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max", "space": SPACE,
-        "budget": {"num_trials": 1, "max_epochs": epochs}, "asha": {"enabled": False},
-        "scaling": {"num_workers": workers, "cpus_per_worker": 1}, "harness": {"report_poll_interval_s": poll_s, "checkpoint_upload": upload}, "storage": storage,
+        "budget": {"num_trials": trials, "max_epochs": epochs}, "asha": {"enabled": False}, "max_concurrent_trials": 1,
+        "scaling": {"num_workers": workers, "cpus_per_worker": 1}, "harness": {"report_poll_interval_s": 0.1, **harness}, "storage": storage,
     })
     run = read_run(run_job(spec).run_dir)
-    t, e = run["trials"].iloc[0], run["epochs"].sort_values(C.EPOCH)
+    return run["trials"].sort_values(C.STARTED_AT), run["epochs"].sort_values([C.TRIAL_ID, C.EPOCH])
+
+
+def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "", upload: str = "async", controller: str = "trial") -> dict:
+    from distsearch import constants as C
+
+    trials, e = _run(epochs, workers, storage, report_poll_interval_s=poll_s, checkpoint_upload=upload, train_controller=controller)
+    t = trials.iloc[0]
     arrivals = [ts.timestamp() for ts in e[C.TIMESTAMP]]
     freed = t[C.ENDED_AT].timestamp() + (t[C.RELEASE_SECONDS] or 0.0)
     name = label or f"({'ii' if workers == 1 else 'iii'}) distsearch, {workers} worker{'s' if workers > 1 else ''}"
     return _figures(name, t[C.STARTED_AT].timestamp(), arrivals, list(e[C.EPOCH_SECONDS]), freed, workers, workers)
+
+
+def sweep_starts(trials: int, storage: str, controller: str) -> dict:
+    """Start to first epoch of each trial of one sweep, run one trial at a time: the first trial
+    also pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pooled
+    processes), the later ones show what every further trial of a sweep pays."""
+    from distsearch import constants as C
+
+    t, e = _run(2, 1, storage, trials=trials, train_controller=controller)
+    first = e[e[C.EPOCH] == 1].set_index(C.TRIAL_ID)
+    starts = [first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
+              for _, r in t.iterrows()]
+    later = pd.Series(starts[1:])
+    return {"train_controller": controller, "trials": len(starts), "first_trial_s": starts[0], "later_trials_median_s": float(later.median()),
+            "later_trials_min_s": float(later.min()), "later_trials_max_s": float(later.max())}
 
 
 # ---- (iv) -----------------------------------------------------------------------------------
@@ -177,6 +206,8 @@ def _in_subprocess(fn: str, *args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--long-epochs", type=int, default=24, help="epochs of the longer (i) and (ii) rows; 0 leaves them out")
+    ap.add_argument("--sweep-trials", type=int, default=4, help="trials of the sweep whose per-trial starts are measured; 1 leaves it out")
     ap.add_argument("--out", default="overhead.parquet")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as storage:
@@ -187,7 +218,13 @@ def main() -> int:
             _in_subprocess("naive", args.epochs, storage),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 2.0, "(ii) with Ray's default poll interval, 2 s"),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's default synchronous checkpoint upload", "sync"),
+            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's controller actor", "async", "actor"),
         ]
+        if args.long_epochs:
+            rows += [
+                plain(args.long_epochs, f"(i) plain PyTorch, {args.long_epochs} epochs"),
+                _in_subprocess("distsearch_trial", args.long_epochs, 1, storage, 0.1, f"(ii) distsearch, 1 worker, {args.long_epochs} epochs"),
+            ]
     df = pd.DataFrame(rows)
     base, naive_row = df.iloc[0], df.iloc[3]
     df["wall_vs_plain"] = df["wall_s"] / base["wall_s"]
@@ -197,6 +234,14 @@ def main() -> int:
     cols = ["mode", "epoch_s", "start_to_first_epoch_s", "report_cost_ms", "teardown_s", "wall_s", "efficiency", "wall_vs_plain", "wall_vs_naive", "efficiency_vs_naive"]
     print(markdown(df[cols]))
     print(f"\nfigures: {args.out}")
+    if args.sweep_trials > 1:
+        with tempfile.TemporaryDirectory() as storage:
+            starts = pd.DataFrame([_in_subprocess("sweep_starts", args.sweep_trials, storage, c) for c in ("trial", "actor")])
+        out = str(Path(args.out).with_name(Path(args.out).stem + "_sweep_starts.parquet"))
+        starts.to_parquet(out, index=False)
+        print(f"\nStart to first epoch (s) in one sweep of {args.sweep_trials} trials of 2 epochs, one at a time:\n")
+        print(markdown(starts))
+        print(f"\nfigures: {out}")
     return 0
 
 

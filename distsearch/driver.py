@@ -7,7 +7,7 @@ decides on the per-epoch validation metric that rank 0 forwards. The callback is
 when the last report and ``fit()``'s return race (seen here: 1 trial in ~200 hung for good).
 
 Why there is a reaper. When ASHA stops a trial, Tune ends the trial actor; the Train controller
-it owns dies with it, and so do the workers, but the worker group's placement group (PG) is
+(in that actor by default, else an actor it owns) dies with it, and so do the workers, but the worker group's placement group (PG) is
 scoped to the job and outlives them. Ray's own fix is a detached ``PlacementGroupCleaner``
 actor per run that watches the controller through the State API, so it needs the dashboard;
 without it the cleaner never exits and the PG keeps its CPUs, and the next trial waits on them
@@ -58,10 +58,11 @@ _HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 _START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 _TRAIN_METRICS_ENV = "RAY_TRAIN_METRICS_ENABLED"
 _PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+_CONTROLLER_LOG_ENV = "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING"
 # Tune's trial actor only waits on fit(); its real work runs in the Train workers. Tune refuses
 # an empty resource request, so the trial asks for 1 MiB of memory, and a sliver of the head
-# node's marker resource: the trial actor and the Train controller it starts (Ray pins that to
-# the same node) then live on the head, the one node a sweep cannot lose anyway (the driver is
+# node's marker resource: the trial actor and its Train controller (in the actor, or an actor Ray
+# pins to the same node) then live on the head, the one node a sweep cannot lose anyway (the driver is
 # there). Losing a worker node costs only the Train workers on it, which the controller
 # restarts elsewhere from the last checkpoint (harness.max_worker_failures).
 _HEAD_NODE_RESOURCE = "node:__internal_head__"
@@ -171,8 +172,9 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_lo
 # ---------------------------------------------------------------------------------------------
 # What runs inside a trial
 # ---------------------------------------------------------------------------------------------
-def _lean_trainer_cls():
-    """TorchTrainer minus two default controller callbacks distsearch does not want.
+def _lean_trainer_cls(controller_in_trial: bool):
+    """TorchTrainer minus two default controller callbacks distsearch does not want, and with
+    its controller in the calling process when ``controller_in_trial``.
 
     - ``PlacementGroupCleanerCallback`` starts a detached actor per run that only works with the
       dashboard up; the driver's ``WorkerGroupReaper`` does its job without it (module docstring).
@@ -180,17 +182,36 @@ def _lean_trainer_cls():
       critical path of every trial, to serve Ray Data shards; distsearch passes no Ray Datasets
       (the task's splits travel through the object store), and a worker's shard provider is
       optional in Ray Train.
+    - The controller: ``fit()`` normally starts a ``TrainController`` actor, one more Python
+      process that imports torch and Ray Train before the worker group can even be requested.
+      With ``controller_in_trial`` the same class runs its control loop in this (the trial's)
+      process instead, so a trial is its actor plus its workers. It owns the worker group and
+      its placement group exactly as the actor would, and dies with the trial actor as the
+      actor did. Private API (``TrainController``, ``_initialize_and_run_controller``), pinned
+      by ray==2.60.0; ``harness.train_controller: actor`` keeps Ray's own path. The controller's
+      handle, which Ray Train gives each worker for ``ray.train.get_all_reported_checkpoints``
+      (unused here), is then the trial actor's.
 
     Built lazily so that importing this module does not import Ray Train's internals.
     """
     from ray.train.torch import TorchTrainer
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2._internal.execution.controller import TrainController
 
     class _LeanTorchTrainer(TorchTrainer):
         def _create_default_callbacks(self):
             unwanted = (PlacementGroupCleanerCallback,) if self.datasets else (PlacementGroupCleanerCallback, DatasetsCallback)
             return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, unwanted)]
+
+        def _initialize_and_run_controller(self, **controller_init_kwargs):
+            if not controller_in_trial:
+                return super()._initialize_and_run_controller(**controller_init_kwargs)
+            import asyncio
+
+            controller = TrainController(**controller_init_kwargs)
+            asyncio.run(controller.run())  # fit() runs in its own thread (_run_trial), so a fresh loop
+            return controller.get_result()
 
     return _LeanTorchTrainer
 
@@ -204,9 +225,11 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     same error, instead of training further. Otherwise Ray Train resumes the run it finds
     under ``train_storage``/<trial id> from that run's latest checkpoint, if there is one.
     """
+    import queue
+
     import ray.train
     from ray.train.torch import TorchConfig
-    from ray.util.queue import Empty, Queue
+    from ray.util.queue import Queue
 
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
@@ -227,9 +250,16 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     # The watcher is one more actor spawn (~3 s on 2 cores) before training starts; it only
     # observes spot-instance preemption, which the failure budget handles anyway.
     os.environ[_PREEMPTION_WATCHER_ENV] = "0"
+    in_trial = h.train_controller == "trial"
+    if in_trial:
+        # Ray Train's controller log setup is a logging.dictConfig for the whole process,
+        # which in the trial actor would reconfigure Tune's loggers as well.
+        os.environ[_CONTROLLER_LOG_ENV] = "0"
     plan = worker_group_plan(spec)
-    reports = Queue(actor_options={"num_cpus": 0})
-    trainer = _lean_trainer_cls()(
+    # The controller runs ForwardReports: in this process, a plain queue; as an actor, a Ray
+    # Queue (itself one more actor).
+    reports = queue.Queue() if in_trial else Queue(actor_options={"num_cpus": 0})
+    trainer = _lean_trainer_cls(in_trial)(
         train_worker,
         train_loop_config={"job": job, "params": space.flatten(config), "data": data},
         torch_config=TorchConfig(backend=plan.backend),
@@ -261,16 +291,17 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     while True:
         try:
             item = reports.get(timeout=0.25)
-        except Empty:
+        except queue.Empty:  # ray.util.queue.Empty is a subclass
             if runner.is_alive():
                 continue
             try:  # fit() has returned, so every put has landed: drain what is left
                 item = reports.get_nowait()
-            except Empty:
+            except queue.Empty:
                 break
         tune.report(item)
     runner.join()
-    reports.shutdown()
+    if not in_trial:
+        reports.shutdown()
     if failure:
         e = failure[0]
         if isinstance(e, ray.train.TrainingFailedError):
@@ -732,15 +763,17 @@ def _sweep_job_pgs() -> list[str]:
     return found
 
 
-def live_train_actors() -> list[str]:
-    """Class names of this job's Ray Train actors still alive (GCS view; no dashboard needed)."""
+def _job_actors_alive() -> dict[str, str]:
+    """This job's actors that are not dead yet: actor id (hex) -> class name (GCS view; no dashboard needed)."""
     from ray._private import state  # the public ray.util.state API needs the dashboard
 
     job = ray.get_runtime_context().get_job_id()
-    return [
-        a["ActorClassName"] for a in state.actors().values()
-        if a.get("State") != "DEAD" and a.get("ActorClassName") in _TRAIN_ACTOR_CLASSES and a.get("JobID") == job
-    ]
+    return {aid: a.get("ActorClassName", "") for aid, a in state.actors().items() if a.get("State") != "DEAD" and a.get("JobID") == job}
+
+
+def live_train_actors() -> list[str]:
+    """Class names of this job's Ray Train actors still alive."""
+    return [c for c in _job_actors_alive().values() if c in _TRAIN_ACTOR_CLASSES]
 
 
 # Ray's job supervisor sends SIGTERM on `ray job stop` and SIGKILL 3 s later
@@ -749,18 +782,20 @@ STOP_CLEANUP_S = 2.0
 
 
 def release_everything(trial_actors: Iterable[Any] = (), deadline_s: float = STOP_CLEANUP_S) -> dict[str, Any]:
-    """Kill ``trial_actors``, then remove every placement group of this job until no Train
-    controller of the job is alive and two sweeps in a row find nothing, or ``deadline_s``
-    passes. Workers may take longer to go; with their groups removed, Ray ends them.
+    """Kill ``trial_actors``, then remove every placement group of this job until none of them
+    and no Train controller actor of the job is alive, and two sweeps in a row find nothing, or
+    ``deadline_s`` passes. Workers may take longer to go; with their groups removed, Ray ends them.
 
     Why not leave it to Ray: when a job ends, GCS removes a group only if it already knows the
     group's creator is dead. A group that a Train controller registers while it is being
     killed (its worker group's start or restart racing the stop) arrives after the controller's
-    death was processed and is never removed. Killing the controllers first (they die with their
-    trial actor, which owns them) and sweeping until nothing comes back closes that window.
+    death was processed and is never removed. Killing the controllers first (they run in, or die
+    with, their trial actor) and sweeping until nothing comes back closes that window.
     Returns what it did, for the log line and for tests."""
     t0 = time.monotonic()
+    killed = set()
     for actor in trial_actors:
+        killed.add(actor._actor_id.hex())
         with contextlib.suppress(Exception):  # already dead is as good
             ray.kill(actor, no_restart=True)
     removed: list[str] = []
@@ -768,11 +803,13 @@ def release_everything(trial_actors: Iterable[Any] = (), deadline_s: float = STO
     while True:
         found = _sweep_job_pgs()
         removed += found
-        alive = live_train_actors()
-        # only a controller can register a new group; workers cannot
-        clean_sweeps = clean_sweeps + 1 if not found and "TrainController" not in alive else 0
+        alive = _job_actors_alive()
+        # only a controller can register a new group (in its trial actor, or as its own actor); workers cannot
+        creators = [aid for aid, cls in alive.items() if aid in killed or cls == "TrainController"]
+        clean_sweeps = clean_sweeps + 1 if not found and not creators else 0
         if clean_sweeps >= 2 or time.monotonic() - t0 > deadline_s:
-            return {"placement_groups_removed": removed, "train_actors_alive": alive, "seconds": time.monotonic() - t0}
+            train_alive = [cls for cls in alive.values() if cls in _TRAIN_ACTOR_CLASSES]
+            return {"placement_groups_removed": removed, "train_actors_alive": train_alive, "seconds": time.monotonic() - t0}
         time.sleep(0.1)
 
 

@@ -259,6 +259,11 @@ class Harness(_Section):
         description="how rank 0's checkpoint is copied to storage: async (in Ray Train's upload thread while the next epoch "
         "trains) or sync (the report waits for the copy; Ray's default)",
     )
+    train_controller: Literal["trial", "actor"] = Field(
+        "trial",
+        description="where each trial's Ray Train controller runs: trial (inside the trial's Tune actor; one process "
+        "spawn less per trial) or actor (its own actor, Ray's default)",
+    )
 
 
 class JobSpec(_Section):

@@ -129,6 +129,13 @@ class ForwardReports(UserCallback):
     def __init__(self, queue):
         self._queue = queue
 
+    def __getstate__(self):
+        # Ray Train ships the run config, callbacks included, to every worker, which never
+        # calls after_report; an in-process queue stays behind (a Ray Queue's handle travels).
+        import queue as _queue
+
+        return {"_queue": None if isinstance(self._queue, _queue.Queue) else self._queue}
+
     def after_report(self, run_context, metrics, checkpoint):
         item = dict(metrics[0])
         if checkpoint is not None:

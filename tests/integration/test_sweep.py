@@ -81,6 +81,33 @@ def test_aggressive_asha_sweep_of_24_trials_leaks_nothing(embedded_ray, tmp_path
     assert all(i["ok"] and i["w"] > 300 and i["h"] > 200 for i in images), images
 
 
+def _actor_ids_by_class(cls: str) -> set[str]:
+    """Ids of every actor of this class the job has had, dead or alive (GCS keeps the dead)."""
+    from ray._private import state
+
+    job = ray.get_runtime_context().get_job_id()
+    return {aid for aid, a in state.actors().items() if a.get("ActorClassName") == cls and a.get("JobID") == job}
+
+
+@pytest.mark.parametrize("controller", ["trial", "actor"])
+def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_path, controller):
+    """harness.train_controller: "trial" runs Ray Train's controller inside each trial's actor (no
+    TrainController actor, no report-queue actor); "actor" is Ray's own path, one of each per
+    trial. Either way the sweep records every epoch, ASHA stops trials, and nothing is left."""
+    before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
+    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 4, "max_epochs": 3}, asha={"grace_period_epochs": 1, "reduction_factor": 3},
+                              harness={"train_controller": controller}))
+    result = run_job(spec)
+    run = check_run_files(result.run_dir, spec, expect_stopped=False)
+    trials = run["trials"]
+    assert result.status_counts[C.STATUS_ERROR] == 0
+    assert (trials[C.EPOCHS_COMPLETED] >= 1).all() and trials[C.RELEASE_SECONDS].notna().all()
+    made = {c: len(_actor_ids_by_class(c) - ids) for c, ids in before.items()}
+    assert made == ({"TrainController": 0, "_QueueActor": 0} if controller == "trial" else {"TrainController": 4, "_QueueActor": 4})
+    assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
+    assert_nothing_left()
+
+
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(embedded_ray, tmp_path):
     raw = tiny_job(tmp_path, budget={"num_trials": 4, "max_epochs": 2})
     raw["space"]["lr"] = {"choice": [0.05, 1.0e30]}  # 1e30 with SGD overflows to inf/NaN in epoch 1
