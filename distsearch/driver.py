@@ -7,8 +7,8 @@ decides on the per-epoch validation metric that rank 0 forwards. The callback is
 when the last report and ``fit()``'s return race (seen here: 1 trial in ~200 hung for good).
 
 Why there is a reaper. When ASHA stops a trial, Tune ends the trial actor; the Train controller
-(in that actor by default, else an actor it owns) dies with it, and so do the workers, but the worker group's placement group (PG) is
-scoped to the job and outlives them. Ray's own fix is a detached ``PlacementGroupCleaner``
+(in that actor by default, else an actor it owns) dies with it, and so do the workers, but the
+worker group's placement group (PG) is scoped to the job and outlives them. Ray's own fix is a detached ``PlacementGroupCleaner``
 actor per run that watches the controller through the State API, so it needs the dashboard;
 without it the cleaner never exits and the PG keeps its CPUs, and the next trial waits on them
 forever (ray-project/ray#54305, #65443, #65881). distsearch therefore:
@@ -61,9 +61,9 @@ _PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 _CONTROLLER_LOG_ENV = "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING"
 # Tune's trial actor only waits on fit(); its real work runs in the Train workers. Tune refuses
 # an empty resource request, so the trial asks for 1 MiB of memory, and a sliver of the head
-# node's marker resource: the trial actor and its Train controller (in the actor, or an actor Ray
-# pins to the same node) then live on the head, the one node a sweep cannot lose anyway (the driver is
-# there). Losing a worker node costs only the Train workers on it, which the controller
+# node's marker resource: the trial actor and its Train controller (in the actor, or an actor
+# Ray pins to the same node) then live on the head, the one node a sweep cannot lose anyway (the
+# driver is there). Losing a worker node costs only the Train workers on it, which the controller
 # restarts elsewhere from the last checkpoint (harness.max_worker_failures).
 _HEAD_NODE_RESOURCE = "node:__internal_head__"
 _TRIAL_ACTOR_RESOURCES = {"memory": 2**20, _HEAD_NODE_RESOURCE: 0.001}
@@ -795,7 +795,7 @@ def release_everything(trial_actors: Iterable[Any] = (), deadline_s: float = STO
     t0 = time.monotonic()
     killed = set()
     for actor in trial_actors:
-        killed.add(actor._actor_id.hex())
+        killed.add(actor._actor_id.hex())  # ActorHandle has no public id accessor in Ray 2.60
         with contextlib.suppress(Exception):  # already dead is as good
             ray.kill(actor, no_restart=True)
     removed: list[str] = []

@@ -261,8 +261,8 @@ class Harness(_Section):
     )
     train_controller: Literal["trial", "actor"] = Field(
         "trial",
-        description="where each trial's Ray Train controller runs: trial (inside the trial's Tune actor; one process "
-        "spawn less per trial) or actor (its own actor, Ray's default)",
+        description="where each trial's Ray Train controller runs: trial (inside the trial's Tune actor, which saves two "
+        "process spawns per trial: the controller actor and its report-queue actor) or actor (its own actor, Ray's default)",
     )
 
 

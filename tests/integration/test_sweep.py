@@ -93,7 +93,7 @@ def _actor_ids_by_class(cls: str) -> set[str]:
 def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_path, controller):
     """harness.train_controller: "trial" runs Ray Train's controller inside each trial's actor (no
     TrainController actor, no report-queue actor); "actor" is Ray's own path, one of each per
-    trial. Either way the sweep records every epoch, ASHA stops trials, and nothing is left."""
+    trial. Either way every trial trains and is recorded, each group is released, and nothing is left."""
     before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 4, "max_epochs": 3}, asha={"grace_period_epochs": 1, "reduction_factor": 3},
                               harness={"train_controller": controller}))

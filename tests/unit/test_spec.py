@@ -67,6 +67,7 @@ BAD = [
     ("space.model.choice.mlp.depth", {"randint": [1.5, 3]}, ["space.model.choice.mlp.depth", "[1.5, 3]", "integers"]),
     ("storage", "", ["storage", "''", "local path"]),
     ("max_concurrent_trials", 0, ["max_concurrent_trials", "0", "count >= 1"]),
+    ("harness.train_controller", "driver", ["harness.train_controller", "'driver'", "trial (inside the trial's Tune actor"]),
 ]
 
 
