@@ -8,12 +8,12 @@ when the last report and ``fit()``'s return race (seen here: 1 trial in ~200 hun
 
 Why there is a reaper. When ASHA stops a trial, Tune ends the trial actor; the Train controller
 (in that actor by default, else an actor it owns) dies with it, and so do the workers, but the
-worker group's placement group (PG) is scoped to the job and outlives them. Ray's own fix is a detached ``PlacementGroupCleaner``
-actor per run that watches the controller through the State API, so it needs the dashboard;
-without it the cleaner never exits and the PG keeps its CPUs, and the next trial waits on them
-forever (ray-project/ray#54305, #65443, #65881). distsearch therefore:
+worker group's placement group (PG) is scoped to the job and outlives them. Ray's own fix is a
+detached ``PlacementGroupCleaner`` actor per run that watches the controller through the State
+API, so it needs the dashboard; without it the cleaner never exits and the PG keeps its CPUs,
+and the next trial waits on them forever (ray-project/ray#54305, #65443, #65881). distsearch therefore:
 
-1. does not start Ray's cleaner (``_ReapedTorchTrainer``), so nothing detached is left;
+1. does not start Ray's cleaner (``_lean_trainer_cls``), so nothing detached is left;
 2. has rank 0 attach its own PG id (``ray.util.get_current_placement_group()``) to every report;
 3. removes a finished trial's PG from the driver (``WorkerGroupReaper``) once the trial actor is
    gone, and records how long the release took;
@@ -371,8 +371,8 @@ class WorkerGroupReaper(tune.Callback):
 
     def _reap(self, trial_id: str, pgs: list[str], actor: Any, t0: float) -> None:
         deadline = t0 + self.release_timeout_s
-        # Wait for the trial actor to be gone first: it owns the Train controller, which could
-        # otherwise see its workers die with the PG and start a replacement group.
+        # Wait for the trial actor to be gone first: the Train controller runs in it (or is owned
+        # by it) and could otherwise see its workers die with the PG and start a replacement group.
         while actor is not None and time.monotonic() < deadline:
             try:
                 ray.get(actor.__ray_ready__.remote(), timeout=1.0)
