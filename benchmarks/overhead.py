@@ -123,19 +123,24 @@ def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.
     return _figures(name, t[C.STARTED_AT].timestamp(), arrivals, list(e[C.EPOCH_SECONDS]), freed, workers, workers)
 
 
-def sweep_starts(trials: int, storage: str, controller: str) -> dict:
+def sweep_starts(trials: int, storage: str, controller: str, reuse: bool) -> dict:
     """Start to first epoch of each trial of one sweep, run one trial at a time: the first trial
     also pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pooled
-    processes), the later ones show what every further trial of a sweep pays."""
+    processes), the later ones show what every further trial of a sweep pays. Also the gap from
+    one trial's end to the next one's start (Tune ends the old trial actor and starts a new
+    one, or resets a reused one), and the sweep's wall time, first start to last end."""
     from distsearch import constants as C
 
-    t, e = _run(2, 1, storage, trials=trials, train_controller=controller)
+    t, e = _run(2, 1, storage, trials=trials, train_controller=controller, reuse_trial_actors=reuse)
     first = e[e[C.EPOCH] == 1].set_index(C.TRIAL_ID)
     starts = [first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
               for _, r in t.iterrows()]
     later = pd.Series(starts[1:])
-    return {"train_controller": controller, "trials": len(starts), "first_trial_s": starts[0], "later_trials_median_s": float(later.median()),
-            "later_trials_min_s": float(later.min()), "later_trials_max_s": float(later.max())}
+    gaps = (t[C.STARTED_AT].iloc[1:].to_numpy() - t[C.ENDED_AT].iloc[:-1].to_numpy()) / pd.Timedelta(seconds=1)
+    return {"train_controller": controller, "reuse_trial_actors": reuse, "trials": len(starts), "first_trial_s": starts[0],
+            "later_trials_median_s": float(later.median()), "later_trials_min_s": float(later.min()), "later_trials_max_s": float(later.max()),
+            "between_trials_median_s": float(pd.Series(gaps).median()),
+            "sweep_s": (t[C.ENDED_AT].max() - t[C.STARTED_AT].min()).total_seconds()}
 
 
 # ---- (iv) -----------------------------------------------------------------------------------
@@ -236,7 +241,8 @@ def main() -> int:
     print(f"\nfigures: {args.out}")
     if args.sweep_trials > 1:
         with tempfile.TemporaryDirectory() as storage:
-            starts = pd.DataFrame([_in_subprocess("sweep_starts", args.sweep_trials, storage, c) for c in ("trial", "actor")])
+            starts = pd.DataFrame([_in_subprocess("sweep_starts", args.sweep_trials, storage, c, r)
+                                   for c, r in (("trial", True), ("trial", False), ("actor", False))])
         out = str(Path(args.out).with_name(Path(args.out).stem + "_sweep_starts.parquet"))
         starts.to_parquet(out, index=False)
         print(f"\nStart to first epoch (s) in one sweep of {args.sweep_trials} trials of 2 epochs, one at a time:\n")

@@ -8,16 +8,20 @@ worker-epochs and CPU seconds used (trial wall time x CPUs reserved), and the ti
 trial within 0.5% of that run's final best appeared (and, for ASHA, within 0.5% of random
 search's best).
 
-    python benchmarks/search.py [digits] [charlm] [--out search.parquet]
+    python benchmarks/search.py [digits] [charlm] [digits-long] [charlm-long] [--out search.parquet]
 
 - digits: jobs/quickstart.yaml as shipped (16 trials x 20 epochs, MLP or CNN).
 - charlm: jobs/charlm.yaml's space on the first 80,000 characters of its corpus, 12 trials x
   9 epochs with a grace period of 1 epoch (the job ships 2), so that ASHA (reduction factor 3,
   as shipped) has two rungs before max_epochs (1 and 3), and both runs fit in 15 minutes on 2
   cores. The previous setting here, 8 trials x 6 epochs with grace 2, left it one rung (2).
+- digits-long, charlm-long: longer budgets, where ASHA has three rungs (1, 3 and 9 epochs)
+  below max_epochs 27: digits as shipped but 27 epochs and grace 1; charlm with 18 trials x 27
+  epochs, grace 1, on the first 24,000 characters (so that random search fits in minutes).
 
 Target: ASHA's best within 0.5% of random search's, on at most 40% of its compute.
-About 4 minutes for digits and 7 for charlm on 2 cores.
+About 4 minutes for digits, 7 for charlm, 4 for digits-long and 8 for charlm-long on 2 cores;
+run at most two per command to stay within 15 minutes. Without a task, digits and charlm.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from benchmarks._common import markdown, run_cli  # noqa: E402
 from distsearch import report  # noqa: E402
 
 CLOSE = 0.005
+LONG_BUDGET_CHARLM_CHARS = 24_000
+TASKS = ("digits", "charlm", "digits-long", "charlm-long")
 
 
 def _jobs(workdir: Path) -> dict[str, dict]:
@@ -49,7 +55,16 @@ def _jobs(workdir: Path) -> dict[str, dict]:
     charlm["task_options"]["corpus"] = str(corpus)
     charlm["budget"] = {"num_trials": 12, "max_epochs": 9}
     charlm["asha"] = {**charlm["asha"], "grace_period_epochs": 1}
-    return {"digits": digits, "charlm": charlm}
+    # The long budgets: the same spaces, seeds and reduction factor 3, with max_epochs / grace
+    # = 27, so that ASHA has three rungs (1, 3, 9 epochs) below max_epochs.
+    digits_long = {**digits, "budget": {"num_trials": 16, "max_epochs": 27}, "asha": {**digits["asha"], "grace_period_epochs": 1}}
+    short_corpus = workdir / "corpus_long_budget.txt"
+    short_corpus.write_text(default_corpus()[:LONG_BUDGET_CHARLM_CHARS], encoding="utf-8")
+    charlm_long = {
+        **charlm, "task_options": {**charlm["task_options"], "corpus": str(short_corpus)},
+        "budget": {"num_trials": 18, "max_epochs": 27}, "asha": {**charlm["asha"], "grace_period_epochs": 1},
+    }
+    return {"digits": digits, "charlm": charlm, "digits-long": digits_long, "charlm-long": charlm_long}
 
 
 def _run(raw: dict, search: str, workdir: Path) -> tuple[dict, float]:
@@ -90,12 +105,12 @@ def bench(task: str, raw: dict, workdir: Path) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("tasks", nargs="*", help="digits, charlm (default: both)")
+    ap.add_argument("tasks", nargs="*", help=f"{', '.join(TASKS)} (default: digits charlm)")
     ap.add_argument("--out", default="search.parquet")
     args = ap.parse_args()
     args.tasks = args.tasks or ["digits", "charlm"]
-    if set(args.tasks) - {"digits", "charlm"}:
-        ap.error(f"unknown task(s) {sorted(set(args.tasks) - {'digits', 'charlm'})}; use digits and/or charlm")
+    if set(args.tasks) - set(TASKS):
+        ap.error(f"unknown task(s) {sorted(set(args.tasks) - set(TASKS))}; use any of {', '.join(TASKS)}")
     rows = []
     with tempfile.TemporaryDirectory() as d:
         jobs = _jobs(Path(d))

@@ -16,7 +16,9 @@ and the next trial waits on them forever (ray-project/ray#54305, #65443, #65881)
 1. does not start Ray's cleaner (``_lean_trainer_cls``), so nothing detached is left;
 2. has rank 0 attach its own PG id (``ray.util.get_current_placement_group()``) to every report;
 3. removes a finished trial's PG from the driver (``WorkerGroupReaper``) once the trial actor is
-   gone, and records how long the release took;
+   gone, and records how long the release took. A trial actor that Tune reuses
+   (``harness.reuse_trial_actors``) stays alive; it ends the old trial's run itself before its
+   next trial (``_run_until_aborted``), and the reaper waits for that;
 4. bounds worker-group start: a per-attempt timeout and a finite attempt count, so a trial whose
    workers cannot be placed fails with a clear error instead of retrying forever;
 5. sweeps any PG of this job still alive when the sweep ends, and records what it found;
@@ -59,6 +61,8 @@ _START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 _TRAIN_METRICS_ENV = "RAY_TRAIN_METRICS_ENABLED"
 _PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 _CONTROLLER_LOG_ENV = "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING"
+_TUNE_THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Tune's reset of a reused actor, in the trial actor
+_ABORT_POLL_S = 0.05
 # Tune's trial actor only waits on fit(); its real work runs in the Train workers. Tune refuses
 # an empty resource request, so the trial asks for 1 MiB of memory, and a sliver of the head
 # node's marker resource: the trial actor and its Train controller (in the actor, or an actor
@@ -204,16 +208,51 @@ def _lean_trainer_cls(controller_in_trial: bool):
             unwanted = (PlacementGroupCleanerCallback,) if self.datasets else (PlacementGroupCleanerCallback, DatasetsCallback)
             return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, unwanted)]
 
+        #: Set (from another thread) to end the run: see ``_run_until_aborted``.
+        abort: threading.Event
+
         def _initialize_and_run_controller(self, **controller_init_kwargs):
             if not controller_in_trial:
                 return super()._initialize_and_run_controller(**controller_init_kwargs)
             import asyncio
 
             controller = TrainController(**controller_init_kwargs)
-            asyncio.run(controller.run())  # fit() runs in its own thread (_run_trial), so a fresh loop
+            # fit() runs in its own thread (_run_trial), so a fresh loop
+            asyncio.run(_run_until_aborted(controller, self.abort))
             return controller.get_result()
 
     return _LeanTorchTrainer
+
+
+class _RunAborted(Exception):
+    """The trial ended its own Train run (Tune stopped the trial, or reuses its actor)."""
+
+
+async def _run_until_aborted(controller, abort: threading.Event) -> None:
+    """``controller.run()``, unless ``abort`` is set first: then cancel the control loop, abort
+    the worker group (its workers are killed and its placement group removed, here, before this
+    returns) and raise ``_RunAborted``. This is ``TrainController.abort()`` without its
+    ``exit_actor()``, which would end the trial actor that Tune is about to reuse."""
+    import asyncio
+
+    from ray.train.v2._internal.execution.controller.state import AbortedState
+
+    run = asyncio.ensure_future(controller.run())
+    while not run.done():
+        await asyncio.wait({run}, timeout=_ABORT_POLL_S)
+        if abort.is_set() and not run.done():
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # the loop is being dropped
+                await run
+            controller._controller_callback_manager.invoke_best_effort("before_controller_abort")
+            group = controller.get_worker_group()
+            try:
+                if group is not None:
+                    group.abort()
+            finally:
+                controller._set_state(AbortedState())
+            raise _RunAborted()
+    run.result()
 
 
 def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list, ledger_dir: str) -> None:
@@ -255,6 +294,10 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
         # Ray Train's controller log setup is a logging.dictConfig for the whole process,
         # which in the trial actor would reconfigure Tune's loggers as well.
         os.environ[_CONTROLLER_LOG_ENV] = "0"
+    # How long Tune lets this thread end before it gives up reusing the actor (and fails the next
+    # trial): long enough for the abort above, which waits up to 5 s for workers to shut down.
+    reset_wait_s = int(h.release_timeout_s) + 5
+    os.environ[_TUNE_THREAD_TIMEOUT_ENV] = str(reset_wait_s)
     plan = worker_group_plan(spec)
     # The controller runs ForwardReports: in this process, a plain queue; as an actor, a Ray
     # Queue (itself one more actor).
@@ -276,6 +319,7 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
             callbacks=[ForwardReports(reports)],
         ),
     )
+    trainer.abort = threading.Event()
     # fit() runs beside this thread, which hands each forwarded report to Tune itself and
     # returns only after the last one: no report is ever left in flight (see ForwardReports).
     failure: list[BaseException] = []
@@ -283,22 +327,34 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     def fit() -> None:
         try:
             trainer.fit()
+        except _RunAborted:
+            pass
         except BaseException as e:  # noqa: BLE001 - re-raised in the trial thread below
             failure.append(e)
 
     runner = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     runner.start()
-    while True:
-        try:
-            item = reports.get(timeout=0.25)
-        except queue.Empty:  # ray.util.queue.Empty is a subclass
-            if runner.is_alive():
-                continue
-            try:  # fit() has returned, so every put has landed: drain what is left
-                item = reports.get_nowait()
-            except queue.Empty:
-                break
-        tune.report(item)
+    try:
+        while True:
+            try:
+                item = reports.get(timeout=0.25)
+            except queue.Empty:  # ray.util.queue.Empty is a subclass
+                if runner.is_alive():
+                    continue
+                try:  # fit() has returned, so every put has landed: drain what is left
+                    item = reports.get_nowait()
+                except queue.Empty:
+                    break
+            tune.report(item)
+    except SystemExit:
+        # Tune ends a trial that it stopped (ASHA, a limit) by raising SystemExit in tune.report
+        # here: when it stops the actor, and when it reuses the actor for the next trial. With
+        # the controller in this process, end the run before this thread returns, so that a
+        # reused actor starts the next trial with the old worker group gone.
+        trainer.abort.set()
+        if in_trial:
+            runner.join(timeout=reset_wait_s - 1)
+        raise
     runner.join()
     if not in_trial:
         reports.shutdown()
@@ -328,10 +384,12 @@ def _pg_state(pg_hex: str) -> str:
 class WorkerGroupReaper(tune.Callback):
     """Removes each finished trial's worker-group PG from the driver; see the module docstring."""
 
-    def __init__(self, release_timeout_s: float):
+    def __init__(self, release_timeout_s: float, actors_outlive_trials: bool = False):
         self.release_timeout_s = release_timeout_s
+        self.actors_outlive_trials = actors_outlive_trials
         self._pgs: dict[str, set[str]] = {}
         self._actors: dict[str, Any] = {}
+        self._every_actor: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
         self.release_seconds: dict[str, float] = {}
         self.unreleased: dict[str, list[str]] = {}
@@ -341,7 +399,7 @@ class WorkerGroupReaper(tune.Callback):
         # Tune pickles callbacks into its experiment state; threads, locks and actor handles
         # belong to this driver process only.
         state = self.__dict__.copy()
-        state.update(_threads=[], _lock=None, _actors={})
+        state.update(_threads=[], _lock=None, _actors={}, _every_actor={})
         return state
 
     def __setstate__(self, state):
@@ -349,7 +407,10 @@ class WorkerGroupReaper(tune.Callback):
         self._lock = threading.Lock()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._actors[trial.trial_id] = getattr(trial.temporary_state, "ray_actor", None)
+        actor = getattr(trial.temporary_state, "ray_actor", None)
+        self._actors[trial.trial_id] = actor
+        if actor is not None:
+            self._every_actor[actor._actor_id.hex()] = actor  # ActorHandle has no public id accessor in Ray 2.60
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         pg = result.get(C.PLACEMENT_GROUP_ID)
@@ -373,7 +434,11 @@ class WorkerGroupReaper(tune.Callback):
         deadline = t0 + self.release_timeout_s
         # Wait for the trial actor to be gone first: the Train controller runs in it (or is owned
         # by it) and could otherwise see its workers die with the PG and start a replacement group.
+        # A reused actor lives on, but ends the trial's run itself before its next trial
+        # (_run_trial), and the run's PGs go with it.
         while actor is not None and time.monotonic() < deadline:
+            if self.actors_outlive_trials and all(_pg_state(pg) == "REMOVED" for pg in pgs):
+                break
             try:
                 ray.get(actor.__ray_ready__.remote(), timeout=1.0)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError):
@@ -398,8 +463,9 @@ class WorkerGroupReaper(tune.Callback):
             self.unreleased[trial_id] = left
 
     def live_trial_actors(self) -> list[Any]:
-        """Handles of the trial actors started and not yet ended."""
-        return [a for a in self._actors.values() if a is not None]
+        """Handles of every trial actor this sweep has started, including dead ones (killing those
+        is a no-op): a reused actor may still run the worker group of a trial that has ended."""
+        return list(self._every_actor.values())
 
     def finish(self) -> None:
         for t in self._threads:
@@ -912,7 +978,7 @@ def run_sweep(
     prior = load_prior(run_dir) if resume else None
     ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
     recorder = ResultRecorder(spec.metric, ledger_dir, prior)
-    reaper = WorkerGroupReaper(spec.harness.release_timeout_s)
+    reaper = WorkerGroupReaper(spec.harness.release_timeout_s, actors_outlive_trials=spec.harness.reuses_trial_actors)
     budget = ErrorBudget(spec.budget.max_failed_trials, failed=recorder.errors)
     callbacks = [recorder, reaper, budget, _hparams_logger()]
     callbacks += [ProgressView(spec, prior=prior)] if progress else []
@@ -943,7 +1009,7 @@ def run_sweep(
                 # Train workers' resources are invisible to Tune, so the limit must sit here.
                 search_alg=BasicVariantGenerator(random_state=spec.seed, max_concurrent=concurrency),
                 scheduler=scheduler,
-                reuse_actors=False,
+                reuse_actors=spec.harness.reuses_trial_actors,
                 # Tune's default folder name embeds the config's repr, which for a conditional
                 # parameter includes unresolved domain objects; the trial id is enough.
                 trial_dirname_creator=lambda trial: trial.trial_id,

@@ -264,6 +264,26 @@ class Harness(_Section):
         description="where each trial's Ray Train controller runs: trial (inside the trial's Tune actor, which saves two "
         "process spawns per trial: the controller actor and its report-queue actor) or actor (its own actor, Ray's default)",
     )
+    reuse_trial_actors: Optional[bool] = Field(
+        None,
+        description="run the next trial in the Tune actor of one that has ended (Tune's reuse_actors), so that a trial "
+        "does not wait for a new actor to start and import torch and Ray Train; the actor first ends the old trial's "
+        "worker group itself. true, false, or unset: true with train_controller: trial, false with actor (Ray's default is false)",
+    )
+
+    @model_validator(mode="after")
+    def _reuse_needs_the_controller_in_the_trial(self):
+        if self.reuse_trial_actors and self.train_controller == "actor":
+            raise ValueError(
+                "harness.reuse_trial_actors: got true with train_controller: actor; a trial actor can end only a worker group "
+                "whose controller it runs, so set train_controller: trial, or reuse_trial_actors: false"
+            )
+        return self
+
+    @property
+    def reuses_trial_actors(self) -> bool:
+        """Whether trials run in reused Tune actors: not turned off, and the controller runs in the trial."""
+        return self.reuse_trial_actors is not False and self.train_controller == "trial"
 
 
 class JobSpec(_Section):

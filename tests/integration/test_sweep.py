@@ -81,12 +81,15 @@ def test_aggressive_asha_sweep_of_24_trials_leaks_nothing(embedded_ray, tmp_path
     assert all(i["ok"] and i["w"] > 300 and i["h"] > 200 for i in images), images
 
 
+TRIAL_ACTOR_CLASS = "ImplicitFunc"  # Tune's actor class for a function trainable; GCS may qualify it ("wrap_function.<locals>.")
+
+
 def _actor_ids_by_class(cls: str) -> set[str]:
     """Ids of every actor of this class the job has had, dead or alive (GCS keeps the dead)."""
     from ray._private import state
 
     job = ray.get_runtime_context().get_job_id()
-    return {aid for aid, a in state.actors().items() if a.get("ActorClassName") == cls and a.get("JobID") == job}
+    return {aid for aid, a in state.actors().items() if a.get("ActorClassName", "").split(".")[-1] == cls and a.get("JobID") == job}
 
 
 @pytest.mark.parametrize("controller", ["trial", "actor"])
@@ -104,6 +107,38 @@ def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_pat
     assert (trials[C.EPOCHS_COMPLETED] >= 1).all() and trials[C.RELEASE_SECONDS].notna().all()
     made = {c: len(_actor_ids_by_class(c) - ids) for c, ids in before.items()}
     assert made == ({"TrainController": 0, "_QueueActor": 0} if controller == "trial" else {"TrainController": 4, "_QueueActor": 4})
+    assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
+    assert_nothing_left()
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray, tmp_path, reuse):
+    """harness.reuse_trial_actors (on by default): Tune runs the next trial in the actor of one
+    that ended, and that actor first ends the old trial's worker group itself, so a trial ASHA
+    stopped does not train on in the background. Off: one actor per trial, as Ray does by
+    default. Either way every trial is recorded, each group is released, and nothing is left."""
+    before = _actor_ids_by_class(TRIAL_ACTOR_CLASS)
+    max_epochs = 60  # ~0.1-0.2 s each here: a stopped trial left running would get far past its rung
+    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 6, "max_epochs": max_epochs}, space={**tiny_job(tmp_path)["space"], "batch_size": 16},
+                              asha={"grace_period_epochs": 1, "reduction_factor": 3}, harness={"reuse_trial_actors": reuse}))
+    assert spec.harness.reuses_trial_actors is reuse
+    result = run_job(spec)
+    run = check_run_files(result.run_dir, spec)
+    trials = run["trials"]
+    assert result.status_counts[C.STATUS_ERROR] == 0
+    assert (trials[C.EPOCHS_COMPLETED] >= 1).all() and trials[C.RELEASE_SECONDS].notna().all()
+    assert trials[C.RELEASE_SECONDS].max() < spec.harness.release_timeout_s
+    stopped = trials[trials[C.STATUS] == C.STATUS_STOPPED]
+    assert len(stopped) >= 2
+    for _, t in stopped.iterrows():
+        # Ray Train always keeps the latest checkpoint: how far the workers got before their group ended
+        latest = max(json.loads(p.read_text())[C.EPOCH] for p in Path(result.run_dir, C.TRAIN_DIR, t[C.TRIAL_ID]).glob(f"checkpoint_2*/{C.CHECKPOINT_META_FILE}"))
+        assert latest <= t[C.EPOCHS_COMPLETED] + 10 and latest < max_epochs, (t[C.TRIAL_ID], t[C.EPOCHS_COMPLETED], latest)
+    made = len(_actor_ids_by_class(TRIAL_ACTOR_CLASS) - before)
+    if reuse:
+        assert 1 <= made < spec.budget.num_trials, made
+    else:
+        assert made == spec.budget.num_trials
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
     assert_nothing_left()
 

@@ -71,6 +71,23 @@ BAD = [
 ]
 
 
+def test_trial_actor_reuse_follows_the_controller(quickstart_raw):
+    """Reuse is on by default with the controller in the trial, off with Ray's controller actor,
+    and asking for both reuse and the controller actor names both fields and the fix."""
+    assert parse_job(quickstart_raw).harness.reuses_trial_actors
+    _set(quickstart_raw, "harness.train_controller", "actor")
+    assert not parse_job(quickstart_raw).harness.reuses_trial_actors
+    _set(quickstart_raw, "harness.reuse_trial_actors", True)
+    with pytest.raises(SpecError) as info:
+        parse_job(quickstart_raw)
+    for needle in ("harness.reuse_trial_actors", "got true", "train_controller: actor", "set train_controller: trial, or reuse_trial_actors: false"):
+        assert needle in str(info.value)
+    _set(quickstart_raw, "harness.train_controller", "trial")
+    _set(quickstart_raw, "harness.reuse_trial_actors", False)
+    assert not parse_job(quickstart_raw).harness.reuses_trial_actors
+    assert parse_job(parse_job(quickstart_raw).to_dict()).harness.reuse_trial_actors is False  # round trip keeps the choice
+
+
 @pytest.mark.parametrize("field,value,needles", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
 def test_bad_spec_names_field_value_and_fix(quickstart_raw, field, value, needles):
     _set(quickstart_raw, field, value)
