@@ -11,8 +11,9 @@
     and   (i) and (ii) again with longer trials (``--long-epochs``), since start and teardown are
           paid once per trial and efficiency depends on the trial's length;
     and   start to first epoch of every trial of one sweep run one trial at a time
-          (``--sweep-trials``), with the controller in the trial and as its own actor: a single
-          trial on a fresh cluster also pays what the cluster starts once.
+          (``--sweep-trials``), the gap between trials and the sweep's wall time: with the
+          controller in the trial, with and without trial actor reuse, and with the controller
+          as its own actor. A single trial on a fresh cluster also pays what the cluster starts once.
 
 All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
 thread per worker, and report (with a checkpoint) once per epoch. For each:
