@@ -88,8 +88,12 @@ def train_worker(cfg: dict[str, Any]) -> None:
         # Repeat the restored checkpoint's report (the driver keeps the first copy of each
         # epoch). A trial whose last epoch was already done reports nothing else, and Tune
         # needs its final result to carry the metric; a scheduler also gets to look again.
+        # The copy keeps where that epoch ran (its group may have died before its own report
+        # got out, e.g. with a lost node); only the PG id is this group's, for the driver to release.
         restored = {k: v for k, v in history[-1].items() if k != C.TIMESTAMP}
-        ray.train.report({**restored, **tags, C.CHECKPOINT_PATH: storage.uri(ckpt.filesystem, ckpt.path)})
+        ray.train.report({
+            **tags, **restored, C.PLACEMENT_GROUP_ID: tags[C.PLACEMENT_GROUP_ID], C.CHECKPOINT_PATH: storage.uri(ckpt.filesystem, ckpt.path),
+        })
 
     upload_mode = ray.train.CheckpointUploadMode.ASYNC if spec.harness.checkpoint_upload == "async" else ray.train.CheckpointUploadMode.SYNC
 
