@@ -295,7 +295,7 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
         # which in the trial actor would reconfigure Tune's loggers as well.
         os.environ[_CONTROLLER_LOG_ENV] = "0"
     # How long Tune lets this thread end before it gives up reusing the actor (and fails the next
-    # trial): long enough for the abort above, which waits up to 5 s for workers to shut down.
+    # trial): long enough for the abort below, which waits up to 5 s for workers to shut down.
     reset_wait_s = int(h.release_timeout_s) + 5
     os.environ[_TUNE_THREAD_TIMEOUT_ENV] = str(reset_wait_s)
     plan = worker_group_plan(spec)
