@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import time
@@ -14,21 +15,36 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat); NaN elsewhere.
+    A difference of two readings counts every process, Ray's included, and anything else running."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return float("nan")
+
+
 def run_cli(raw: dict, workdir: Path, run_id: str) -> tuple[dict, float]:
     """Write job ``raw`` into ``workdir``, run it as a user would (``distsearch run``, a fresh
     process with an embedded Ray, results under ``raw["storage"]``), and return the run as
-    ``read_run`` gives it and the command's wall seconds. Raises with the stderr tail if it fails."""
+    ``read_run`` gives it and the command's wall seconds. The run also gets
+    ``machine_cpu_seconds``: what the whole machine spent busy during the command. Raises with
+    the stderr tail if it fails."""
     from distsearch.results import read_run
 
     job = workdir / f"{raw['name']}.yaml"
     job.write_text(yaml.safe_dump(raw))
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), machine_cpu_seconds()
     proc = subprocess.run([sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, "--new-run", "--quiet"],
                           cwd=ROOT, capture_output=True, text=True)
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, machine_cpu_seconds() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"{job} failed:\n{proc.stderr[-3000:]}")
-    return read_run(Path(raw["storage"], raw["name"], run_id)), wall
+    run = read_run(Path(raw["storage"], raw["name"], run_id))
+    run["machine_cpu_seconds"] = cpu
+    return run, wall
 
 
 def _cell(v) -> str:

@@ -12,8 +12,13 @@
           paid once per trial and efficiency depends on the trial's length;
     and   start to first epoch of every trial of one sweep run one trial at a time
           (``--sweep-trials``), the gap between trials and the sweep's wall time: with the
-          controller in the trial, with and without trial actor reuse, and with the controller
-          as its own actor. A single trial on a fresh cluster also pays what the cluster starts once.
+          controller in the trial, with reuse and spare worker processes (the defaults here),
+          with reuse alone, with neither, and with the controller as its own actor. A single
+          trial on a fresh cluster also pays what the cluster starts once.
+
+The distsearch rows run with distsearch's defaults: with 1 worker of 1 CPU on 2 CPUs a CPU is
+free, so spare worker processes are on, and the driver's first spare serves the trial; (iii)'s
+2 workers take both CPUs, so it has none.
 
 All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
 thread per worker, and report (with a checkpoint) once per epoch. For each:
@@ -124,7 +129,7 @@ def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.
     return _figures(name, t[C.STARTED_AT].timestamp(), arrivals, list(e[C.EPOCH_SECONDS]), freed, workers, workers)
 
 
-def sweep_starts(trials: int, storage: str, controller: str, reuse: bool) -> dict:
+def sweep_starts(trials: int, storage: str, controller: str, reuse: bool, spares: bool = True) -> dict:
     """Start to first epoch of each trial of one sweep, run one trial at a time: the first trial
     also pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pooled
     processes), the later ones show what every further trial of a sweep pays. Also the gap from
@@ -132,13 +137,15 @@ def sweep_starts(trials: int, storage: str, controller: str, reuse: bool) -> dic
     one, or resets a reused one), and the sweep's wall time, first start to last end."""
     from distsearch import constants as C
 
-    t, e = _run(2, 1, storage, trials=trials, train_controller=controller, reuse_trial_actors=reuse)
+    # 1 worker of 1 CPU on 2 CPUs leaves a CPU free, so spares are on by default here; pinned anyway
+    t, e = _run(2, 1, storage, trials=trials, train_controller=controller, reuse_trial_actors=reuse,
+                spare_worker_keep_alive_s=600.0 if spares else 0.0)
     first = e[e[C.EPOCH] == 1].set_index(C.TRIAL_ID)
     starts = [first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
               for _, r in t.iterrows()]
     later = pd.Series(starts[1:])
     gaps = (t[C.STARTED_AT].iloc[1:].to_numpy() - t[C.ENDED_AT].iloc[:-1].to_numpy()) / pd.Timedelta(seconds=1)
-    return {"train_controller": controller, "reuse_trial_actors": reuse, "trials": len(starts), "first_trial_s": starts[0],
+    return {"train_controller": controller, "reuse_trial_actors": reuse, "spare_workers": spares, "trials": len(starts), "first_trial_s": starts[0],
             "later_trials_median_s": float(later.median()), "later_trials_min_s": float(later.min()), "later_trials_max_s": float(later.max()),
             "between_trials_median_s": float(pd.Series(gaps).median()),
             "sweep_s": (t[C.ENDED_AT].max() - t[C.STARTED_AT].min()).total_seconds()}
@@ -242,8 +249,8 @@ def main() -> int:
     print(f"\nfigures: {args.out}")
     if args.sweep_trials > 1:
         with tempfile.TemporaryDirectory() as storage:
-            starts = pd.DataFrame([_in_subprocess("sweep_starts", args.sweep_trials, storage, c, r)
-                                   for c, r in (("trial", True), ("trial", False), ("actor", False))])
+            starts = pd.DataFrame([_in_subprocess("sweep_starts", args.sweep_trials, storage, c, r, sp)
+                                   for c, r, sp in (("trial", True, True), ("trial", True, False), ("trial", False, False), ("actor", False, False))])
         out = str(Path(args.out).with_name(Path(args.out).stem + "_sweep_starts.parquet"))
         starts.to_parquet(out, index=False)
         print(f"\nStart to first epoch (s) in one sweep of {args.sweep_trials} trials of 2 epochs, one at a time:\n")

@@ -30,6 +30,9 @@ BUSY_SECONDS = "busy_seconds"  # cumulative seconds rank 0 spent inside train + 
 PLACEMENT_GROUP_ID = "placement_group_id"  # hex id of the trial's Train worker-group PG
 NODE_IDS = "node_ids"  # hex Ray node id of every rank, in rank order, comma-separated
 WORLD_SIZE = "world_size"
+# UTC seconds rank 0's worker process started: before the trial's started_at when it took a spare
+# process (harness.spare_worker_keep_alive_s), after it when Ray started a new one for the trial.
+WORKER_PROCESS_STARTED_AT = "worker_process_started_at"
 # Added by the controller-side ForwardReports when a report carries a checkpoint:
 CHECKPOINT_PATH = "checkpoint_path"
 

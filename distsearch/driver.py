@@ -31,6 +31,7 @@ None of it needs the dashboard.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -48,8 +49,8 @@ import torch
 from ray import tune
 
 from . import constants as C
-from . import loop, space, storage
-from .spec import JobSpec
+from . import loop, space, spares, storage
+from .spec import Harness, JobSpec
 from .tasks import Splits, Task, check_job
 from .worker import ForwardReports, train_worker
 
@@ -141,6 +142,23 @@ def plan_concurrency(spec: JobSpec, nodes: list[Mapping[str, float]]) -> int:
             )
         return spec.max_concurrent_trials
     return fits
+
+
+#: harness.spare_worker_keep_alive_s when unset and the cluster has room for spares (seconds).
+DEFAULT_SPARE_KEEP_ALIVE_S = 600.0
+
+
+def resolve_spare_keep_alive_s(spec: JobSpec, nodes: list[Mapping[str, float]], concurrency: int) -> float:
+    """``harness.spare_worker_keep_alive_s`` resolved; 0 means no spare worker processes.
+
+    Unset: spares only where they cost nothing. A spare does the same work a new process would,
+    ahead of time, so it saves time only on a CPU that would otherwise idle. When the trials at
+    full concurrency reserve every CPU (the quickstart on 2 cores), its start competes with
+    training; measured there, the sweep took 2-3 s longer and 9 CPU seconds more."""
+    if spec.harness.spare_worker_keep_alive_s is not None:
+        return spec.harness.spare_worker_keep_alive_s
+    free = sum(n.get("CPU", 0.0) for n in nodes) - concurrency * per_trial_resources(spec).get("CPU", 0.0)
+    return DEFAULT_SPARE_KEEP_ALIVE_S if free >= 1 - 1e-9 else 0.0
 
 
 def _alive_nodes() -> list[dict[str, float]]:
@@ -255,7 +273,78 @@ async def _run_until_aborted(controller, abort: threading.Event) -> None:
     run.result()
 
 
-def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list, ledger_dir: str) -> None:
+def _trial_env(h: Harness) -> dict[str, str]:
+    """The environment variables each trial sets in its own process, where Ray Train and Tune read them."""
+    env = {
+        _HEALTH_CHECK_ENV: str(h.report_poll_interval_s),
+        _START_TIMEOUT_ENV: str(h.worker_start_timeout_s),
+        _TRAIN_METRICS_ENV: "0",  # per-report Prometheus metrics we never read
+        # The watcher is one more actor spawn (~3 s on 2 cores) before training starts; it only
+        # observes spot-instance preemption, which the failure budget handles anyway.
+        _PREEMPTION_WATCHER_ENV: "0",
+        # How long Tune lets the trial thread end before it gives up reusing the actor (and fails
+        # the next trial): long enough for _run_until_aborted, which waits up to 5 s for workers.
+        _TUNE_THREAD_TIMEOUT_ENV: str(int(h.release_timeout_s) + 5),
+    }
+    if h.train_controller == "trial":
+        # Ray Train's controller log setup is a logging.dictConfig for the whole process,
+        # which in the trial actor would reconfigure Tune's loggers as well.
+        env[_CONTROLLER_LOG_ENV] = "0"
+    return env
+
+
+def _worker_runtime_env(keep_alive_s: float) -> dict[str, Any]:
+    """The Train workers' runtime env: with spares on (``keep_alive_s`` > 0), the setup hook that
+    imports the training stack as a worker process starts (see distsearch.spares). A hook the
+    job already sets is kept."""
+    hook = spares.hook_env_var()
+    if keep_alive_s <= 0 or hook in os.environ:
+        return {}
+    return {"env_vars": {hook: spares.HOOK}}
+
+
+def start_first_spares(spec: JobSpec, concurrency: int, keep_alive_s: float) -> int:
+    """Before the first trials: spare worker processes on the driver's node for their workers;
+    later trials find spares that the workers before them asked for (see distsearch.spares).
+    Returns how many the raylet was asked for.
+
+    A spare serves a worker only with the very runtime env string of that worker's actor, which
+    Ray builds in two steps (private, pinned by ray==2.60.0): Tune gives each trial actor the
+    driver's values of the variables it propagates, plus its defaults; Ray Train then gives the
+    workers the trial's values of the variables it propagates, plus ``_worker_runtime_env``,
+    and Ray's core merges the two into compact JSON with sorted keys. The driver builds the same
+    string here. A job-level runtime env would be merged in too, so with one it asks for none;
+    ``tests/integration/test_sweep.py`` checks that the first trial's worker takes a spare."""
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE as TRAIN_PROPAGATES
+    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE as TUNE_PROPAGATES
+
+    h = spec.harness
+    ctx = ray.get_runtime_context()
+    if keep_alive_s <= 0 or ctx.get_runtime_env_string() not in ("", "{}"):
+        return 0
+    trial_actor = {**DEFAULT_ENV_VARS, **{k: os.environ[k] for k in TUNE_PROPAGATES if k in os.environ}}
+    in_trial = {**os.environ, **trial_actor, **_trial_env(h)}
+    workers = {k: in_trial[k] for k in TRAIN_PROPAGATES if k in in_trial}
+    workers.update(_worker_runtime_env(keep_alive_s).get("env_vars", {}))
+    serialized = json.dumps({"env_vars": {**trial_actor, **workers}}, sort_keys=True, separators=(",", ":"))
+    node_id = ctx.get_node_id()
+    here = next((n.get("Resources", {}) for n in ray.nodes() if n["NodeID"] == node_id), {})
+    plan = worker_group_plan(spec)
+    fits = min(math.floor(here.get(k, 0.0) / v + 1e-9) for k, v in plan.resources_per_worker.items() if v > 0)
+    count = min(min(concurrency, spec.budget.num_trials) * plan.num_workers, fits)
+    if count < 1:
+        return 0
+    # A raylet starts at most this many processes at once (Ray's --maximum_startup_concurrency)
+    # and drops a request beyond it, so larger counts go in batches, a second apart, off this thread.
+    batch = max(1, min(os.cpu_count() or 1, math.floor(here.get("CPU", 0.0))))
+    threading.Thread(target=spares.prestart, args=(node_id, serialized, count, keep_alive_s),
+                     kwargs={"batch": batch}, name="first-spares", daemon=True).start()
+    return count
+
+
+def _run_trial(
+    config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list, ledger_dir: str, concurrency: int = 1, spare_keep_alive_s: float = 0.0,
+) -> None:
     """The Tune function trainable: one Train V2 run for this trial's config.
 
     ``data`` is ``[ObjectRef]`` to ``(task, splits)``, wrapped in a list so that Ray passes the
@@ -263,6 +352,8 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
     it ended (under an earlier driver of this run) returns at once, or fails again with the
     same error, instead of training further. Otherwise Ray Train resumes the run it finds
     under ``train_storage``/<trial id> from that run's latest checkpoint, if there is one.
+    ``concurrency``: the sweep's trials at once, which tells whether a trial will start after this
+    one ends; ``spare_keep_alive_s``: ``resolve_spare_keep_alive_s``'s answer for the sweep.
     """
     import queue
 
@@ -283,28 +374,18 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
             tune.report(ledger[C.LAST_REPORT])  # Tune wants the metric in a trial's final result; the driver has this epoch already
             return
     h = spec.harness
-    os.environ[_HEALTH_CHECK_ENV] = str(h.report_poll_interval_s)
-    os.environ[_START_TIMEOUT_ENV] = str(h.worker_start_timeout_s)
-    os.environ[_TRAIN_METRICS_ENV] = "0"  # per-report Prometheus metrics we never read
-    # The watcher is one more actor spawn (~3 s on 2 cores) before training starts; it only
-    # observes spot-instance preemption, which the failure budget handles anyway.
-    os.environ[_PREEMPTION_WATCHER_ENV] = "0"
+    os.environ.update(_trial_env(h))
     in_trial = h.train_controller == "trial"
-    if in_trial:
-        # Ray Train's controller log setup is a logging.dictConfig for the whole process,
-        # which in the trial actor would reconfigure Tune's loggers as well.
-        os.environ[_CONTROLLER_LOG_ENV] = "0"
-    # How long Tune lets this thread end before it gives up reusing the actor (and fails the next
-    # trial): long enough for the abort below, which waits up to 5 s for workers to shut down.
-    reset_wait_s = int(h.release_timeout_s) + 5
-    os.environ[_TUNE_THREAD_TIMEOUT_ENV] = str(reset_wait_s)
     plan = worker_group_plan(spec)
     # The controller runs ForwardReports: in this process, a plain queue; as an actor, a Ray
     # Queue (itself one more actor).
     reports = queue.Queue() if in_trial else Queue(actor_options={"num_cpus": 0})
     trainer = _lean_trainer_cls(in_trial)(
         train_worker,
-        train_loop_config={"job": job, "params": space.flatten(config), "data": data},
+        train_loop_config={"job": job, "params": space.flatten(config), "data": data,
+                           # Tune numbers trials in the order it starts them: the spare a worker asks for
+                           # serves the trial that takes this one's place, if there is one to come.
+                           "spare_keep_alive_s": spare_keep_alive_s if int(trial_id.rsplit("_", 1)[-1]) + concurrency < spec.budget.num_trials else 0.0},
         torch_config=TorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker),
         run_config=ray.train.RunConfig(
@@ -317,6 +398,7 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
                 max_failures=h.max_worker_failures, controller_failure_limit=h.worker_start_attempts - 1
             ),
             callbacks=[ForwardReports(reports)],
+            worker_runtime_env=_worker_runtime_env(spare_keep_alive_s),
         ),
     )
     trainer.abort = threading.Event()
@@ -353,7 +435,7 @@ def _run_trial(config: dict[str, Any], job: dict[str, Any], train_storage: str, 
         # reused actor starts the next trial with the old worker group gone.
         trainer.abort.set()
         if in_trial:
-            runner.join(timeout=reset_wait_s - 1)
+            runner.join(timeout=float(os.environ[_TUNE_THREAD_TIMEOUT_ENV]) - 1)  # before Tune's own wait ends
         raise
     runner.join()
     if not in_trial:
@@ -971,6 +1053,7 @@ def run_sweep(
     task = task if task is not None else check_job(spec)
     nodes = _alive_nodes()
     concurrency = plan_concurrency(spec, nodes)
+    keep_alive_s = resolve_spare_keep_alive_s(spec, nodes, concurrency)
     job = spec.to_dict()
     splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
     # Workers get no test rows: the test split is touched once, by the runner, for the best model.
@@ -985,7 +1068,8 @@ def run_sweep(
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
         tune.with_parameters(
-            _run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref], ledger_dir=ledger_dir
+            _run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref], ledger_dir=ledger_dir,
+            concurrency=concurrency, spare_keep_alive_s=keep_alive_s,
         ),
         _TRIAL_ACTOR_RESOURCES,
     )
@@ -1026,6 +1110,7 @@ def run_sweep(
     # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
     # path honours verbose=0, so ProgressView's line is the only progress output.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    start_first_spares(spec, concurrency, keep_alive_s)
     t0 = time.monotonic()
     try:
         with released_on_sigterm(reaper):

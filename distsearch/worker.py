@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +20,7 @@ import torch
 from ray.train import UserCallback
 
 from . import constants as C
-from . import loop, storage
+from . import loop, spares, storage
 from .spec import JobSpec
 
 
@@ -47,12 +48,16 @@ def remove_orphaned_checkpoint_copies(tmp_dir: Optional[str] = None) -> list[str
 
 
 def train_worker(cfg: dict[str, Any]) -> None:
-    """One Train worker. ``cfg``: ``job`` (a JobSpec dict), ``params`` (flat), ``data`` ([ObjectRef] to (task, splits))."""
+    """One Train worker. ``cfg``: ``job`` (a JobSpec dict), ``params`` (flat), ``data`` ([ObjectRef] to (task, splits)),
+    ``spare_keep_alive_s`` (> 0: have a spare process started for a later trial, kept this long; see distsearch.spares)."""
     import ray
     import ray.train
     import ray.train.torch
 
     spec = JobSpec.model_validate(cfg["job"])
+    if cfg.get("spare_keep_alive_s", 0) > 0:
+        # A thread: the request is a GCS lookup and a raylet call that the first epoch need not wait for.
+        threading.Thread(target=spares.ask_for_spare, args=(cfg["spare_keep_alive_s"],), daemon=True).start()
     remove_orphaned_checkpoint_copies()
     torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
     task, splits = ray.get(cfg["data"][0])
@@ -68,6 +73,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
         C.PLACEMENT_GROUP_ID: pg.id.hex() if pg is not None else "",
         C.NODE_IDS: ",".join(node_ids),
         C.WORLD_SIZE: ctx.get_world_size(),
+        C.WORKER_PROCESS_STARTED_AT: spares.process_started_at(),
     }
     start_state = None
     # Every report so far, rank 0's view, stored inside each checkpoint: the latest checkpoint

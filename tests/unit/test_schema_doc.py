@@ -24,7 +24,7 @@ def test_trials_columns_are_documented():
 def test_epochs_columns_are_documented():
     documented = _documented("`epochs.parquet` columns:")
     written_by_the_loop = {C.EPOCH, "train_<metric>", "val_<metric>", "lr", C.EPOCH_SECONDS, C.BUSY_SECONDS}
-    written_by_the_worker = {C.WORLD_SIZE, C.NODE_IDS, C.PLACEMENT_GROUP_ID, C.CHECKPOINT_PATH}
+    written_by_the_worker = {C.WORLD_SIZE, C.NODE_IDS, C.PLACEMENT_GROUP_ID, C.WORKER_PROCESS_STARTED_AT, C.CHECKPOINT_PATH}
     assert set(results.EPOCH_KEY_COLUMNS) | written_by_the_loop | written_by_the_worker <= documented
 
 
