@@ -335,11 +335,40 @@ def start_first_spares(spec: JobSpec, concurrency: int, keep_alive_s: float) -> 
     if count < 1:
         return 0
     # A raylet starts at most this many processes at once (Ray's --maximum_startup_concurrency)
-    # and drops a request beyond it, so larger counts go in batches, a second apart, off this thread.
+    # and drops a request beyond it: the first batch now, before anything else asks for a
+    # process, the rest a second apart, off this thread.
     batch = max(1, min(os.cpu_count() or 1, math.floor(here.get("CPU", 0.0))))
-    threading.Thread(target=spares.prestart, args=(node_id, serialized, count, keep_alive_s),
-                     kwargs={"batch": batch}, name="first-spares", daemon=True).start()
+    spares.prestart(node_id, serialized, min(count, batch), keep_alive_s)
+    if count > batch:
+        def rest() -> None:
+            time.sleep(1.0)
+            spares.prestart(node_id, serialized, count - batch, keep_alive_s, batch=batch)
+
+        threading.Thread(target=rest, name="first-spares", daemon=True).start()
     return count
+
+
+def start_train_coordinator() -> bool:
+    """Create Ray Train's per-cluster autoscaling coordinator now, if the cluster has none yet.
+
+    Every Ray Train run registers its resource request with this detached actor (Ray's own,
+    named ``AutoscalingCoordinator``), and the first run on a cluster creates it and waits for
+    it: 0.9 s of the first trial's start here, every time ``distsearch run`` starts an embedded
+    Ray. Asked for here, before Tune starts, its process starts while Tune does. Returns whether
+    this call created it; best effort (private, pinned by ray==2.60.0)."""
+    try:
+        ray.get_actor("AutoscalingCoordinator", namespace="AutoscalingCoordinator")
+        return False
+    except ValueError:
+        pass
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import get_or_create_autoscaling_coordinator
+
+        get_or_create_autoscaling_coordinator()
+        return True
+    except Exception as e:  # noqa: BLE001 - Ray Train creates it itself otherwise
+        log.debug("could not start Ray Train's autoscaling coordinator early: %r", e)
+        return False
 
 
 def _run_trial(
@@ -1110,7 +1139,8 @@ def run_sweep(
     # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
     # path honours verbose=0, so ProgressView's line is the only progress output.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    start_first_spares(spec, concurrency, keep_alive_s)
+    start_first_spares(spec, concurrency, keep_alive_s)  # first: the raylet drops spares it has no start slot for
+    start_train_coordinator()
     t0 = time.monotonic()
     try:
         with released_on_sigterm(reaper):
