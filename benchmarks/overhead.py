@@ -6,8 +6,8 @@
     (iv)  Ray's documented naive pattern: a Tune function trainable that builds a TorchTrainer
           with ``TuneReportCallback`` and calls ``fit()``, every setting at Ray's default
     plus  (ii) with Ray's default report poll interval (2 s), (ii) with Ray's default
-          synchronous checkpoint upload, and (ii) with Ray Train's controller as its own actor,
-          to show what each setting buys;
+          synchronous checkpoint upload, (ii) with Ray Train's controller as its own actor, and
+          (iii) without spare worker processes, to show what each setting buys;
     and   (i) and (ii) again with longer trials (``--long-epochs``), since start and teardown are
           paid once per trial and efficiency depends on the trial's length;
     and   start to first epoch of every trial of one sweep run one trial at a time
@@ -16,9 +16,9 @@
           with reuse alone, with neither, and with the controller as its own actor. A single
           trial on a fresh cluster also pays what the cluster starts once.
 
-The distsearch rows run with distsearch's defaults: with 1 worker of 1 CPU on 2 CPUs a CPU is
-free, so spare worker processes are on, and the driver's first spare serves the trial; (iii)'s
-2 workers take both CPUs, so it has none.
+The distsearch rows run with distsearch's defaults: the driver's first spare worker processes
+serve each single trial's workers; in the sweep, 1 worker of 1 CPU on 2 CPUs leaves a CPU free,
+so each worker also has a spare started for the next trial.
 
 All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
 thread per worker, and report (with a checkpoint) once per epoch. For each:
@@ -29,10 +29,12 @@ thread per worker, and report (with a checkpoint) once per epoch. For each:
 - teardown (s): last report's arrival to the worker group's resources being free again;
 - efficiency: training seconds of all workers / (wall seconds x CPU slots reserved).
 
-    python benchmarks/overhead.py [--epochs 8] [--long-epochs 24] [--sweep-trials 4] [--out overhead.parquet]
+    python benchmarks/overhead.py [--epochs 8] [--repeats 3] [--long-epochs 24] [--sweep-trials 4] [--out overhead.parquet]
 
-Prints a markdown table with ratios against (i) and (iv) and writes the figures to Parquet.
-About 7 minutes on 2 cores.
+(i), (ii), (iii) and (iii) without spares run ``--repeats`` times, interleaved, since one run's figures on a small
+shared machine vary by tens of percent; the table gives each mode's median (ratios are of
+medians) and a second table the spread. Writes every run's figures to Parquet. About 10
+minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -118,10 +120,12 @@ def _run(epochs: int, workers: int, storage: str, trials: int = 1, **harness):
     return run["trials"].sort_values(C.STARTED_AT), run["epochs"].sort_values([C.TRIAL_ID, C.EPOCH])
 
 
-def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "", upload: str = "async", controller: str = "trial") -> dict:
+def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "", upload: str = "async", controller: str = "trial",
+                     spares: bool = True) -> dict:
     from distsearch import constants as C
 
-    trials, e = _run(epochs, workers, storage, report_poll_interval_s=poll_s, checkpoint_upload=upload, train_controller=controller)
+    trials, e = _run(epochs, workers, storage, report_poll_interval_s=poll_s, checkpoint_upload=upload, train_controller=controller,
+                     **({} if spares else {"spare_worker_keep_alive_s": 0.0}))
     t = trials.iloc[0]
     arrivals = [ts.timestamp() for ts in e[C.TIMESTAMP]]
     freed = t[C.ENDED_AT].timestamp() + (t[C.RELEASE_SECONDS] or 0.0)
@@ -222,12 +226,18 @@ def main() -> int:
     ap.add_argument("--long-epochs", type=int, default=24, help="epochs of the longer (i) and (ii) rows; 0 leaves them out")
     ap.add_argument("--sweep-trials", type=int, default=4, help="trials of the sweep whose per-trial starts are measured; 1 leaves it out")
     ap.add_argument("--out", default="overhead.parquet")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each of (i), (ii), (iii) and (iii) without spares, interleaved")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as storage:
-        rows = [
-            plain(args.epochs),
-            _in_subprocess("distsearch_trial", args.epochs, 1, storage),
-            _in_subprocess("distsearch_trial", args.epochs, 2, storage),
+        rows = []
+        for repeat in range(args.repeats):
+            rows += [{**row, "repeat": repeat} for row in (
+                plain(args.epochs),
+                _in_subprocess("distsearch_trial", args.epochs, 1, storage),
+                _in_subprocess("distsearch_trial", args.epochs, 2, storage),
+                _in_subprocess("distsearch_trial", args.epochs, 2, storage, 0.1, "(iii) without spare worker processes", "async", "trial", False),
+            )]
+        rows += [
             _in_subprocess("naive", args.epochs, storage),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 2.0, "(ii) with Ray's default poll interval, 2 s"),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's default synchronous checkpoint upload", "sync"),
@@ -238,15 +248,21 @@ def main() -> int:
                 plain(args.long_epochs, f"(i) plain PyTorch, {args.long_epochs} epochs"),
                 _in_subprocess("distsearch_trial", args.long_epochs, 1, storage, 0.1, f"(ii) distsearch, 1 worker, {args.long_epochs} epochs"),
             ]
-    df = pd.DataFrame(rows)
-    base, naive_row = df.iloc[0], df.iloc[3]
+    runs = pd.DataFrame(rows).assign(repeat=lambda d: d["repeat"].fillna(0).astype(int))
+    runs.to_parquet(args.out, index=False)
+    figures = ["epoch_s", "start_to_first_epoch_s", "report_cost_ms", "teardown_s", "wall_s", "efficiency"]
+    grouped = runs.groupby("mode", sort=False)
+    df = grouped[figures].median().assign(runs=grouped.size()).reset_index()
+    base, naive_row = df.iloc[0], df[df["mode"].str.startswith("(iv)")].iloc[0]
     df["wall_vs_plain"] = df["wall_s"] / base["wall_s"]
     df["wall_vs_naive"] = df["wall_s"] / naive_row["wall_s"]
     df["efficiency_vs_naive"] = df["efficiency"] / naive_row["efficiency"]
-    df.to_parquet(args.out, index=False)
-    cols = ["mode", "epoch_s", "start_to_first_epoch_s", "report_cost_ms", "teardown_s", "wall_s", "efficiency", "wall_vs_plain", "wall_vs_naive", "efficiency_vs_naive"]
-    print(markdown(df[cols]))
-    print(f"\nfigures: {args.out}")
+    print(markdown(df[["mode", "runs", *figures, "wall_vs_plain", "wall_vs_naive", "efficiency_vs_naive"]]))
+    if args.repeats > 1:
+        spread = grouped.agg(**{f"{f} {stat}": (f, stat) for f in ("start_to_first_epoch_s", "report_cost_ms", "efficiency") for stat in ("min", "max")})
+        print(f"\nSpread over the {args.repeats} runs of each repeated mode (min, max):\n")
+        print(markdown(spread[grouped.size() > 1].reset_index()))
+    print(f"\nfigures of every run: {args.out}")
     if args.sweep_trials > 1:
         with tempfile.TemporaryDirectory() as storage:
             starts = pd.DataFrame([_in_subprocess("sweep_starts", args.sweep_trials, storage, c, r, sp)

@@ -144,21 +144,40 @@ def plan_concurrency(spec: JobSpec, nodes: list[Mapping[str, float]]) -> int:
     return fits
 
 
-#: harness.spare_worker_keep_alive_s when unset and the cluster has room for spares (seconds).
+#: harness.spare_worker_keep_alive_s when unset (seconds).
 DEFAULT_SPARE_KEEP_ALIVE_S = 600.0
 
 
-def resolve_spare_keep_alive_s(spec: JobSpec, nodes: list[Mapping[str, float]], concurrency: int) -> float:
-    """``harness.spare_worker_keep_alive_s`` resolved; 0 means no spare worker processes.
+@dataclass(frozen=True)
+class SparePlan:
+    """Which spare worker processes a sweep asks for (see distsearch.spares), as keep-alives in
+    seconds, 0 meaning none: ``first_s`` for the first trials' workers, which the driver asks for
+    before Tune starts; ``later_s`` for the spare each Train worker asks for, as it starts, for
+    the trial after its own."""
 
-    Unset: spares only where they cost nothing. A spare does the same work a new process would,
-    ahead of time, so it saves time only on a CPU that would otherwise idle. When the trials at
-    full concurrency reserve every CPU (the quickstart on 2 cores), its start competes with
-    training; measured there, the sweep took 2-3 s longer and 9 CPU seconds more."""
+    first_s: float
+    later_s: float
+
+    @property
+    def hook(self) -> bool:
+        """Whether the Train workers carry the import hook: a spare serves only workers whose
+        runtime env is the spare's, so every trial's workers must carry it when any spare does."""
+        return self.first_s > 0 or self.later_s > 0
+
+
+def resolve_spares(spec: JobSpec, nodes: list[Mapping[str, float]], concurrency: int) -> SparePlan:
+    """``harness.spare_worker_keep_alive_s`` resolved for the sweep: a value set applies to both.
+
+    Unset: spares where they cost nothing. A spare does the same work a new process would, ahead
+    of time. The first trials' spares start before any trial trains, so they always are free.
+    A later trial's spare starts while the trials before it train, so it is free only on a CPU
+    that would otherwise idle: when the trials at full concurrency reserve every CPU (the
+    quickstart on 2 cores), spares for every trial made the sweep 2-3 s longer and cost 9 CPU
+    seconds more."""
     if spec.harness.spare_worker_keep_alive_s is not None:
-        return spec.harness.spare_worker_keep_alive_s
+        return SparePlan(spec.harness.spare_worker_keep_alive_s, spec.harness.spare_worker_keep_alive_s)
     free = sum(n.get("CPU", 0.0) for n in nodes) - concurrency * per_trial_resources(spec).get("CPU", 0.0)
-    return DEFAULT_SPARE_KEEP_ALIVE_S if free >= 1 - 1e-9 else 0.0
+    return SparePlan(DEFAULT_SPARE_KEEP_ALIVE_S, DEFAULT_SPARE_KEEP_ALIVE_S if free >= 1 - 1e-9 else 0.0)
 
 
 def _alive_nodes() -> list[dict[str, float]]:
@@ -293,17 +312,17 @@ def _trial_env(h: Harness) -> dict[str, str]:
     return env
 
 
-def _worker_runtime_env(keep_alive_s: float) -> dict[str, Any]:
-    """The Train workers' runtime env: with spares on (``keep_alive_s`` > 0), the setup hook that
+def _worker_runtime_env(plan: SparePlan) -> dict[str, Any]:
+    """The Train workers' runtime env: with any spares (``plan.hook``), the setup hook that
     imports the training stack as a worker process starts (see distsearch.spares). A hook the
     job already sets is kept."""
     hook = spares.hook_env_var()
-    if keep_alive_s <= 0 or hook in os.environ:
+    if not plan.hook or hook in os.environ:
         return {}
     return {"env_vars": {hook: spares.HOOK}}
 
 
-def start_first_spares(spec: JobSpec, concurrency: int, keep_alive_s: float) -> int:
+def start_first_spares(spec: JobSpec, concurrency: int, plan: SparePlan) -> int:
     """Before the first trials: spare worker processes on the driver's node for their workers;
     later trials find spares that the workers before them asked for (see distsearch.spares).
     Returns how many the raylet was asked for.
@@ -318,20 +337,20 @@ def start_first_spares(spec: JobSpec, concurrency: int, keep_alive_s: float) -> 
     from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE as TRAIN_PROPAGATES
     from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE as TUNE_PROPAGATES
 
-    h = spec.harness
+    h, keep_alive_s = spec.harness, plan.first_s
     ctx = ray.get_runtime_context()
     if keep_alive_s <= 0 or ctx.get_runtime_env_string() not in ("", "{}"):
         return 0
     trial_actor = {**DEFAULT_ENV_VARS, **{k: os.environ[k] for k in TUNE_PROPAGATES if k in os.environ}}
     in_trial = {**os.environ, **trial_actor, **_trial_env(h)}
     workers = {k: in_trial[k] for k in TRAIN_PROPAGATES if k in in_trial}
-    workers.update(_worker_runtime_env(keep_alive_s).get("env_vars", {}))
+    workers.update(_worker_runtime_env(plan).get("env_vars", {}))
     serialized = json.dumps({"env_vars": {**trial_actor, **workers}}, sort_keys=True, separators=(",", ":"))
     node_id = ctx.get_node_id()
     here = next((n.get("Resources", {}) for n in ray.nodes() if n["NodeID"] == node_id), {})
-    plan = worker_group_plan(spec)
-    fits = min(math.floor(here.get(k, 0.0) / v + 1e-9) for k, v in plan.resources_per_worker.items() if v > 0)
-    count = min(min(concurrency, spec.budget.num_trials) * plan.num_workers, fits)
+    group = worker_group_plan(spec)
+    fits = min(math.floor(here.get(k, 0.0) / v + 1e-9) for k, v in group.resources_per_worker.items() if v > 0)
+    count = min(min(concurrency, spec.budget.num_trials) * group.num_workers, fits)
     if count < 1:
         return 0
     # A raylet starts at most this many processes at once (Ray's --maximum_startup_concurrency)
@@ -372,7 +391,8 @@ def start_train_coordinator() -> bool:
 
 
 def _run_trial(
-    config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list, ledger_dir: str, concurrency: int = 1, spare_keep_alive_s: float = 0.0,
+    config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list, ledger_dir: str, concurrency: int = 1,
+    spare_plan: SparePlan = SparePlan(0.0, 0.0),
 ) -> None:
     """The Tune function trainable: one Train V2 run for this trial's config.
 
@@ -382,7 +402,7 @@ def _run_trial(
     same error, instead of training further. Otherwise Ray Train resumes the run it finds
     under ``train_storage``/<trial id> from that run's latest checkpoint, if there is one.
     ``concurrency``: the sweep's trials at once, which tells whether a trial will start after this
-    one ends; ``spare_keep_alive_s``: ``resolve_spare_keep_alive_s``'s answer for the sweep.
+    one ends; ``spare_plan``: ``resolve_spares``'s answer for the sweep.
     """
     import queue
 
@@ -414,7 +434,7 @@ def _run_trial(
         train_loop_config={"job": job, "params": space.flatten(config), "data": data,
                            # Tune numbers trials in the order it starts them: the spare a worker asks for
                            # serves the trial that takes this one's place, if there is one to come.
-                           "spare_keep_alive_s": spare_keep_alive_s if int(trial_id.rsplit("_", 1)[-1]) + concurrency < spec.budget.num_trials else 0.0},
+                           "spare_keep_alive_s": spare_plan.later_s if int(trial_id.rsplit("_", 1)[-1]) + concurrency < spec.budget.num_trials else 0.0},
         torch_config=TorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker),
         run_config=ray.train.RunConfig(
@@ -427,7 +447,7 @@ def _run_trial(
                 max_failures=h.max_worker_failures, controller_failure_limit=h.worker_start_attempts - 1
             ),
             callbacks=[ForwardReports(reports)],
-            worker_runtime_env=_worker_runtime_env(spare_keep_alive_s),
+            worker_runtime_env=_worker_runtime_env(spare_plan),
         ),
     )
     trainer.abort = threading.Event()
@@ -1082,7 +1102,7 @@ def run_sweep(
     task = task if task is not None else check_job(spec)
     nodes = _alive_nodes()
     concurrency = plan_concurrency(spec, nodes)
-    keep_alive_s = resolve_spare_keep_alive_s(spec, nodes, concurrency)
+    spare_plan = resolve_spares(spec, nodes, concurrency)
     job = spec.to_dict()
     splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
     # Workers get no test rows: the test split is touched once, by the runner, for the best model.
@@ -1098,7 +1118,7 @@ def run_sweep(
     trainable = tune.with_resources(
         tune.with_parameters(
             _run_trial, job=job, train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref], ledger_dir=ledger_dir,
-            concurrency=concurrency, spare_keep_alive_s=keep_alive_s,
+            concurrency=concurrency, spare_plan=spare_plan,
         ),
         _TRIAL_ACTOR_RESOURCES,
     )
@@ -1139,7 +1159,7 @@ def run_sweep(
     # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
     # path honours verbose=0, so ProgressView's line is the only progress output.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    start_first_spares(spec, concurrency, keep_alive_s)  # first: the raylet drops spares it has no start slot for
+    start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     start_train_coordinator()
     t0 = time.monotonic()
     try:

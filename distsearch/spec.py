@@ -273,11 +273,12 @@ class Harness(_Section):
 
     spare_worker_keep_alive_s: Optional[float] = Field(
         None, ge=0, le=86_400,
-        description="each Train worker, as it starts, has its node's Ray start one spare worker process that imports "
-        "torch and distsearch ahead of time, and the next trial's worker on that node starts in it instead of in a new "
-        "process (3.1 s to 0.4 s from trial start to first epoch on 2 cores); Ray keeps an unused spare at least this "
-        "long and ends it with the job (seconds, 0..86400; 0: no spares, Ray's default; unset: 600 when the trials at "
-        "full concurrency leave a CPU of the cluster free for spares to start on, else 0)",
+        description="spare worker processes that import torch and distsearch ahead of time, so that a trial's Train "
+        "worker starts in one instead of in a new process (3.1 s to 0.4 s from trial start to first epoch on 2 cores): the "
+        "driver has its node's Ray start the first trials' spares before Tune starts, and each Train worker, as it starts, "
+        "has its node's Ray start one for the trial after its own. Ray keeps an unused spare at least this long and ends it "
+        "with the job (seconds, 0..86400; 0: no spares, Ray's default; unset: 600, but for the later trials' spares only "
+        "when the trials at full concurrency leave a CPU of the cluster free for them to start on, else 0)",
     )
 
     @model_validator(mode="after")

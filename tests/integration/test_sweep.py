@@ -18,26 +18,31 @@ from .conftest import assert_nothing_left, check_report_in_browser, check_run_fi
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("keep_alive_s", [600.0, 0.0])
+@pytest.mark.parametrize("keep_alive_s", [None, 600.0, 0.0])
 def test_trial_workers_start_in_spare_processes(embedded_ray, tmp_path, keep_alive_s):
-    """harness.spare_worker_keep_alive_s (600 s by default): the driver has its raylet start spare
-    worker processes before the first trial, and each Train worker has one started as it starts,
-    so every trial's rank 0 runs in a process that was up before its trial started. First in the
-    module, so the first trial's spares can only be the driver's. One trial at a time: a raylet
-    starts only 2 processes at once here, and drops spares beyond that. 0: Ray starts a new
-    process for every worker, after its trial started."""
+    """harness.spare_worker_keep_alive_s. 600: the driver has its raylet start spare worker
+    processes before the first trial, and each Train worker has one started as it starts, so
+    every trial's rank 0 runs in a process that was up before its trial started. Unset, here
+    where one trial's 2 workers of 1 CPU take both CPUs: the first trial's spares only, since a
+    later trial's spare would start while the trial before it trains. 0: Ray starts a new
+    process for every worker, after its trial started. The unset case runs first in the module,
+    so no spare of an earlier run is left for its later trials. One trial at a time: a raylet
+    starts only 2 processes at once here, and drops spares beyond that."""
+    harness = {} if keep_alive_s is None else {"spare_worker_keep_alive_s": keep_alive_s}
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, asha={"enabled": False},
-                              scaling={"cpus_per_worker": 1}, harness={"spare_worker_keep_alive_s": keep_alive_s}))
+                              scaling={"cpus_per_worker": 1}, harness=harness))
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
-    trials, epochs = run["trials"].set_index(C.TRIAL_ID), run["epochs"]
+    trials, epochs = run["trials"].sort_values(C.STARTED_AT).set_index(C.TRIAL_ID), run["epochs"]
     assert result.status_counts[C.STATUS_ERROR] == 0 and max_overlap(run["trials"]) == 1
     process_started = epochs[epochs[C.EPOCH] == 1].set_index(C.TRIAL_ID)[C.WORKER_PROCESS_STARTED_AT]
-    lead_s = {t: round(trials.loc[t, C.STARTED_AT].timestamp() - process_started[t], 2) for t in trials.index}
-    if keep_alive_s:
-        assert all(s > 0 for s in lead_s.values()), lead_s
+    lead_s = [round(trials.loc[t, C.STARTED_AT].timestamp() - process_started[t], 2) for t in trials.index]
+    if keep_alive_s is None:
+        assert lead_s[0] > 0 and all(s < 0 for s in lead_s[1:]), lead_s
+    elif keep_alive_s:
+        assert all(s > 0 for s in lead_s), lead_s
     else:
-        assert all(s < 0 for s in lead_s.values()), lead_s
+        assert all(s < 0 for s in lead_s), lead_s
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
     assert_nothing_left()
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from distsearch.driver import DEFAULT_SPARE_KEEP_ALIVE_S, InfeasibleJobError, per_trial_resources, plan_concurrency, resolve_spare_keep_alive_s
+from distsearch.driver import DEFAULT_SPARE_KEEP_ALIVE_S, InfeasibleJobError, SparePlan, per_trial_resources, plan_concurrency, resolve_spares
 from distsearch.spec import SpecError, parse_job
 
 from ..conftest import tiny_job
@@ -83,11 +83,13 @@ def test_shipped_gpu_jobs_pack_as_documented(tmp_path):
         plan_concurrency(whole, [{"CPU": 2.0}])  # this CPU-only machine: refused before any trial
 
 
-def test_spare_worker_processes_default_to_on_only_where_the_trials_leave_a_cpu_free(tmp_path):
-    quick = _spec(tmp_path)  # 2 workers x 0.5 CPU per trial
-    assert resolve_spare_keep_alive_s(quick, [{"CPU": 2.0}], 2) == 0.0  # the quickstart on 2 cores: two trials take both CPUs
-    assert resolve_spare_keep_alive_s(quick, [{"CPU": 2.0}], 1) == DEFAULT_SPARE_KEEP_ALIVE_S
-    assert resolve_spare_keep_alive_s(quick, [{"CPU": 1.0}, {"CPU": 0.5}], 1) == 0.0  # half a CPU free is not a CPU
-    assert resolve_spare_keep_alive_s(quick, [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}], 2) == DEFAULT_SPARE_KEEP_ALIVE_S
-    assert resolve_spare_keep_alive_s(_spec(tmp_path, harness={"spare_worker_keep_alive_s": 0}), [{"CPU": 16.0}], 1) == 0.0
-    assert resolve_spare_keep_alive_s(_spec(tmp_path, harness={"spare_worker_keep_alive_s": 30}), [{"CPU": 2.0}], 2) == 30.0
+def test_first_trials_always_get_spares_and_later_trials_only_where_the_trials_leave_a_cpu_free(tmp_path):
+    quick, d = _spec(tmp_path), DEFAULT_SPARE_KEEP_ALIVE_S  # 2 workers x 0.5 CPU per trial
+    assert resolve_spares(quick, [{"CPU": 2.0}], 2) == SparePlan(d, 0.0)  # the quickstart on 2 cores: two trials take both CPUs
+    assert resolve_spares(quick, [{"CPU": 2.0}], 1) == SparePlan(d, d)
+    assert resolve_spares(quick, [{"CPU": 1.0}, {"CPU": 0.5}], 1) == SparePlan(d, 0.0)  # half a CPU free is not a CPU
+    assert resolve_spares(quick, [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}], 2) == SparePlan(d, d)
+    off = resolve_spares(_spec(tmp_path, harness={"spare_worker_keep_alive_s": 0}), [{"CPU": 16.0}], 1)
+    assert off == SparePlan(0.0, 0.0) and not off.hook
+    assert resolve_spares(_spec(tmp_path, harness={"spare_worker_keep_alive_s": 30}), [{"CPU": 2.0}], 2) == SparePlan(30.0, 30.0)
+    assert SparePlan(d, 0.0).hook  # the first trials' spares need every trial's workers to carry the hook
