@@ -323,9 +323,9 @@ def _worker_runtime_env(plan: SparePlan) -> dict[str, Any]:
 
 
 def start_first_spares(spec: JobSpec, concurrency: int, plan: SparePlan) -> int:
-    """Before the first trials: spare worker processes on the driver's node for their workers;
-    later trials find spares that the workers before them asked for (see distsearch.spares).
-    Returns how many the raylet was asked for.
+    """Before the first trials: spare worker processes on the driver's node for their workers,
+    kept ``plan.first_s``; later trials find spares that the workers before them asked for, where
+    ``plan.later_s`` has them (see distsearch.spares). Returns how many the raylet was asked for.
 
     A spare serves a worker only with the very runtime env string of that worker's actor, which
     Ray builds in two steps (private, pinned by ray==2.60.0): Tune gives each trial actor the

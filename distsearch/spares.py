@@ -10,7 +10,8 @@ whose runtime env matches takes an idle one. So:
 - the trial gives its Train workers a process setup hook (``HOOK``), which a worker process runs
   as it starts, before it is handed any actor: it imports the training stack;
 - each Train worker, as it starts, asks its own raylet for one spare process with its own job
-  and runtime env (``ask_for_spare``), to replace itself for the next trial on that node;
+  and runtime env (``ask_for_spare``), to replace itself for the next trial on that node, where
+  the driver's ``SparePlan`` says so (by default, only where the trials leave a CPU free);
 - the driver asks for the first trials' spares before Tune starts (``driver.start_first_spares``).
 
 A spare that no trial takes is an idle worker: Ray keeps it for ``keep_alive_s``, then may end
