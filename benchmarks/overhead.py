@@ -31,10 +31,11 @@ thread per worker, and report (with a checkpoint) once per epoch. For each:
 
     python benchmarks/overhead.py [--epochs 8] [--repeats 3] [--long-epochs 24] [--sweep-trials 4] [--out overhead.parquet]
 
-(i), (ii), (iii) and (iii) without spares run ``--repeats`` times, interleaved, since one run's figures on a small
-shared machine vary by tens of percent; the table gives each mode's median (ratios are of
-medians) and a second table the spread. Writes every run's figures to Parquet. About 10
-minutes on 2 cores.
+(i), (ii), (iii) and (iii) without spares run ``--repeats`` times, interleaved, since one run's
+figures on a small shared machine vary by tens of percent; the table gives each mode's median
+(ratios are of medians) and a second table the spread. Writes every run's figures to Parquet.
+About 11 minutes on 2 cores; 30 minutes, without the longer trials, on a VM about 3 times
+slower per core (2026-12-01).
 """
 
 from __future__ import annotations
