@@ -139,7 +139,7 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
     assert isinstance(list_actors(limit=5), list)  # the State API answers: the dashboard is up
     assert (Path.home() / ".ray" / "auth_token").exists()
     # storage as a URI, so the whole URI path (Tune, Train checkpoints, Parquet, best model) runs
-    raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 8, "max_epochs": 3}, storage=f"file://{tmp_path}/store")
+    raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 6, "max_epochs": 3}, storage=f"file://{tmp_path}/store")
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
     proc = subprocess.run(
