@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: a job run through the CLI, and a markdown table."""
+"""Shared by the benchmark scripts: the machine, a job run through the CLI, and a markdown table."""
 
 from __future__ import annotations
 
@@ -13,6 +13,31 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine_line() -> str:
+    """One line naming the machine and the date, printed above every benchmark's tables: timings
+    compare only with others of the same machine, and a CPU model may round differently, so a
+    seeded trial's curve can differ between machines (it is the same from run to run on one)."""
+    import datetime
+    import platform
+
+    import ray
+    import torch
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = next(ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name"))
+        model += ", AVX-512" if "avx512f" in cpuinfo else ", no AVX-512"
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    try:
+        mem = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (OSError, ValueError):
+        mem = "? GiB"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{now}; {os.cpu_count()} cores ({model}), {mem}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, Ray {ray.__version__}")
 
 
 def machine_cpu_seconds() -> float:

@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import machine_line  # noqa: E402
+
 LIMIT_S = 15 * 60
 # job -> (test metric in best.json, floor, "min" or "max"); diabetes's floor is computed.
 FLOORS = {
@@ -77,6 +81,7 @@ def main() -> int:
     ap.add_argument("jobs", nargs="*", help=f"jobs to run (default: all of {', '.join(FLOORS)})")
     ap.add_argument("--out", help="also write the figures to this JSON file")
     args = ap.parse_args()
+    print(machine_line(), flush=True)
     unknown = [j for j in args.jobs if j not in FLOORS]
     if unknown:
         ap.error(f"unknown job(s) {', '.join(unknown)}; use {', '.join(FLOORS)}")

@@ -54,7 +54,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import markdown  # noqa: E402
+from benchmarks._common import machine_line, markdown  # noqa: E402
 
 # A recipe whose epochs take over a second on one core (1.6 s here): a wide MLP, small batches.
 PARAMS = {"model": "mlp", "model.depth": 4, "model.width": 1024, "model.activation": "relu", "lr": 0.001, "optimizer": "adam", "batch_size": 16}
@@ -229,6 +229,7 @@ def main() -> int:
     ap.add_argument("--out", default="overhead.parquet")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each of (i), (ii), (iii) and (iii) without spares, interleaved")
     args = ap.parse_args()
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as storage:
         rows = []
         for repeat in range(args.repeats):

@@ -1,13 +1,16 @@
 """Packing: 8 single-worker trials at 0.5 CPU per trial against 1 CPU per trial.
 
-The same 8 trials (digits, fixed MLP recipe, 6 epochs each, FIFO) run twice through the CLI on
-this machine's CPUs: once reserving 1 CPU per trial, once 0.5, so twice as many trials share
-the cores. Reported: sweep throughput (trials and epochs per minute), the ratio of the two,
-and the median per-epoch time (how much each trial slows down when packed).
+The same 8 trials (digits, fixed MLP recipe, 6 epochs each, FIFO) run three times through the
+CLI on this machine's CPUs: reserving 1 CPU per trial, then 0.5, so twice as many trials share
+the cores, then 1 CPU with one trial at a time (``max_concurrent_trials: 1``), which leaves a
+CPU free, so each next trial's worker starts in a spare process (see distsearch.spares).
+Reported: sweep throughput (trials and epochs per minute), the ratio to the first row, the
+median per-epoch time (how much each trial slows down when packed), and the CPU seconds the
+whole machine spent during each command.
 
     python benchmarks/packing.py [--out packing.parquet]
 
-About 3 minutes on 2 cores.
+About 4 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -22,18 +25,19 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import markdown, run_cli  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_cli  # noqa: E402
 from distsearch import constants as C  # noqa: E402
 
 TRIALS, EPOCHS = 8, 6
 
 
-def run(cpus: float, workdir: Path) -> dict:
+def run(cpus: float, workdir: Path, max_concurrent: int | None = None) -> dict:
     raw = {
-        "name": f"packing_{str(cpus).replace('.', '_')}", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max",
+        "name": f"packing_{str(cpus).replace('.', '_')}" + (f"_x{max_concurrent}" if max_concurrent else ""), "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max",
         "space": {"model": {"choice": {"mlp": {"depth": 2, "width": 256}}}, "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "optimizer": "adam", "batch_size": 16},
         "budget": {"num_trials": TRIALS, "max_epochs": EPOCHS}, "asha": {"enabled": False},
         "scaling": {"num_workers": 1, "cpus_per_worker": cpus}, "storage": str(workdir / "runs"),
+        **({"max_concurrent_trials": max_concurrent} if max_concurrent else {}),
     }
     r, _ = run_cli(raw, workdir, "r")
     sweep = r["run"]["sweep_wall_seconds"]
@@ -44,6 +48,7 @@ def run(cpus: float, workdir: Path) -> dict:
         "epoch_s_median": float(epochs[C.EPOCH_SECONDS].median()),
         "trial_wall_s_median": float(r["trials"][C.WALL_SECONDS].median()),
         "completed": int((r["trials"][C.STATUS] == C.STATUS_COMPLETED).sum()),
+        "machine_cpu_s": r["machine_cpu_seconds"],
     }
 
 
@@ -51,8 +56,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="packing.parquet")
     args = ap.parse_args()
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as d:
-        rows = [run(1.0, Path(d)), run(0.5, Path(d))]
+        rows = [run(1.0, Path(d)), run(0.5, Path(d)), run(1.0, Path(d), max_concurrent=1)]
     df = pd.DataFrame(rows)
     df["throughput_vs_1cpu"] = df["trials_per_min"] / df["trials_per_min"].iloc[0]
     df["epoch_time_vs_1cpu"] = df["epoch_s_median"] / df["epoch_s_median"].iloc[0]

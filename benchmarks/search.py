@@ -40,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import markdown, run_cli  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_cli  # noqa: E402
 from distsearch import report  # noqa: E402
 
 CLOSE = 0.005
@@ -116,6 +116,7 @@ def main() -> int:
     ap.add_argument("tasks", nargs="*", help=f"{', '.join(TASKS)} (default: digits charlm)")
     ap.add_argument("--out", default="search.parquet")
     args = ap.parse_args()
+    print(machine_line(), flush=True)
     args.tasks = args.tasks or ["digits", "charlm"]
     if set(args.tasks) - set(TASKS):
         ap.error(f"unknown task(s) {sorted(set(args.tasks) - set(TASKS))}; use any of {', '.join(TASKS)}")
