@@ -60,7 +60,9 @@ def run_cli(raw: dict, workdir: Path, run_id: str) -> tuple[dict, float]:
     from distsearch.results import read_run
 
     job = workdir / f"{raw['name']}.yaml"
-    job.write_text(yaml.safe_dump(raw))
+    # In the job's own key order: Tune draws a space's parameters in that order, so sorted keys
+    # would give other trials than the shipped job file with the same seed.
+    job.write_text(yaml.safe_dump(raw, sort_keys=False))
     t0, cpu0 = time.monotonic(), machine_cpu_seconds()
     proc = subprocess.run([sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, "--new-run", "--quiet"],
                           cwd=ROOT, capture_output=True, text=True)

@@ -10,7 +10,7 @@ whole machine spent during each command.
 
     python benchmarks/packing.py [--out packing.parquet]
 
-About 4 minutes on 2 cores.
+About 3 minutes on 2 cores; 4.7 on the VM about 3 times slower per core of 2026-12-02.
 """
 
 from __future__ import annotations
