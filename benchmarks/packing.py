@@ -1,4 +1,4 @@
-"""Packing: 8 single-worker trials at 0.5 CPU per trial against 1 CPU per trial.
+"""Packing: 8 single-worker trials at 0.5 against 1 CPU per trial, and at 1 CPU one at a time.
 
 The same 8 trials (digits, fixed MLP recipe, 6 epochs each, FIFO) run three times through the
 CLI on this machine's CPUs: reserving 1 CPU per trial, then 0.5, so twice as many trials share
