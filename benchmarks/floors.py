@@ -8,8 +8,10 @@ split, side by side, and is the floor.
     python benchmarks/floors.py                 # all four jobs, one after another
     python benchmarks/floors.py wine diabetes   # some of them
 
-Prints one line per job and a table at the end; ``--out FILE`` also writes the figures as JSON.
-A job passes when its test score meets the floor and its wall time is at most 15 minutes.
+Prints one JSON line per job as it ends and a markdown table at the end, and writes the figures
+to Parquet (``--out``; the selected parameters, trial counts and final train metrics as JSON
+text columns). A job passes when its test score meets the floor and its wall time is at most
+15 minutes; the exit status is 0 when every job passes.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line  # noqa: E402
+from benchmarks._common import machine_line, markdown  # noqa: E402
 
 LIMIT_S = 15 * 60
 # job -> (test metric in best.json, floor, "min" or "max"); diabetes's floor is computed.
@@ -76,10 +80,22 @@ def run_one(job: str, storage: str) -> dict:
     }
 
 
+def write_figures(rows: list[dict], out: str) -> str:
+    """Write the jobs' figures to Parquet at ``out`` and return the markdown table of results."""
+    table = pd.DataFrame([{
+        "job": r["job"], "metric": r.get("metric", "-"),
+        **{k: f"{r[k]:.4f}" if k in r else "-" for k in ("test", "floor")},  # four digits: a floor can hinge on one test example
+        "wall_s": r["wall_s"], "result": ("pass" if r["ok"] else "FAIL") if "test" in r else "FAILED TO RUN",
+    } for r in rows])
+    # dict-valued figures as JSON text, so that every column has one Parquet type
+    pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items()} for r in rows]).to_parquet(out, index=False)
+    return markdown(table)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("jobs", nargs="*", help=f"jobs to run (default: all of {', '.join(FLOORS)})")
-    ap.add_argument("--out", help="also write the figures to this JSON file")
+    ap.add_argument("--out", default="floors.parquet")
     args = ap.parse_args()
     print(machine_line(), flush=True)
     unknown = [j for j in args.jobs if j not in FLOORS]
@@ -92,14 +108,8 @@ def main() -> int:
             row = run_one(job, storage)
             rows.append(row)
             print(json.dumps(row, default=str), flush=True)
-    print(f"\n{'job':<11} {'metric':<14} {'test':>8} {'floor':>8} {'wall s':>7}  result")
-    for r in rows:
-        if "test" not in r:
-            print(f"{r['job']:<11} {'-':<14} {'-':>8} {'-':>8} {r['wall_s']:>7.0f}  FAILED TO RUN")
-            continue
-        print(f"{r['job']:<11} {r['metric']:<14} {r['test']:>8.4f} {r['floor']:>8.4f} {r['wall_s']:>7.0f}  {'pass' if r['ok'] else 'FAIL'}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2, default=str))
+    print("\n" + write_figures(rows, args.out))
+    print(f"\nfigures: {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -8,17 +8,14 @@
     plus  (ii) with Ray's default report poll interval (2 s), (ii) with Ray's default
           synchronous checkpoint upload, (ii) with Ray Train's controller as its own actor, and
           (iii) without spare worker processes, to show what each setting buys;
-    and   (i) and (ii) again with longer trials (``--long-epochs``), since start and teardown are
-          paid once per trial and efficiency depends on the trial's length;
-    and   start to first epoch of every trial of one sweep run one trial at a time
-          (``--sweep-trials``), the gap between trials and the sweep's wall time: with the
-          controller in the trial, with reuse and spare worker processes (the defaults here),
-          with reuse alone, with neither, and with the controller as its own actor. A single
-          trial on a fresh cluster also pays what the cluster starts once.
+    and, with ``--long-epochs N``, (i) and (ii) again with N-epoch trials, since start and
+          teardown are paid once per trial and efficiency depends on the trial's length.
+
+What each further trial of a sweep pays to start, with and without actor reuse and spare worker
+processes, is ``benchmarks/starts.py``.
 
 The distsearch rows run with distsearch's defaults: the driver's first spare worker processes
-serve each single trial's workers; in the sweep, 1 worker of 1 CPU on 2 CPUs leaves a CPU free,
-so each worker also has a spare started for the next trial.
+serve each single trial's workers.
 
 All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
 thread per worker, and report (with a checkpoint) once per epoch. For each:
@@ -29,13 +26,12 @@ thread per worker, and report (with a checkpoint) once per epoch. For each:
 - teardown (s): last report's arrival to the worker group's resources being free again;
 - efficiency: training seconds of all workers / (wall seconds x CPU slots reserved).
 
-    python benchmarks/overhead.py [--epochs 8] [--repeats 3] [--long-epochs 24] [--sweep-trials 4] [--out overhead.parquet]
+    python benchmarks/overhead.py [--epochs 8] [--repeats 3] [--long-epochs 0] [--out overhead.parquet]
 
-(i), (ii), (iii) and (iii) without spares run ``--repeats`` times, interleaved, since one run's
-figures on a small shared machine vary by tens of percent; the table gives each mode's median
-(ratios are of medians) and a second table the spread. Writes every run's figures to Parquet.
-About 11 minutes on 2 cores; 30 minutes, without the longer trials, on a VM about 3 times
-slower per core (2026-12-01).
+(i), (ii) and (iii) run ``--repeats`` times, interleaved, since one run's figures on a small
+shared machine vary by tens of percent; the table gives each mode's median (ratios are of
+medians) and a second table the spread. Writes every run's figures to Parquet. About 12 minutes
+on 2 cores (Intel Xeon with AVX-512, 2026-12-02); ``--long-epochs 24`` adds about 4.
 """
 
 from __future__ import annotations
@@ -134,28 +130,6 @@ def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.
     return _figures(name, t[C.STARTED_AT].timestamp(), arrivals, list(e[C.EPOCH_SECONDS]), freed, workers, workers)
 
 
-def sweep_starts(trials: int, storage: str, controller: str, reuse: bool, spares: bool = True) -> dict:
-    """Start to first epoch of each trial of one sweep, run one trial at a time: the first trial
-    also pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pooled
-    processes), the later ones show what every further trial of a sweep pays. Also the gap from
-    one trial's end to the next one's start (Tune ends the old trial actor and starts a new
-    one, or resets a reused one), and the sweep's wall time, first start to last end."""
-    from distsearch import constants as C
-
-    # 1 worker of 1 CPU on 2 CPUs leaves a CPU free, so spares are on by default here; pinned anyway
-    t, e = _run(2, 1, storage, trials=trials, train_controller=controller, reuse_trial_actors=reuse,
-                spare_worker_keep_alive_s=600.0 if spares else 0.0)
-    first = e[e[C.EPOCH] == 1].set_index(C.TRIAL_ID)
-    starts = [first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
-              for _, r in t.iterrows()]
-    later = pd.Series(starts[1:])
-    gaps = (t[C.STARTED_AT].iloc[1:].to_numpy() - t[C.ENDED_AT].iloc[:-1].to_numpy()) / pd.Timedelta(seconds=1)
-    return {"train_controller": controller, "reuse_trial_actors": reuse, "spare_workers": spares, "trials": len(starts), "first_trial_s": starts[0],
-            "later_trials_median_s": float(later.median()), "later_trials_min_s": float(later.min()), "later_trials_max_s": float(later.max()),
-            "between_trials_median_s": float(pd.Series(gaps).median()),
-            "sweep_s": (t[C.ENDED_AT].max() - t[C.STARTED_AT].min()).total_seconds()}
-
-
 # ---- (iv) -----------------------------------------------------------------------------------
 def naive(epochs: int, storage: str) -> dict:
     """Ray's documented pattern with defaults: the trial function reserves Tune's default 1 CPU,
@@ -210,9 +184,9 @@ def naive(epochs: int, storage: str) -> dict:
     return _figures("(iv) Ray's naive pattern, 1 worker", arrivals["start"][0], arrivals["t"], arrivals["e"], freed, 2, 1)
 
 
-def _in_subprocess(fn: str, *args) -> dict:
-    """Run one mode in a fresh interpreter, so each gets its own Ray and nothing warm."""
-    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.overhead import {fn}; print('RESULT' + json.dumps({fn}(*{args!r})))"
+def _in_subprocess(fn: str, *args, module: str = "benchmarks.overhead") -> dict:
+    """Run ``module.fn(*args)`` in a fresh interpreter, so each run gets its own Ray and nothing warm."""
+    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from {module} import {fn}; print('RESULT' + json.dumps({fn}(*{args!r})))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"})
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT")), None)
@@ -224,10 +198,9 @@ def _in_subprocess(fn: str, *args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--long-epochs", type=int, default=24, help="epochs of the longer (i) and (ii) rows; 0 leaves them out")
-    ap.add_argument("--sweep-trials", type=int, default=4, help="trials of the sweep whose per-trial starts are measured; 1 leaves it out")
+    ap.add_argument("--long-epochs", type=int, default=0, help="epochs of longer (i) and (ii) rows, e.g. 24; 0 (default) leaves them out")
     ap.add_argument("--out", default="overhead.parquet")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each of (i), (ii), (iii) and (iii) without spares, interleaved")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each of (i), (ii) and (iii), interleaved")
     args = ap.parse_args()
     print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as storage:
@@ -237,9 +210,9 @@ def main() -> int:
                 plain(args.epochs),
                 _in_subprocess("distsearch_trial", args.epochs, 1, storage),
                 _in_subprocess("distsearch_trial", args.epochs, 2, storage),
-                _in_subprocess("distsearch_trial", args.epochs, 2, storage, 0.1, "(iii) without spare worker processes", "async", "trial", False),
             )]
         rows += [
+            _in_subprocess("distsearch_trial", args.epochs, 2, storage, 0.1, "(iii) without spare worker processes", "async", "trial", False),
             _in_subprocess("naive", args.epochs, storage),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 2.0, "(ii) with Ray's default poll interval, 2 s"),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's default synchronous checkpoint upload", "sync"),
@@ -265,15 +238,6 @@ def main() -> int:
         print(f"\nSpread over the {args.repeats} runs of each repeated mode (min, max):\n")
         print(markdown(spread[grouped.size() > 1].reset_index()))
     print(f"\nfigures of every run: {args.out}")
-    if args.sweep_trials > 1:
-        with tempfile.TemporaryDirectory() as storage:
-            starts = pd.DataFrame([_in_subprocess("sweep_starts", args.sweep_trials, storage, c, r, sp)
-                                   for c, r, sp in (("trial", True, True), ("trial", True, False), ("trial", False, False), ("actor", False, False))])
-        out = str(Path(args.out).with_name(Path(args.out).stem + "_sweep_starts.parquet"))
-        starts.to_parquet(out, index=False)
-        print(f"\nStart to first epoch (s) in one sweep of {args.sweep_trials} trials of 2 epochs, one at a time:\n")
-        print(markdown(starts))
-        print(f"\nfigures: {out}")
     return 0
 
 

@@ -23,8 +23,9 @@ search's best).
   and teardown cost little beside its epochs.
 
 Target: ASHA's best within 0.5% of random search's, on at most 40% of its compute.
-About 4 minutes for digits, 7 for charlm, 4 for digits-long and 8 for charlm-long on 2 cores;
-run at most two per command to stay within 15 minutes. Without a task, digits and charlm.
+On 2 cores: about 5.5 minutes for digits, 8 for charlm, 6 for digits-long and 9.3 for
+charlm-long on the Intel Xeon VM of 2026-12-02 (4, 7, 4 and 8 on the VM of 2026-11-25). Without a
+task, digits and charlm (13.5 minutes there); digits-long with charlm-long took 15.3.
 """
 
 from __future__ import annotations
