@@ -30,7 +30,7 @@ thread per worker, and report (with a checkpoint) once per epoch. For each:
 
 (i), (ii) and (iii) run ``--repeats`` times, interleaved, since one run's figures on a small
 shared machine vary by tens of percent; the table gives each mode's median (ratios are of
-medians) and a second table the spread. Writes every run's figures to Parquet. About 12 minutes
+medians) and a second table the spread. Writes every run's figures to Parquet. About 10 minutes
 on 2 cores (Intel Xeon with AVX-512, 2026-12-02); ``--long-epochs 24`` adds about 4.
 """
 
