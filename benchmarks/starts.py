@@ -1,10 +1,12 @@
 """Per-trial start in a sweep: what each further trial pays before its first epoch, by harness setting.
 
 One sweep of ``--trials`` trials of 2 epochs, one trial at a time, 1 Train worker of 1 CPU (the
-recipe of ``overhead.py``), four ways:
+recipe of ``overhead.py``), five ways:
 
-- the controller in the trial, trial actor reuse and spare worker processes (distsearch's defaults;
-  1 worker on 2 CPUs leaves a CPU free, so spares are on);
+- the controller in the trial, trial actor reuse, kept worker groups and spare worker processes
+  for the first trial (distsearch's defaults): later trials run in the first trial's processes;
+- the same without kept worker groups, so with a spare for every trial (1 worker on 2 CPUs
+  leaves a CPU free, so the later trials' spares are on): the defaults before kept groups;
 - the same without spares;
 - without spares and without reuse;
 - Ray's own path: the controller as its own actor, no reuse, no spares.
@@ -17,7 +19,7 @@ later ones show what every further trial of a sweep pays.
 
     python benchmarks/starts.py [--trials 4] [--out starts.parquet]
 
-About 5 minutes on 2 cores (Intel Xeon with AVX-512, 2026-12-02).
+About 5 minutes on 2 cores (Intel Xeon with AVX-512, 2026-12-02, before the kept-groups row).
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import machine_line, markdown  # noqa: E402
 from benchmarks.overhead import _in_subprocess, _run  # noqa: E402
 
-# (train_controller, reuse_trial_actors, spare worker processes)
-SETTINGS = (("trial", True, True), ("trial", True, False), ("trial", False, False), ("actor", False, False))
+# (train_controller, reuse_trial_actors, reuse_worker_groups, spare worker processes)
+SETTINGS = (("trial", True, True, True), ("trial", True, False, True), ("trial", True, False, False), ("trial", False, False, False),
+            ("actor", False, False, False))
 
 
-def sweep_starts(trials: int, storage: str, controller: str, reuse: bool, spares: bool = True) -> dict:
+def sweep_starts(trials: int, storage: str, controller: str, reuse: bool, groups: bool, spares: bool = True) -> dict:
     """Start to first epoch of each trial of one sweep, run one trial at a time: the first trial
     also pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pooled
     processes), the later ones show what every further trial of a sweep pays. Also the gap from
@@ -47,15 +50,16 @@ def sweep_starts(trials: int, storage: str, controller: str, reuse: bool, spares
     one, or resets a reused one), and the sweep's wall time, first start to last end."""
     from distsearch import constants as C
 
-    # 1 worker of 1 CPU on 2 CPUs leaves a CPU free, so spares are on by default here; pinned anyway
-    t, e = _run(2, 1, storage, trials=trials, train_controller=controller, reuse_trial_actors=reuse,
-                spare_worker_keep_alive_s=600.0 if spares else 0.0)
+    # spares: the defaults, which here (1 worker of 1 CPU on 2 CPUs leaves a CPU free) give every
+    # trial a spare, or only the first where groups are kept
+    t, e = _run(2, 1, storage, trials=trials, train_controller=controller, reuse_trial_actors=reuse, reuse_worker_groups=groups,
+                **({} if spares else {"spare_worker_keep_alive_s": 0.0}))
     first = e[e[C.EPOCH] == 1].set_index(C.TRIAL_ID)
     starts = [first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
               for _, r in t.iterrows()]
     later = pd.Series(starts[1:])
     gaps = (t[C.STARTED_AT].iloc[1:].to_numpy() - t[C.ENDED_AT].iloc[:-1].to_numpy()) / pd.Timedelta(seconds=1)
-    return {"train_controller": controller, "reuse_trial_actors": reuse, "spare_workers": spares, "trials": len(starts), "first_trial_s": starts[0],
+    return {"train_controller": controller, "reuse_trial_actors": reuse, "reuse_worker_groups": groups, "spare_workers": spares, "trials": len(starts), "first_trial_s": starts[0],
             "later_trials_median_s": float(later.median()), "later_trials_min_s": float(later.min()), "later_trials_max_s": float(later.max()),
             "between_trials_median_s": float(pd.Series(gaps).median()),
             "sweep_s": (t[C.ENDED_AT].max() - t[C.STARTED_AT].min()).total_seconds()}
@@ -70,7 +74,7 @@ def main() -> int:
         ap.error("--trials must be at least 2: the later trials are the point")
     print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as storage:
-        starts = pd.DataFrame([_in_subprocess("sweep_starts", args.trials, storage, c, r, sp, module="benchmarks.starts") for c, r, sp in SETTINGS])
+        starts = pd.DataFrame([_in_subprocess("sweep_starts", args.trials, storage, c, r, g, sp, module="benchmarks.starts") for c, r, g, sp in SETTINGS])
     starts.to_parquet(args.out, index=False)
     print(f"\nStart to first epoch (s) in one sweep of {args.trials} trials of 2 epochs, one at a time:\n")
     print(markdown(starts))

@@ -18,7 +18,9 @@ and the next trial waits on them forever (ray-project/ray#54305, #65443, #65881)
 3. removes a finished trial's PG from the driver (``WorkerGroupReaper``) once the trial actor is
    gone, and records how long the release took. A trial actor that Tune reuses
    (``harness.reuse_trial_actors``) stays alive; it ends the old trial's run itself before its
-   next trial (``_run_until_aborted``), and the reaper waits for that;
+   next trial (``_run_until_aborted``), and the reaper waits for that. With
+   ``harness.reuse_worker_groups`` it keeps the group for that next trial instead
+   (distsearch.warm): the PG is then the actor's, and the reaper removes it once the actor is gone;
 4. bounds worker-group start: a per-attempt timeout and a finite attempt count, so a trial whose
    workers cannot be placed fails with a clear error instead of retrying forever;
 5. sweeps any PG of this job still alive when the sweep ends, and records what it found;
@@ -49,7 +51,7 @@ import torch
 from ray import tune
 
 from . import constants as C
-from . import loop, space, spares, storage
+from . import loop, space, spares, storage, warm
 from .spec import Harness, JobSpec
 from .tasks import Splits, Task, check_job
 from .worker import ForwardReports, train_worker
@@ -173,11 +175,14 @@ def resolve_spares(spec: JobSpec, nodes: list[Mapping[str, float]], concurrency:
     A later trial's spare starts while the trials before it train, so it is free only on a CPU
     that would otherwise idle: when the trials at full concurrency reserve every CPU (the
     quickstart on 2 cores), spares for every trial made the sweep 2-3 s longer and cost 9 CPU
-    seconds more."""
+    seconds more. Where trials keep their worker groups (``harness.reuse_worker_groups``), later
+    trials start in the kept processes, so they get no spares: an unused spare is an import of
+    torch for nothing."""
     if spec.harness.spare_worker_keep_alive_s is not None:
         return SparePlan(spec.harness.spare_worker_keep_alive_s, spec.harness.spare_worker_keep_alive_s)
     free = sum(n.get("CPU", 0.0) for n in nodes) - concurrency * per_trial_resources(spec).get("CPU", 0.0)
-    return SparePlan(DEFAULT_SPARE_KEEP_ALIVE_S, DEFAULT_SPARE_KEEP_ALIVE_S if free >= 1 - 1e-9 else 0.0)
+    later = free >= 1 - 1e-9 and not spec.harness.reuses_worker_groups
+    return SparePlan(DEFAULT_SPARE_KEEP_ALIVE_S, DEFAULT_SPARE_KEEP_ALIVE_S if later else 0.0)
 
 
 def _alive_nodes() -> list[dict[str, float]]:
@@ -213,9 +218,11 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_lo
 # ---------------------------------------------------------------------------------------------
 # What runs inside a trial
 # ---------------------------------------------------------------------------------------------
-def _lean_trainer_cls(controller_in_trial: bool):
+def _lean_trainer_cls(controller_in_trial: bool, warm_wait_s: float = 0.0):
     """TorchTrainer minus two default controller callbacks distsearch does not want, and with
-    its controller in the calling process when ``controller_in_trial``.
+    its controller in the calling process when ``controller_in_trial``; that controller keeps its
+    worker group for the process's next run when ``warm_wait_s`` > 0 (distsearch.warm, which
+    waits that long for the workers to stop).
 
     - ``PlacementGroupCleanerCallback`` starts a detached actor per run that only works with the
       dashboard up; the driver's ``WorkerGroupReaper`` does its job without it (module docstring).
@@ -254,6 +261,8 @@ def _lean_trainer_cls(controller_in_trial: bool):
             import asyncio
 
             controller = TrainController(**controller_init_kwargs)
+            if warm_wait_s > 0:
+                controller.worker_group_cls = warm.warm_worker_group_cls(warm_wait_s)
             # fit() runs in its own thread (_run_trial), so a fresh loop
             asyncio.run(_run_until_aborted(controller, self.abort))
             return controller.get_result()
@@ -429,7 +438,7 @@ def _run_trial(
     # The controller runs ForwardReports: in this process, a plain queue; as an actor, a Ray
     # Queue (itself one more actor).
     reports = queue.Queue() if in_trial else Queue(actor_options={"num_cpus": 0})
-    trainer = _lean_trainer_cls(in_trial)(
+    trainer = _lean_trainer_cls(in_trial, h.settle_wait_s if h.reuses_worker_groups else 0.0)(
         train_worker,
         train_loop_config={"job": job, "params": space.flatten(config), "data": data,
                            # Tune numbers trials in the order it starts them: the spare a worker asks for
@@ -515,12 +524,15 @@ def _pg_state(pg_hex: str) -> str:
 class WorkerGroupReaper(tune.Callback):
     """Removes each finished trial's worker-group PG from the driver; see the module docstring."""
 
-    def __init__(self, release_timeout_s: float, actors_outlive_trials: bool = False):
+    def __init__(self, release_timeout_s: float, actors_outlive_trials: bool = False, groups_outlive_trials: bool = False):
         self.release_timeout_s = release_timeout_s
         self.actors_outlive_trials = actors_outlive_trials
+        # harness.reuse_worker_groups: a trial's group may be kept by its actor for the actor's next trial
+        self.groups_outlive_trials = groups_outlive_trials
         self._pgs: dict[str, set[str]] = {}
         self._actors: dict[str, Any] = {}
         self._every_actor: dict[str, Any] = {}
+        self._actor_started: dict[str, float] = {}  # actor id -> monotonic time its latest trial started
         self._threads: list[threading.Thread] = []
         self.release_seconds: dict[str, float] = {}
         self.unreleased: dict[str, list[str]] = {}
@@ -541,7 +553,9 @@ class WorkerGroupReaper(tune.Callback):
         actor = getattr(trial.temporary_state, "ray_actor", None)
         self._actors[trial.trial_id] = actor
         if actor is not None:
-            self._every_actor[actor._actor_id.hex()] = actor  # ActorHandle has no public id accessor in Ray 2.60
+            aid = actor._actor_id.hex()  # ActorHandle has no public id accessor in Ray 2.60
+            self._every_actor[aid] = actor
+            self._actor_started[aid] = time.monotonic()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         pg = result.get(C.PLACEMENT_GROUP_ID)
@@ -563,20 +577,30 @@ class WorkerGroupReaper(tune.Callback):
 
     def _reap(self, trial_id: str, pgs: list[str], actor: Any, t0: float) -> None:
         deadline = t0 + self.release_timeout_s
+        aid = actor._actor_id.hex() if actor is not None else ""
         # Wait for the trial actor to be gone first: the Train controller runs in it (or is owned
         # by it) and could otherwise see its workers die with the PG and start a replacement group.
         # A reused actor lives on, but ends the trial's run itself before its next trial
-        # (_run_trial), and the run's PGs go with it.
-        while actor is not None and time.monotonic() < deadline:
+        # (_run_trial), and the run's PGs go with it. Or it keeps its group (distsearch.warm): the
+        # group is then the actor's for as long as the actor lives, so there is no deadline, and
+        # this trial's part ends when the actor starts its next trial (which took the group, or
+        # ended it) or dies (then the PG is removed here).
+        while actor is not None and (time.monotonic() < deadline or self.groups_outlive_trials):
             if self.actors_outlive_trials and all(_pg_state(pg) == "REMOVED" for pg in pgs):
                 break
+            started = self._actor_started.get(aid, 0.0)
+            if self.groups_outlive_trials and started > t0:
+                with self._lock:
+                    self.release_seconds[trial_id] = started - t0
+                return
             try:
                 ray.get(actor.__ray_ready__.remote(), timeout=1.0)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError):
                 break
             except ray.exceptions.GetTimeoutError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.2 if self.groups_outlive_trials else 0.05)
+        deadline = max(deadline, time.monotonic())
         for pg in pgs:
             if _pg_state(pg) != "REMOVED":
                 try:
@@ -1110,7 +1134,10 @@ def run_sweep(
     prior = load_prior(run_dir) if resume else None
     ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
     recorder = ResultRecorder(spec.metric, ledger_dir, prior)
-    reaper = WorkerGroupReaper(spec.harness.release_timeout_s, actors_outlive_trials=spec.harness.reuses_trial_actors)
+    reaper = WorkerGroupReaper(
+        spec.harness.release_timeout_s, actors_outlive_trials=spec.harness.reuses_trial_actors,
+        groups_outlive_trials=spec.harness.reuses_worker_groups,
+    )
     budget = ErrorBudget(spec.budget.max_failed_trials, failed=recorder.errors)
     callbacks = [recorder, reaper, budget, _hparams_logger()]
     callbacks += [ProgressView(spec, prior=prior)] if progress else []

@@ -270,6 +270,13 @@ class Harness(_Section):
         "does not wait for a new actor to start and import torch and Ray Train; the actor first ends the old trial's "
         "worker group itself. true, false, or unset: true with train_controller: trial, false with actor (Ray's default is false)",
     )
+    reuse_worker_groups: Optional[bool] = Field(
+        None,
+        description="keep a trial's Train worker group (its worker processes, sync actor and placement group) in its "
+        "reused Tune actor for the actor's next trial, so that a trial starts no new process: a trial that ends asks its "
+        "workers to stop at their next report and waits up to release_timeout_s / 2 for them, else ends the group as Ray "
+        "Train does. true, false, or unset: true when reuse_trial_actors is in effect (Ray Train always ends the group)",
+    )
 
     spare_worker_keep_alive_s: Optional[float] = Field(
         None, ge=0, le=86_400,
@@ -288,12 +295,28 @@ class Harness(_Section):
                 "harness.reuse_trial_actors: got true with train_controller: actor; a trial actor can end only a worker group "
                 "whose controller it runs, so set train_controller: trial, or reuse_trial_actors: false"
             )
+        if self.reuse_worker_groups and not self.reuses_trial_actors:
+            raise ValueError(
+                "harness.reuse_worker_groups: got true, but trial actors are not reused (reuse_trial_actors: false or "
+                "train_controller: actor); a worker group is kept in the trial actor for its next trial, so set "
+                "train_controller: trial and leave reuse_trial_actors unset, or set reuse_worker_groups: false"
+            )
         return self
 
     @property
     def reuses_trial_actors(self) -> bool:
         """Whether trials run in reused Tune actors: not turned off, and the controller runs in the trial."""
         return self.reuse_trial_actors is not False and self.train_controller == "trial"
+
+    @property
+    def reuses_worker_groups(self) -> bool:
+        """Whether a trial actor keeps its worker group for its next trial (distsearch.warm)."""
+        return self.reuse_worker_groups is not False and self.reuses_trial_actors
+
+    @property
+    def settle_wait_s(self) -> float:
+        """How long a kept group's end waits for its workers to stop at their next report (seconds)."""
+        return self.release_timeout_s / 2
 
 
 class JobSpec(_Section):

@@ -1,14 +1,22 @@
 """The Ray Train side of a trial: what each DDP worker runs. Knows Ray Train, not Tune.
 
-Kept light on purpose: every trial spawns fresh worker processes that import this module, so
-it imports neither Tune, pandas nor scikit-learn. The task object and its splits arrive through
-the object store, built once by the driver, so workers do not each reload and re-split the data.
+Kept light on purpose: a worker process that is not kept for later trials (distsearch.warm) is
+a fresh process that imports this module, so it imports neither Tune, pandas nor scikit-learn.
+The task object and its splits arrive through the object store, built once by the driver, so
+workers do not each reload and re-split the data.
+
+A worker process that serves several trials in turn (``harness.reuse_worker_groups``) is asked
+to end a trial's training early with ``request_stop``: every rank leaves at the same report,
+the one after the request, so no rank is left waiting in a collective for a peer that has gone.
+``settle_for_reuse`` then makes the process ready for the next trial's run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -22,6 +30,76 @@ from ray.train import UserCallback
 from . import constants as C
 from . import loop, spares, storage
 from .spec import JobSpec
+
+
+# Set in this worker process to end its trial's training at the next report (every rank agrees
+# there first). One Train worker per process, so one flag per process.
+_STOP = threading.Event()
+
+
+class StopRequested(Exception):
+    """Raised out of ``report`` when the ranks agreed to stop; ``train_worker`` returns on it."""
+
+
+def request_stop() -> None:
+    """Ask this process's training to end at its next report (the loop's epoch end)."""
+    _STOP.set()
+
+
+def _stop_agreed(device: torch.device) -> bool:
+    """Whether any rank was asked to stop: a MAX all-reduce of the flag, called by every rank at
+    the same report, so all ranks leave at the same epoch. One rank alone: the flag."""
+    stop = _STOP.is_set()
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        flag = torch.tensor([int(stop)], device=device)  # NCCL reduces CUDA tensors only
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
+
+
+def settle_for_reuse(wait_s: float) -> bool:
+    """Run in a Train worker's actor thread when its trial's run ends: have the training thread
+    stop at its next report (``request_stop``), take every report it still puts out (nobody
+    polls them any more, and the queue holds one), and wait up to ``wait_s`` seconds for the
+    thread to end. Then tear down torch.distributed, so the next run's backend can set it up
+    again. Returns whether this process can serve another trial: False when the thread is still
+    running, or ended with an error, or the worker never had a run."""
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    try:
+        ctx = get_train_context().execution_context
+    except Exception:  # noqa: BLE001 - no run was ever set up here
+        return False
+    runner, results = ctx.training_thread_runner, ctx.result_queue
+    request_stop()
+    deadline = time.monotonic() + wait_s
+    while True:
+        while not results.empty():
+            with contextlib.suppress(queue.Empty):
+                results.get_nowait()
+                results.task_done()
+        if not runner.is_running() or time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
+    if runner.is_running() or runner.get_error() is not None:
+        return False
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _STOP.clear()
+    return True
+
+
+def renew_run_state() -> None:
+    """Run in a kept Train worker once its next run's train context is set: give that context an
+    upload pool of its own. Ray Train's ``TrainContext`` declares its checkpoint upload pool as a
+    class-level default, one per process, and shuts it down as the first run ends, so the
+    second run's first checkpoint would fail with "cannot schedule new futures after shutdown"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    ctx = get_train_context()
+    ctx.checkpoint_upload_threadpool = ThreadPoolExecutor(max_workers=ctx.checkpoint_upload_threadpool._max_workers)
 
 
 # Local copies of rank 0's checkpoints before Ray Train moves them to storage, named
@@ -55,6 +133,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
     import ray.train.torch
 
     spec = JobSpec.model_validate(cfg["job"])
+    _STOP.clear()  # a stop asked of this process's previous run is not this run's
     if cfg.get("spare_keep_alive_s", 0) > 0:
         # A thread: the request is a GCS lookup and a raylet call that the first epoch need not wait for.
         threading.Thread(target=spares.ask_for_spare, args=(cfg["spare_keep_alive_s"],), daemon=True).start()
@@ -101,9 +180,12 @@ def train_worker(cfg: dict[str, Any]) -> None:
             **tags, **restored, C.PLACEMENT_GROUP_ID: tags[C.PLACEMENT_GROUP_ID], C.CHECKPOINT_PATH: storage.uri(ckpt.filesystem, ckpt.path),
         })
 
+    device = ray.train.torch.get_device()
     upload_mode = ray.train.CheckpointUploadMode.ASYNC if spec.harness.checkpoint_upload == "async" else ray.train.CheckpointUploadMode.SYNC
 
     def report(metrics: dict[str, Any], state: Optional[dict[str, Any]]) -> None:
+        if _stop_agreed(device):
+            raise StopRequested()
         metrics = {**metrics, **tags}
         if state is None:
             ray.train.report(metrics)
@@ -121,10 +203,13 @@ def train_worker(cfg: dict[str, Any]) -> None:
             metrics, checkpoint=ray.train.Checkpoint.from_directory(d), checkpoint_upload_mode=upload_mode, delete_local_checkpoint_after_upload=True
         )
 
-    loop.train(
-        task, cfg["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits,
-        device=ray.train.torch.get_device(), start_state=start_state,
-    )
+    try:
+        loop.train(
+            task, cfg["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits,
+            device=device, start_state=start_state,
+        )
+    except StopRequested:
+        pass  # the trial was ended (ASHA, a limit): its run is over, and this process may serve the next
 
 
 class ForwardReports(UserCallback):

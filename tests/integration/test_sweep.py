@@ -18,17 +18,20 @@ from .conftest import assert_nothing_left, check_report_in_browser, check_run_fi
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("keep_alive_s", [None, 600.0, 0.0])
-def test_trial_workers_start_in_spare_processes(embedded_ray, tmp_path, keep_alive_s):
-    """harness.spare_worker_keep_alive_s. 600: the driver has its raylet start spare worker
-    processes before the first trial, and each Train worker has one started as it starts, so
-    every trial's rank 0 runs in a process that was up before its trial started. Unset, here
-    where one trial's 2 workers of 1 CPU take both CPUs: the first trial's spares only, since a
-    later trial's spare would start while the trial before it trains. 0: Ray starts a new
-    process for every worker, after its trial started. The unset case runs first in the module,
-    so no spare of an earlier run is left for its later trials. One trial at a time: a raylet
-    starts only 2 processes at once here, and drops spares beyond that."""
-    harness = {} if keep_alive_s is None else {"spare_worker_keep_alive_s": keep_alive_s}
+KEPT, SPARES, NEW = "kept", "spares", "new"
+
+
+@pytest.mark.parametrize("mode", [KEPT, SPARES, NEW])
+def test_trial_workers_start_in_kept_or_spare_processes(embedded_ray, tmp_path, mode):
+    """Where each trial's rank 0 runs, 3 trials one at a time, whose 2 workers of 1 CPU take both
+    CPUs. kept (the defaults): the first trial in a spare process that the driver had started
+    before it (harness.spare_worker_keep_alive_s unset), the later ones in that very process,
+    kept by the trial actor with its whole worker group (harness.reuse_worker_groups unset).
+    spares (groups not kept, spares for 600 s): every trial in a process that was up before it
+    started, a spare. new (neither): Ray starts a new process for every worker, after its trial
+    started. The kept case runs first in the module, so no spare of an earlier run is left."""
+    harness = {KEPT: {}, SPARES: {"spare_worker_keep_alive_s": 600.0, "reuse_worker_groups": False},
+               NEW: {"spare_worker_keep_alive_s": 0.0, "reuse_worker_groups": False}}[mode]
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, asha={"enabled": False},
                               scaling={"cpus_per_worker": 1}, harness=harness))
     result = run_job(spec)
@@ -37,13 +40,16 @@ def test_trial_workers_start_in_spare_processes(embedded_ray, tmp_path, keep_ali
     assert result.status_counts[C.STATUS_ERROR] == 0 and max_overlap(run["trials"]) == 1
     process_started = epochs[epochs[C.EPOCH] == 1].set_index(C.TRIAL_ID)[C.WORKER_PROCESS_STARTED_AT]
     lead_s = [round(trials.loc[t, C.STARTED_AT].timestamp() - process_started[t], 2) for t in trials.index]
-    if keep_alive_s is None:
-        assert lead_s[0] > 0 and all(s < 0 for s in lead_s[1:]), lead_s
-    elif keep_alive_s:
-        assert all(s > 0 for s in lead_s), lead_s
+    same_process = [abs(process_started[t] - process_started[trials.index[0]]) < 0.05 for t in trials.index]
+    if mode == KEPT:
+        assert all(s > 0 for s in lead_s) and all(same_process), (lead_s, same_process)
+        assert set(epochs[C.PLACEMENT_GROUP_ID]) == {epochs[C.PLACEMENT_GROUP_ID].iloc[0]}  # one group served all three
+    elif mode == SPARES:
+        assert all(s > 0 for s in lead_s) and not any(same_process[1:]), (lead_s, same_process)
     else:
         assert all(s < 0 for s in lead_s), lead_s
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
+    assert trials[C.RELEASE_SECONDS].notna().all()
     assert_nothing_left()
 
 
@@ -146,9 +152,10 @@ def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_pat
 @pytest.mark.parametrize("reuse", [True, False])
 def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray, tmp_path, reuse):
     """harness.reuse_trial_actors (on by default): Tune runs the next trial in the actor of one
-    that ended, and that actor first ends the old trial's worker group itself, so a trial ASHA
-    stopped does not train on in the background. Off: one actor per trial, as Ray does by
-    default. Either way every trial is recorded, each group is released, and nothing is left."""
+    that ended, and that actor first stops the old trial's workers itself (and keeps the group
+    for the next trial, harness.reuse_worker_groups), so a trial ASHA stopped does not train on
+    in the background. Off: one actor and one worker group per trial, as Ray does by default.
+    Either way every trial is recorded, each group is released, and nothing is left."""
     before = _actor_ids_by_class(TRIAL_ACTOR_CLASS)
     # ~0.1-0.6 s each here: a stopped trial left running would get far past its rung. Rungs at
     # 1, 3 and 9 epochs; none at 27, so a stopped trial's last few epochs stay below max_epochs.
@@ -169,10 +176,14 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
         latest = max(json.loads(p.read_text())[C.EPOCH] for p in Path(result.run_dir, C.TRAIN_DIR, t[C.TRIAL_ID]).glob(f"checkpoint_2*/{C.CHECKPOINT_META_FILE}"))
         assert latest <= t[C.EPOCHS_COMPLETED] + 10 and latest < max_epochs, (t[C.TRIAL_ID], t[C.EPOCHS_COMPLETED], latest)
     made = len(_actor_ids_by_class(TRIAL_ACTOR_CLASS) - before)
+    groups = run["epochs"][C.PLACEMENT_GROUP_ID].nunique()
     if reuse:
         assert 1 <= made < spec.budget.num_trials, made
+        # harness.reuse_worker_groups (on with reuse): each actor kept one group for all its trials,
+        # the stopped ones' included (their epochs are far shorter than the settle wait)
+        assert groups == made, (groups, made)
     else:
-        assert made == spec.budget.num_trials
+        assert made == spec.budget.num_trials and groups == spec.budget.num_trials
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
     assert_nothing_left()
 

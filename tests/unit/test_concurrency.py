@@ -84,7 +84,12 @@ def test_shipped_gpu_jobs_pack_as_documented(tmp_path):
 
 
 def test_first_trials_always_get_spares_and_later_trials_only_where_the_trials_leave_a_cpu_free(tmp_path):
+    # with kept worker groups (the default), later trials start in the kept processes: no spares for them
     quick, d = _spec(tmp_path), DEFAULT_SPARE_KEEP_ALIVE_S  # 2 workers x 0.5 CPU per trial
+    assert resolve_spares(quick, [{"CPU": 2.0}], 2) == SparePlan(d, 0.0)
+    assert resolve_spares(quick, [{"CPU": 2.0}], 1) == SparePlan(d, 0.0)
+    # without them, later trials get spares only where the trials leave a CPU free
+    quick = _spec(tmp_path, harness={"reuse_worker_groups": False})
     assert resolve_spares(quick, [{"CPU": 2.0}], 2) == SparePlan(d, 0.0)  # the quickstart on 2 cores: two trials take both CPUs
     assert resolve_spares(quick, [{"CPU": 2.0}], 1) == SparePlan(d, d)
     assert resolve_spares(quick, [{"CPU": 1.0}, {"CPU": 0.5}], 1) == SparePlan(d, 0.0)  # half a CPU free is not a CPU

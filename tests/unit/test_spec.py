@@ -88,6 +88,23 @@ def test_trial_actor_reuse_follows_the_controller(quickstart_raw):
     assert parse_job(parse_job(quickstart_raw).to_dict()).harness.reuse_trial_actors is False  # round trip keeps the choice
 
 
+def test_worker_group_reuse_follows_trial_actor_reuse(quickstart_raw):
+    """Kept worker groups are on by default where trial actors are reused, off where they are
+    not, and asking for them without reused actors names the field and the fix."""
+    h = parse_job(quickstart_raw).harness
+    assert h.reuses_worker_groups and h.settle_wait_s == h.release_timeout_s / 2
+    _set(quickstart_raw, "harness.reuse_worker_groups", False)
+    assert not parse_job(quickstart_raw).harness.reuses_worker_groups
+    _set(quickstart_raw, "harness.reuse_worker_groups", None)
+    _set(quickstart_raw, "harness.reuse_trial_actors", False)
+    assert not parse_job(quickstart_raw).harness.reuses_worker_groups
+    _set(quickstart_raw, "harness.reuse_worker_groups", True)
+    with pytest.raises(SpecError) as info:
+        parse_job(quickstart_raw)
+    for needle in ("harness.reuse_worker_groups", "got true", "not reused", "set reuse_worker_groups: false"):
+        assert needle in str(info.value)
+
+
 @pytest.mark.parametrize("field,value,needles", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
 def test_bad_spec_names_field_value_and_fix(quickstart_raw, field, value, needles):
     _set(quickstart_raw, field, value)
