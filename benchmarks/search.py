@@ -23,9 +23,10 @@ search's best).
   and teardown cost little beside its epochs.
 
 Target: ASHA's best within 0.5% of random search's, on at most 40% of its compute.
-On 2 cores: about 5.5 minutes for digits, 8 for charlm, 6 for digits-long and 9.3 for
-charlm-long on the Intel Xeon VM of 2026-12-02 (4, 7, 4 and 8 on the VM of 2026-11-25). Without a
-task, digits and charlm (13.5 minutes there); digits-long with charlm-long took 15.3.
+On 2 cores, with kept worker groups (AMD EPYC VM with AVX-512, 2026-12-02): about 1.7 minutes
+for digits, 4.5 for charlm, 1.8 for digits-long and 5.1 for charlm-long; without a task, digits
+and charlm (6.3 minutes); digits-long with charlm-long took 7. Before kept groups, on the Intel
+Xeon VM: 13.5 and 15.3 minutes.
 """
 
 from __future__ import annotations

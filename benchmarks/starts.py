@@ -19,7 +19,8 @@ later ones show what every further trial of a sweep pays.
 
     python benchmarks/starts.py [--trials 4] [--out starts.parquet]
 
-About 5 minutes on 2 cores (Intel Xeon with AVX-512, 2026-12-02, before the kept-groups row).
+About 4 minutes on 2 cores (AMD EPYC with AVX-512, 2026-12-02, all five rows; 4.5 on the Intel
+Xeon VM before the kept-groups row).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ PLACEMENT_GROUP_ID = "placement_group_id"  # hex id of the trial's Train worker-
 NODE_IDS = "node_ids"  # hex Ray node id of every rank, in rank order, comma-separated
 WORLD_SIZE = "world_size"
 # UTC seconds rank 0's worker process started: before the trial's started_at when it took a spare
-# process (harness.spare_worker_keep_alive_s), after it when Ray started a new one for the trial.
+# process (harness.spare_worker_keep_alive_s) or ran in a group kept from an earlier trial
+# (harness.reuse_worker_groups), after it when Ray started a new one for the trial.
 WORKER_PROCESS_STARTED_AT = "worker_process_started_at"
 # Added by the controller-side ForwardReports when a report carries a checkpoint:
 CHECKPOINT_PATH = "checkpoint_path"
@@ -46,7 +47,7 @@ BEST_EPOCH = "best_epoch"
 STARTED_AT = "started_at"  # UTC time Tune started the trial's actor
 ENDED_AT = "ended_at"  # UTC time the trial completed, was stopped, or failed
 WALL_SECONDS = "wall_seconds"  # trial start (Tune) to trial end, seconds
-RELEASE_SECONDS = "release_seconds"  # trial end to its worker-group PG confirmed removed
+RELEASE_SECONDS = "release_seconds"  # trial end to its worker-group PG confirmed removed, or to its actor's next trial taking it
 ERROR = "error"
 LAST_REPORT = "last_report"  # ledger only: the trial's last {epoch, metric}, reported again if a resumed driver restarts it
 HP_PREFIX = "hp_"  # one typed column per hyperparameter: hp_<name>, dots become "__"

@@ -34,37 +34,15 @@ import functools
 import json
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger("distsearch")
 
 
-@dataclass
-class _Kept:
-    """A worker group between runs: the pieces of Ray Train's ``WorkerGroupState`` it needs again."""
-
-    key: str
-    state: Any  # WorkerGroupState
-
-
-# This process's kept group, if any. A trial actor runs one trial, so one run, at a time.
-_KEPT: dict[str, _Kept] = {}
+# This process's kept group, if any: the group's shape (``WarmWorkerGroup._key``) -> Ray Train's
+# WorkerGroupState. A trial actor runs one trial, so one run, at a time.
+_KEPT: dict[str, Any] = {}
 _LOCK = threading.Lock()
-
-
-def kept_groups() -> int:
-    """How many worker groups this process keeps (0 or 1)."""
-    return len(_KEPT)
-
-
-def release_kept() -> None:
-    """End this process's kept group as Ray Train would end it (workers, sync actor, PG)."""
-    with _LOCK:
-        kept = list(_KEPT.values())
-        _KEPT.clear()
-    for k in kept:
-        _end(k.state)
 
 
 def _end(state) -> None:
@@ -116,9 +94,9 @@ def warm_worker_group_cls(wait_s: float):
             return
         with _LOCK:
             old = _KEPT.pop(key, None)
-            _KEPT[key] = _Kept(key, state)
+            _KEPT[key] = state
         if old is not None:
-            _end(old.state)
+            _end(old)
 
     class WarmWorkerGroup(WorkerGroup):
         def _key(self) -> str:
@@ -131,18 +109,18 @@ def warm_worker_group_cls(wait_s: float):
             """The kept group of this shape with every worker alive, or None; another shape's or
             a dead one's is ended here, so that its resources are free for the new group."""
             with _LOCK:
-                kept = list(_KEPT.values())
+                kept = list(_KEPT.items())
                 _KEPT.clear()
             key, found = self._key(), None
-            for k in kept:
-                if found is None and k.key == key:
+            for k, state in kept:
+                if found is None and k == key:
                     try:
-                        ray.get([w.actor.get_metadata.remote() for w in k.state.workers], timeout=5)
-                        found = k.state
+                        ray.get([w.actor.get_metadata.remote() for w in state.workers], timeout=5)
+                        found = state
                         continue
                     except Exception as e:  # noqa: BLE001 - a worker died since: start afresh
                         log.debug("kept worker group is gone: %r", e)
-                _end(k.state)
+                _end(state)
             return found
 
         def _start_impl(self, worker_group_state_builder):
@@ -185,10 +163,3 @@ def warm_worker_group_cls(wait_s: float):
             super().abort()
 
     return WarmWorkerGroup
-
-
-def kept_placement_group_id() -> Optional[str]:
-    """Hex id of the PG of this process's kept group, if any (for tests and logs)."""
-    for k in list(_KEPT.values()):
-        return k.state.placement_group_handle.placement_group.id.hex()
-    return None

@@ -71,6 +71,15 @@ BAD = [
 ]
 
 
+def _assert_refused(raw, needles):
+    """``raw`` is refused with a SpecError whose text holds every needle (field, value, fix)."""
+    with pytest.raises(SpecError) as info:
+        parse_job(raw)
+    text = str(info.value)
+    for needle in needles:
+        assert needle in text, f"{needle!r} missing from:\n{text}"
+
+
 def test_trial_actor_reuse_follows_the_controller(quickstart_raw):
     """Reuse is on by default with the controller in the trial, off with Ray's controller actor,
     and asking for both reuse and the controller actor names both fields and the fix."""
@@ -78,10 +87,7 @@ def test_trial_actor_reuse_follows_the_controller(quickstart_raw):
     _set(quickstart_raw, "harness.train_controller", "actor")
     assert not parse_job(quickstart_raw).harness.reuses_trial_actors
     _set(quickstart_raw, "harness.reuse_trial_actors", True)
-    with pytest.raises(SpecError) as info:
-        parse_job(quickstart_raw)
-    for needle in ("harness.reuse_trial_actors", "got true", "train_controller: actor", "set train_controller: trial, or reuse_trial_actors: false"):
-        assert needle in str(info.value)
+    _assert_refused(quickstart_raw, ("harness.reuse_trial_actors", "got true", "train_controller: actor", "set train_controller: trial, or reuse_trial_actors: false"))
     _set(quickstart_raw, "harness.train_controller", "trial")
     _set(quickstart_raw, "harness.reuse_trial_actors", False)
     assert not parse_job(quickstart_raw).harness.reuses_trial_actors
@@ -99,20 +105,13 @@ def test_worker_group_reuse_follows_trial_actor_reuse(quickstart_raw):
     _set(quickstart_raw, "harness.reuse_trial_actors", False)
     assert not parse_job(quickstart_raw).harness.reuses_worker_groups
     _set(quickstart_raw, "harness.reuse_worker_groups", True)
-    with pytest.raises(SpecError) as info:
-        parse_job(quickstart_raw)
-    for needle in ("harness.reuse_worker_groups", "got true", "not reused", "set reuse_worker_groups: false"):
-        assert needle in str(info.value)
+    _assert_refused(quickstart_raw, ("harness.reuse_worker_groups", "got true", "not reused", "set reuse_worker_groups: false"))
 
 
 @pytest.mark.parametrize("field,value,needles", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
 def test_bad_spec_names_field_value_and_fix(quickstart_raw, field, value, needles):
     _set(quickstart_raw, field, value)
-    with pytest.raises(SpecError) as info:
-        parse_job(quickstart_raw)
-    text = str(info.value)
-    for needle in needles:
-        assert needle in text, f"{needle!r} missing from:\n{text}"
+    _assert_refused(quickstart_raw, needles)
 
 
 # Task-level problems: caught by check_job, still before Ray.
