@@ -19,8 +19,8 @@ runs instead of ending it:
   as Ray Train ends it, so a worker that does not stop in time costs what it always did;
 - at the start of the next run with the same shape (worker count, resources, strategy,
   runtime env), the kept workers, sync actor and PG are taken, checked alive, given the new
-  run's train context, and the backend sets torch.distributed up afresh. Anything else starts
-  a group as Ray Train does.
+  run's train context with an upload pool of its own (``worker.renew_run_state``), and the
+  backend sets torch.distributed up afresh. Anything else starts a group as Ray Train does.
 
 A kept group belongs to the trial actor: its workers and sync actor are the actor's (they die
 with it), and the driver's ``WorkerGroupReaper`` removes its PG once the actor is gone, or

@@ -1,8 +1,11 @@
 """Leak soak: 100 short trials, 2 gloo workers each, aggressive ASHA, on a 2-CPU Ray.
 
-Opt-in (about 12 minutes on 2 cores): ``python -m pytest -m soak``. Every trial starts and tears
-down a Train worker group, so a leak of one placement group or actor per trial shows up here
-as a hang (the next trial never gets its CPUs) or as actors left at the end.
+Opt-in (about 11 minutes on 2 cores): ``python -m pytest -m soak``. Twice: with kept worker
+groups (the default; 39 s here), where each trial actor's group serves its trials in turn
+and must be removed once the actor goes, and without them (``harness.reuse_worker_groups:
+false``; 593 s here), where every trial starts and tears down a Train worker group. A leak
+of one placement group or actor per trial shows up as a hang (the next trial never gets its
+CPUs) or as actors left at the end.
 """
 
 import threading
@@ -28,10 +31,11 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def test_100_trials_leave_nothing_behind(embedded_ray, tmp_path):
+@pytest.mark.parametrize("kept", [True, False], ids=["kept_groups", "group_per_trial"])
+def test_100_trials_leave_nothing_behind(embedded_ray, tmp_path, kept):
     spec = parse_job(tiny_job(
         tmp_path, budget={"num_trials": 100, "max_epochs": 2}, asha={"grace_period_epochs": 1, "reduction_factor": 4},
-        scaling={"num_workers": 2, "cpus_per_worker": 0.5},
+        scaling={"num_workers": 2, "cpus_per_worker": 0.5}, harness={"reuse_worker_groups": kept},
     ))
     samples: list[tuple[float, float, int]] = []  # (seconds, driver RSS MiB, trials ended)
     done = threading.Event()
@@ -54,13 +58,15 @@ def test_100_trials_leave_nothing_behind(embedded_ray, tmp_path):
     assert len(trials) == 100 and result.status_counts[C.STATUS_ERROR] == 0
     leaks = run["run"]["leaks"]
     assert leaks["placement_groups_swept_at_end"] == [] and leaks["train_actors_alive_at_end"] == []
-    assert leaks["unreleased_by_trial"] == {}
+    assert leaks["unreleased_by_trial"] == {} and trials[C.RELEASE_SECONDS].notna().all()
+    groups = run["epochs"][C.PLACEMENT_GROUP_ID].nunique()
+    assert groups < 10 if kept else groups == 100, groups
     assert_nothing_left()
     # driver memory: after the first 10 trials (imports and Ray's caches warm) against the end
     warm = next((rss for _, rss, n in samples if n >= 10), samples[0][1])
     end = _rss_mib()
     print(
-        f"soak: 100 trials ({result.status_counts}) in {wall:.0f} s; {trials[C.WALL_SECONDS].median():.1f} s median trial; "
+        f"soak, {'kept groups' if kept else 'a group per trial'}: 100 trials ({result.status_counts}) in {wall:.0f} s; {trials[C.WALL_SECONDS].median():.1f} s median trial; "
         f"release {trials[C.RELEASE_SECONDS].median():.2f} s median, {trials[C.RELEASE_SECONDS].max():.2f} s max; "
         f"driver RSS {samples[0][1]:.0f} MiB at start, {warm:.0f} MiB after 10 trials, {end:.0f} MiB at the end "
         f"({(end - warm) / 90 * 1024:.0f} KiB per trial after warm-up)"
