@@ -181,10 +181,13 @@ def train_worker(cfg: dict[str, Any]) -> None:
         })
 
     device = ray.train.torch.get_device()
+    # Only a kept group's workers are ever asked to stop (distsearch.warm); elsewhere the agreement
+    # would be one all-reduce per epoch for nothing.
+    stoppable = spec.harness.reuses_worker_groups
     upload_mode = ray.train.CheckpointUploadMode.ASYNC if spec.harness.checkpoint_upload == "async" else ray.train.CheckpointUploadMode.SYNC
 
     def report(metrics: dict[str, Any], state: Optional[dict[str, Any]]) -> None:
-        if _stop_agreed(device):
+        if stoppable and _stop_agreed(device):
             raise StopRequested()
         metrics = {**metrics, **tags}
         if state is None:

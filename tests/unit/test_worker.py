@@ -74,7 +74,6 @@ def test_a_training_thread_blocked_on_reports_stops_at_its_next_report_and_the_p
 
 def test_a_training_thread_that_does_not_stop_in_time_or_failed_makes_the_process_unfit(monkeypatch):
     import threading
-    import time
 
     from distsearch import worker
 
@@ -94,4 +93,3 @@ def test_a_training_thread_that_does_not_stop_in_time_or_failed_makes_the_proces
     ok, _, run = _settle_with(monkeypatch, fails, wait_s=2.0)
     assert not ok and isinstance(run.training_thread_runner.get_error(), Exception)
     worker._STOP.clear()
-    time.sleep(0.05)
