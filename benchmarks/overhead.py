@@ -105,7 +105,7 @@ def _run(epochs: int, workers: int, storage: str, trials: int = 1, **harness):
     """One FIFO distsearch run of the recipe, trials one at a time; returns (trials, epochs) tables."""
     from distsearch import constants as C
     from distsearch.results import read_run
-    from distsearch.runner import run_job
+    from distsearch.job import run_job
     from distsearch.spec import parse_job
 
     spec = parse_job({

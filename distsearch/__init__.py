@@ -1,6 +1,8 @@
 """distsearch: ASHA-scheduled search over PyTorch training recipes and model families on Ray.
 
-The public API; see README.md. Importing it does not start Ray.
+The public API: ``load_job`` and ``parse_job`` (a validated ``JobSpec``), ``run_job`` (one
+job end to end) and ``read_run`` (a run's files as DataFrames); see README.md and docs/.
+Importing it does not start Ray.
 """
 
 __version__ = "0.1.0"
@@ -12,7 +14,7 @@ __all__ = ["JobSpec", "SpecError", "load_job", "parse_job", "run_job", "read_run
 
 def __getattr__(name):  # heavy modules load on first use, not on import
     if name == "run_job":
-        from .runner import run_job
+        from .job import run_job
 
         return run_job
     if name == "read_run":

@@ -11,12 +11,15 @@ from . import constants as C
 from .spec import SpecError, load_job, parse_job
 
 
-def _load(path: str):
+def _load(path: str, storage: Optional[str] = None):
+    """The job at ``path`` (with ``storage`` in place of its own, if given) and its task, both
+    validated, once, before Ray starts."""
     from .tasks import check_job
 
     spec = load_job(path)
-    check_job(spec)
-    return spec
+    if storage:
+        spec = parse_job({**spec.to_dict(), "storage": storage}, f"{path} with --storage")
+    return spec, check_job(spec)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -50,19 +53,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         if args.command == "validate":
-            spec = _load(args.job)
+            spec, _ = _load(args.job)
             print(f"{args.job}: valid ({spec.task}, {spec.budget.num_trials} trials x {spec.budget.max_epochs} epochs, "
                   f"{spec.scaling.num_workers} workers per trial)")
             return 0
         if args.command == "run":
-            spec = _load(args.job)
-            if args.storage:
-                spec = parse_job({**spec.to_dict(), "storage": args.storage}, f"{args.job} with --storage")
+            spec, task = _load(args.job, args.storage)
             from . import report
-            from .runner import run_job
+            from .job import run_job
 
             result = run_job(
-                spec, address=args.address, run_id=args.run_id, dashboard=args.dashboard, progress=not args.quiet, worker_logs=args.worker_logs,
+                spec, task=task, address=args.address, run_id=args.run_id, dashboard=args.dashboard, progress=not args.quiet, worker_logs=args.worker_logs,
                 resume="require" if args.resume else "never" if args.new_run else "auto",
             )
             print(report.report_run(result.run_dir))
@@ -72,7 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(
                     f"error: the sweep was ended early: {result.status_counts[C.STATUS_ERROR]} trials failed, more than "
                     f"budget.max_failed_trials = {spec.budget.max_failed_trials}; the results so far are written above "
-                    f"({result.status_counts[C.STATUS_CANCELLED]} trials cancelled). The trials' errors are in trials.parquet.",
+                    f"({result.status_counts[C.STATUS_CANCELLED]} trials cancelled). fix: read the trials' errors in "
+                    f"trials.parquet (distsearch report), mend the job, and run it again.",
                     file=sys.stderr,
                 )
                 return 1

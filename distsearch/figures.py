@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import constants as C  # noqa: E402
+from .objective import Objective  # noqa: E402
 
 MIN_TRIALS_FOR_IMPORTANCE = 5
 _STATUS_STYLE = {
@@ -49,12 +50,11 @@ def asha_rungs(job: Mapping[str, Any]) -> list[int]:
 
 
 def best_trial_id(run: Mapping[str, Any]) -> Optional[str]:
+    """The trial the figures highlight: the one tested (best.json), else the best that did not fail."""
     if run.get("best"):
         return run["best"][C.TRIAL_ID]
-    ok = run["trials"].dropna(subset=[C.BEST_METRIC])
-    if ok.empty:
-        return None
-    return ok.sort_values(C.BEST_METRIC, ascending=_job(run)["mode"] == "min").iloc[0][C.TRIAL_ID]
+    row = Objective.of(_job(run)).best_trial(run["trials"])
+    return None if row is None else row[C.TRIAL_ID]
 
 
 def learning_curves(run: Mapping[str, Any]):

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from . import constants as C
+from .objective import Objective
 from .results import read_run
 from .storage import join, write_bytes
 
@@ -21,8 +22,7 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10, bes
     """The ``top`` trials by best metric (errors last): status, epochs, the test score (the
     selected trial only: the test split is used once) and every hyperparameter."""
     hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
-    df = trials.assign(_err=trials[C.STATUS] == C.STATUS_ERROR)
-    df = df.sort_values(["_err", C.BEST_METRIC], ascending=[True, mode == "min"], na_position="last", kind="stable")
+    df = Objective(metric, mode).rank_trials(trials).copy()
     test_col = "test " + metric.removeprefix("val_")
     test_value = best["test"].get("test_" + metric.removeprefix("val_")) if best else None
     df[test_col] = [test_value if best and t == best[C.TRIAL_ID] else None for t in df[C.TRIAL_ID]]
@@ -128,25 +128,27 @@ def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     """What a run found and what it cost: best and test score, worker-epochs, CPU/GPU seconds
     reserved, and how long until the best trial (and one within 0.5% of it) reported."""
     meta, job, trials, epochs = run["run"], run["run"]["job"], run["trials"], run["epochs"]
-    metric, mode, s = job["metric"], job["mode"], job["scaling"]
+    objective, s = Objective.of(job), job["scaling"]
+    metric = objective.metric
     best = run.get("best")
     test_key = "test_" + metric.removeprefix("val_")
     world = epochs[C.WORLD_SIZE].astype("float64") if C.WORLD_SIZE in epochs else pd.Series(float(s["num_workers"]), index=epochs.index)
     slot_seconds = trials[C.WALL_SECONDS].fillna(0.0).sum() * s["num_workers"]
     started = trials[C.STARTED_AT].min()
-    scored = epochs.dropna(subset=[metric]) if metric in epochs else epochs.iloc[0:0]
-    final = scored[metric].max() if mode == "max" else scored[metric].min()
+    failed = set(trials.loc[trials[C.STATUS] == C.STATUS_ERROR, C.TRIAL_ID])
+    scored = epochs[~epochs[C.TRIAL_ID].isin(failed)].dropna(subset=[metric]) if metric in epochs else epochs.iloc[0:0]
+    final = objective.best_value(scored[metric]) if metric in scored else None
     to_best = to_near = None
-    if not scored.empty and pd.notna(started):
+    if final is not None and pd.notna(started):
         at = scored.sort_values(C.TIMESTAMP)
         hit = at[at[metric] == final]
-        near = at[(at[metric] >= final - abs(final) * CLOSE_TO_BEST) if mode == "max" else (at[metric] <= final + abs(final) * CLOSE_TO_BEST)]
+        near = at[[objective.within(v, final, CLOSE_TO_BEST) for v in at[metric]]]
         to_best = (hit[C.TIMESTAMP].iloc[0] - started).total_seconds()
         to_near = (near[C.TIMESTAMP].iloc[0] - started).total_seconds()
     return {
         "run": meta.get("run_id"), "job": job["name"], "search": "asha" if job.get("asha", {}).get("enabled", True) else "random (fifo)",
         "trials": len(trials), "stopped_early": int((trials[C.STATUS] == C.STATUS_STOPPED).sum()),
-        f"best {metric}": final if not scored.empty else None, test_key: best["test"].get(test_key) if best else None,
+        f"best {metric}": final, test_key: best["test"].get(test_key) if best else None,
         "worker_epochs": float(world.sum()), "cpu_seconds": slot_seconds * s["cpus_per_worker"],
         "gpu_seconds": slot_seconds * s.get("gpus_per_worker", 0.0) if s.get("use_gpu") else 0.0,
         "sweep_seconds": meta.get("sweep_wall_seconds"), "seconds_to_best": to_best, "seconds_to_within_0.5%": to_near,

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import constants as C
+from .objective import Objective
 from .storage import PathLike, absolute, exists, filesystem, is_uri, join, read_bytes, read_json, write_bytes
 
 _PANDAS_DTYPE = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
@@ -117,11 +118,10 @@ def load_state(checkpoint_path: str) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
 
 
-def best_checkpoint(epochs: pd.DataFrame, trial_id: str, metric: str, mode: str) -> Optional[pd.Series]:
-    """The epoch row of ``trial_id`` with the best ``metric`` whose checkpoint still exists."""
+def best_checkpoint(epochs: pd.DataFrame, trial_id: str, objective: Objective) -> Optional[pd.Series]:
+    """The epoch row of ``trial_id`` with the best metric whose checkpoint still exists."""
     rows = epochs[(epochs[C.TRIAL_ID] == trial_id) & epochs[C.CHECKPOINT_PATH].notna()] if C.CHECKPOINT_PATH in epochs else epochs.iloc[0:0]
-    rows = rows.sort_values(metric, ascending=(mode == "min"), kind="stable")
-    for _, row in rows.iterrows():
+    for _, row in objective.rank(rows, objective.metric).iterrows():
         if exists(join(row[C.CHECKPOINT_PATH], C.CHECKPOINT_FILE)):
             return row
     return None

@@ -3,31 +3,15 @@
 ``load_job(path)`` returns a frozen ``JobSpec`` or raises ``SpecError`` whose message has one
 line per problem, each naming the field, the value it got, and how to fix it. Task-specific
 checks (does the task exist, does the metric exist, are the space's parameters ones the task
-reads) live in ``distsearch.tasks.check_job``, which the CLI and the driver call right after
-this module, still before Ray starts.
+reads) live in ``distsearch.tasks.check_job``, which ``distsearch.job`` calls once per command
+right after this module, still before Ray starts.
 
-Search-space grammar (one entry per hyperparameter under ``space:``)::
-
-    lr:         {loguniform: [1.0e-4, 1.0e-1]}    # float, log scale, [lo, hi)
-    dropout:    {uniform: [0.0, 0.5]}             # float, [lo, hi)
-    depth:      {randint: [1, 4]}                 # int, [lo, hi)  (hi exclusive, as in Tune)
-    width:      {qrandint: [32, 256, 32]}         # int, multiples of q in [lo, hi]
-    wd:         {qloguniform: [1e-6, 1e-2, 1e-6]} # float, log scale, rounded to q
-    momentum:   {quniform: [0.8, 0.99, 0.01]}     # float, rounded to q
-    optimizer:  {choice: [sgd, adam, adamw]}      # one of a list
-    epochs_x:   3                                 # a constant
-    model:                                        # conditional: a choice whose options
-      choice:                                     # each open their own sub-space
-        mlp: {depth: {randint: [1, 4]}}
-        cnn: {channels: {choice: [16, 32]}}
-
-A conditional parameter's sampled value is the option's name; its sub-parameters are named
-``<param>.<sub>`` (``model.depth``), and are absent from trials of the other options.
+The search space's grammar lives in ``distsearch.params``.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -35,10 +19,14 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Scalar = Union[bool, int, float, str]
+from .params import Choice, Conditional, Fixed, Param, RandInt, Uniform, _Param, parse_space
+
+__all__ = [
+    "Asha", "Budget", "Checkpointing", "Choice", "Conditional", "Fixed", "Harness", "JobSpec", "Param", "RandInt", "Scaling",
+    "SpecError", "TRIAL_PROCESSES", "Uniform", "load_job", "parse_job",
+]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 class SpecError(ValueError):
@@ -47,149 +35,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[str], source: str = "job spec"):
         self.problems = problems
         super().__init__(f"{source} is invalid ({len(problems)} problem(s)):\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-# ---------------------------------------------------------------------------------------------
-# Search-space parameters
-# ---------------------------------------------------------------------------------------------
-class _Param(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class Fixed(_Param):
-    kind: Literal["fixed"] = "fixed"
-    value: Scalar
-
-
-class Choice(_Param):
-    kind: Literal["choice"] = "choice"
-    values: tuple[Scalar, ...]
-
-
-class Conditional(_Param):
-    kind: Literal["conditional"] = "conditional"
-    options: dict[str, dict[str, "Param"]]
-
-
-class Uniform(_Param):
-    kind: Literal["uniform", "loguniform", "quniform", "qloguniform"]
-    low: float
-    high: float
-    q: Optional[float] = None
-
-
-class RandInt(_Param):
-    kind: Literal["randint", "qrandint"]
-    low: int
-    high: int
-    q: Optional[int] = None
-
-
-Param = Union[Fixed, Choice, Conditional, Uniform, RandInt]
-Conditional.model_rebuild()
-
-_FLOAT_FORMS = ("uniform", "loguniform", "quniform", "qloguniform")
-_INT_FORMS = ("randint", "qrandint")
-_FORMS = _FLOAT_FORMS + _INT_FORMS + ("choice",)
-
-
-def parse_param(path: str, raw: Any, problems: list[str]) -> Optional[Param]:
-    """Parse one YAML search-space entry; append a message to ``problems`` and return None if bad."""
-
-    def bad(value: Any, fix: str) -> None:
-        problems.append(f"{path}: got {value!r}; {fix}")
-
-    if not isinstance(raw, dict):
-        if isinstance(raw, (bool, int, float, str)):
-            return Fixed(value=raw)
-        bad(raw, f"write a constant or a mapping with one of the keys {', '.join(_FORMS)}")
-        return None
-    if len(raw) != 1 or next(iter(raw)) not in _FORMS:
-        bad(raw, f"write exactly one of the keys {', '.join(_FORMS)}, e.g. {{loguniform: [1.0e-4, 1.0e-1]}}")
-        return None
-    form, args = next(iter(raw.items()))
-    if form == "choice":
-        if isinstance(args, dict):
-            return _parse_conditional(path, args, problems)
-        if not isinstance(args, list) or not args:
-            bad(args, "give choice a non-empty list of values, e.g. {choice: [sgd, adam]}")
-            return None
-        if any(not isinstance(v, (bool, int, float, str)) for v in args):
-            bad(args, "choice values must be numbers, strings or booleans; for sub-spaces write {choice: {option: {...}}}")
-            return None
-        if len(set(map(repr, args))) != len(args):
-            bad(args, "remove the repeated values from the choice")
-            return None
-        return Choice(values=tuple(args))
-    arity = 3 if form.startswith("q") else 2
-    shape = "[low, high, q]" if arity == 3 else "[low, high]"
-    if not isinstance(args, list) or len(args) != arity or any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args):
-        bad(args, f"{form} takes a list of {arity} numbers {shape}")
-        return None
-    if any(not math.isfinite(a) for a in args):
-        bad(args, f"{form} bounds must be finite numbers")
-        return None
-    low, high = args[0], args[1]
-    if form in _INT_FORMS and any(float(a) != int(a) for a in args):
-        bad(args, f"{form} takes integers; use uniform for floats")
-        return None
-    if not low < high:
-        bad(args, f"low must be below high: write {form}: [{min(low, high)}, {max(low, high)}{', q' if arity == 3 else ''}] with distinct bounds")
-        return None
-    if "log" in form and low <= 0:
-        bad(args, f"{form} needs 0 < low; use uniform for ranges that include 0 or negatives")
-        return None
-    if arity == 3 and not args[2] > 0:
-        bad(args, "the step q must be > 0")
-        return None
-    if form == "randint" and high - low < 1:
-        bad(args, "randint's high is exclusive; make high >= low + 1")
-        return None
-    if form in _INT_FORMS:
-        return RandInt(kind=form, low=int(low), high=int(high), q=int(args[2]) if arity == 3 else None)
-    return Uniform(kind=form, low=float(low), high=float(high), q=float(args[2]) if arity == 3 else None)
-
-
-def _parse_conditional(path: str, options: dict, problems: list[str]) -> Optional[Conditional]:
-    if not options:
-        problems.append(f"{path}.choice: got {{}}; list at least one option, e.g. {{choice: {{mlp: {{}}, cnn: {{}}}}}}")
-        return None
-    parsed: dict[str, dict[str, Param]] = {}
-    ok = True
-    for option, sub in options.items():
-        if not isinstance(option, str) or not PARAM_RE.match(option):
-            problems.append(f"{path}.choice: option name {option!r} is not an identifier; use letters, digits and _")
-            ok = False
-            continue
-        if sub is None:
-            sub = {}
-        if not isinstance(sub, dict):
-            problems.append(f"{path}.choice.{option}: got {sub!r}; an option maps parameter names to their spaces, or is {{}}")
-            ok = False
-            continue
-        space = parse_space(f"{path}.choice.{option}", sub, problems)
-        if space is None:
-            ok = False
-        else:
-            parsed[option] = space
-    return Conditional(options=parsed) if ok else None
-
-
-def parse_space(path: str, raw: Any, problems: list[str]) -> Optional[dict[str, Param]]:
-    """Parse a mapping of parameter name to parameter; None (with problems appended) if bad."""
-    if not isinstance(raw, dict):
-        problems.append(f"{path}: got {raw!r}; write a mapping of parameter name to its space")
-        return None
-    out: dict[str, Param] = {}
-    before = len(problems)
-    for name, entry in raw.items():
-        if not isinstance(name, str) or not PARAM_RE.match(name):
-            problems.append(f"{path}: parameter name {name!r} is not an identifier; use letters, digits and _")
-            continue
-        param = parse_param(f"{path}.{name}", entry, problems)
-        if param is not None:
-            out[name] = param
-    return out if len(problems) == before else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,13 +83,19 @@ class Checkpointing(_Section):
     num_to_keep: int = Field(2, ge=1, description="checkpoints kept per trial: the best by the job's metric (count, >= 1), plus the latest, which Ray Train always keeps for resuming")
 
 
+#: How a trial gets its processes, from Ray's own path to the most reuse; see ``Harness.trial_processes``.
+TRIAL_PROCESSES = ("ray", "controller_in_trial", "reused_actor", "kept_worker_group")
+# The three booleans that ``trial_processes`` replaced, refused with the value they meant.
+_OLD_HARNESS_KEYS = ("train_controller", "reuse_trial_actors", "reuse_worker_groups")
+
+
 class Harness(_Section):
     """Knobs of the Ray harness itself, not of the model. The defaults suit small trials."""
 
     report_poll_interval_s: float = Field(
         0.1, gt=0, le=60,
         description="how often Ray Train's controller drains worker reports (seconds, 0..60; Ray's default is 2.0, which "
-        "adds up to 2 s per epoch to every trial); sets RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
+        "can add that much to every epoch); sets RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
     )
     worker_start_timeout_s: float = Field(
         60.0, gt=0, description="how long a trial's worker group may wait for resources before the attempt fails (seconds, > 0)"
@@ -259,59 +110,59 @@ class Harness(_Section):
         description="how rank 0's checkpoint is copied to storage: async (in Ray Train's upload thread while the next epoch "
         "trains) or sync (the report waits for the copy; Ray's default)",
     )
-    train_controller: Literal["trial", "actor"] = Field(
-        "trial",
-        description="where each trial's Ray Train controller runs: trial (inside the trial's Tune actor, which saves two "
-        "process spawns per trial: the controller actor and its report-queue actor) or actor (its own actor, Ray's default)",
+    trial_processes: Literal["ray", "controller_in_trial", "reused_actor", "kept_worker_group"] = Field(
+        "kept_worker_group",
+        description="how a trial gets its processes, each value adding one step of reuse to the one before: "
+        "ray (Ray's own path: a new Tune actor per trial, whose Ray Train controller is an actor of its own); "
+        "controller_in_trial (the controller runs inside the trial's Tune actor: one process and one report-queue actor "
+        "fewer per trial); reused_actor (as controller_in_trial, and Tune runs the next trial in the actor of one that "
+        "ended, which first ends the old trial's worker group itself); kept_worker_group (as reused_actor, and the actor "
+        "keeps its Train worker group, its processes, sync actor and placement group, for its next trial, so that a trial "
+        "starts no new process: a trial that ends asks its workers to stop at their next report and waits up to "
+        "release_timeout_s / 2 for them, else ends the group as Ray Train does)",
     )
-    reuse_trial_actors: Optional[bool] = Field(
-        None,
-        description="run the next trial in the Tune actor of one that has ended (Tune's reuse_actors), so that a trial "
-        "does not wait for a new actor to start and import torch and Ray Train; the actor first ends the old trial's "
-        "worker group itself. true, false, or unset: true with train_controller: trial, false with actor (Ray's default is false)",
-    )
-    reuse_worker_groups: Optional[bool] = Field(
-        None,
-        description="keep a trial's Train worker group (its worker processes, sync actor and placement group) in its "
-        "reused Tune actor for the actor's next trial, so that a trial starts no new process: a trial that ends asks its "
-        "workers to stop at their next report and waits up to release_timeout_s / 2 for them, else ends the group as Ray "
-        "Train does. true, false, or unset: true when reuse_trial_actors is in effect (Ray Train always ends the group)",
-    )
-
     spare_worker_keep_alive_s: Optional[float] = Field(
         None, ge=0, le=86_400,
         description="spare worker processes that import torch and distsearch ahead of time, so that a trial's Train "
-        "worker starts in one instead of in a new process (3.1 s to 0.4 s from trial start to first epoch on 2 cores): the "
-        "driver has its node's Ray start the first trials' spares before Tune starts, and each Train worker, as it starts, "
-        "has its node's Ray start one for the trial after its own. Ray keeps an unused spare at least this long and ends it "
-        "with the job (seconds, 0..86400; 0: no spares, Ray's default; unset: 600, but for the later trials' spares only "
-        "when the trials at full concurrency leave a CPU of the cluster free for them to start on, else 0)",
+        "worker starts in one instead of in a new process: the driver has its node's Ray start the first trials' spares "
+        "before Tune starts, and each Train worker, as it starts, has its node's Ray start one for the trial after its "
+        "own. Ray keeps an unused spare at least this long and ends it with the job (seconds, 0..86400; 0: no spares, "
+        "Ray's default; unset: 600, but for the later trials' spares only when the trials at full concurrency leave a "
+        "CPU of the cluster free for them to start on and trial_processes is not kept_worker_group, else 0)",
     )
 
-    @model_validator(mode="after")
-    def _reuse_needs_the_controller_in_the_trial(self):
-        if self.reuse_trial_actors and self.train_controller == "actor":
-            raise ValueError(
-                "harness.reuse_trial_actors: got true with train_controller: actor; a trial actor can end only a worker group "
-                "whose controller it runs, so set train_controller: trial, or reuse_trial_actors: false"
-            )
-        if self.reuse_worker_groups and not self.reuses_trial_actors:
-            raise ValueError(
-                "harness.reuse_worker_groups: got true, but trial actors are not reused (reuse_trial_actors: false or "
-                "train_controller: actor); a worker group is kept in the trial actor for its next trial, so set "
-                "train_controller: trial and leave reuse_trial_actors unset, or set reuse_worker_groups: false"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys_name_the_new_field(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in data for k in _OLD_HARNESS_KEYS):
+            return data
+        if data.get("train_controller") == "actor":
+            value = "ray"
+        elif data.get("reuse_trial_actors") is False:
+            value = "controller_in_trial"
+        elif data.get("reuse_worker_groups") is False:
+            value = "reused_actor"
+        else:
+            value = "kept_worker_group"
+        old = ", ".join(f"harness.{k}: {json.dumps(data[k])}" for k in _OLD_HARNESS_KEYS if k in data)
+        raise ValueError(
+            f"{old}: these keys were replaced by one field; fix: remove them and write harness.trial_processes: {value}"
+        )
+
+    @property
+    def controller_in_trial(self) -> bool:
+        """Whether each trial's Ray Train controller runs inside its Tune actor."""
+        return self.trial_processes != "ray"
 
     @property
     def reuses_trial_actors(self) -> bool:
-        """Whether trials run in reused Tune actors: not turned off, and the controller runs in the trial."""
-        return self.reuse_trial_actors is not False and self.train_controller == "trial"
+        """Whether Tune runs the next trial in the actor of one that ended."""
+        return self.trial_processes in ("reused_actor", "kept_worker_group")
 
     @property
     def reuses_worker_groups(self) -> bool:
-        """Whether a trial actor keeps its worker group for its next trial (distsearch.warm)."""
-        return self.reuse_worker_groups is not False and self.reuses_trial_actors
+        """Whether a trial actor keeps its worker group for its next trial (distsearch._ray.warm)."""
+        return self.trial_processes == "kept_worker_group"
 
     @property
     def settle_wait_s(self) -> float:
@@ -327,7 +178,7 @@ class JobSpec(_Section):
     seed: int = Field(0, ge=0, description="seed for the data splits, the search and the weights (integer >= 0)")
     metric: str = Field(description="the reported metric ASHA and model selection optimise, e.g. val_accuracy")
     mode: Literal["min", "max"] = Field(description="min or max: whether a lower or higher metric is better")
-    space: dict[str, Param] = Field(description="the search space: parameter name -> distribution (see distsearch.spec)")
+    space: dict[str, Param] = Field(description="the search space: parameter name -> distribution (see the grammar in docs/job-spec.md)")
     budget: Budget = Field(default_factory=Budget, description="how many trials, how many epochs each")
     asha: Asha = Field(default_factory=Asha, description="ASHA early-stopping settings")
     scaling: Scaling = Field(default_factory=Scaling, description="per-trial worker group resources")
@@ -393,6 +244,31 @@ def _field_description(loc: tuple, model: type[BaseModel] = JobSpec) -> Optional
     return desc
 
 
+def _fix(e: dict, field: str, desc: Optional[str]) -> str:
+    """The instruction that mends one pydantic error of ``field``."""
+    ctx, kind = e.get("ctx") or {}, e["type"]
+    bounds = {
+        "greater_than_equal": ("ge", "{} or more"), "greater_than": ("gt", "above {}"),
+        "less_than_equal": ("le", "{} or less"), "less_than": ("lt", "below {}"),
+    }
+    if kind in bounds:
+        key, words = bounds[kind]
+        fix = f"set {field} to " + words.format(ctx[key])
+    elif kind == "literal_error":
+        fix = f"set {field} to {ctx.get('expected', 'one of the allowed values')}"
+    elif kind.startswith("int_"):
+        fix = f"set {field} to a whole number"
+    elif kind.startswith("float_"):
+        fix = f"set {field} to a number"
+    elif kind.startswith("bool_"):
+        fix = f"set {field} to true or false"
+    elif kind.startswith("string_"):
+        fix = f"set {field} to text"
+    else:
+        fix = f"set {field} as its reference says"
+    return f"{fix} ({field}: {desc})" if desc else fix
+
+
 def format_validation_error(err: ValidationError) -> list[str]:
     """One line per pydantic error: the field, the value it got, and the fix."""
     problems = []
@@ -409,10 +285,10 @@ def format_validation_error(err: ValidationError) -> list[str]:
             allowed = _allowed_keys(loc[:-1])
             fix = f"remove it or fix its spelling; allowed keys here: {', '.join(allowed)}"
         elif e["type"] == "missing":
-            fix = f"add it: {desc}" if desc else "add it"
+            fix = f"add it ({field}: {desc})" if desc else "add it"
             value = "nothing"
         else:
-            fix = f"{field} is {desc}" if desc else msg
+            fix = _fix(e, field, desc)
         shown = value if value == "nothing" else repr(value)
         problems.append(f"{field}: {msg.lower()}, got {shown}; fix: {fix}")
     return problems

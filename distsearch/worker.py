@@ -1,11 +1,11 @@
 """The Ray Train side of a trial: what each DDP worker runs. Knows Ray Train, not Tune.
 
-Kept light on purpose: a worker process that is not kept for later trials (distsearch.warm) is
+Kept light on purpose: a worker process that is not kept for later trials (distsearch._ray.warm) is
 a fresh process that imports this module, so it imports neither Tune, pandas nor scikit-learn.
 The task object and its splits arrive through the object store, built once by the driver, so
 workers do not each reload and re-split the data.
 
-A worker process that serves several trials in turn (``harness.reuse_worker_groups``) is asked
+A worker process that serves several trials in turn (``harness.trial_processes: kept_worker_group``) is asked
 to end a trial's training early with ``request_stop``: every rank leaves at the same report,
 the one after the request, so no rank is left waiting in a collective for a peer that has gone.
 ``settle_for_reuse`` then makes the process ready for the next trial's run.
@@ -64,13 +64,12 @@ def settle_for_reuse(wait_s: float) -> bool:
     thread to end. Then tear down torch.distributed, so the next run's backend can set it up
     again. Returns whether this process can serve another trial: False when the thread is still
     running, or ended with an error, or the worker never had a run."""
-    from ray.train.v2._internal.execution.context import get_train_context
+    from ._ray.train import execution_context
 
     try:
-        ctx = get_train_context().execution_context
+        runner, results = execution_context()
     except Exception:  # noqa: BLE001 - no run was ever set up here
         return False
-    runner, results = ctx.training_thread_runner, ctx.result_queue
     request_stop()
     deadline = time.monotonic() + wait_s
     while True:
@@ -87,19 +86,6 @@ def settle_for_reuse(wait_s: float) -> bool:
         torch.distributed.destroy_process_group()
     _STOP.clear()
     return True
-
-
-def renew_run_state() -> None:
-    """Run in a kept Train worker once its next run's train context is set: give that context an
-    upload pool of its own. Ray Train's ``TrainContext`` declares its checkpoint upload pool as a
-    class-level default, one per process, and shuts it down as the first run ends, so the
-    second run's first checkpoint would fail with "cannot schedule new futures after shutdown"."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ray.train.v2._internal.execution.context import get_train_context
-
-    ctx = get_train_context()
-    ctx.checkpoint_upload_threadpool = ThreadPoolExecutor(max_workers=ctx.checkpoint_upload_threadpool._max_workers)
 
 
 # Local copies of rank 0's checkpoints before Ray Train moves them to storage, named
@@ -147,7 +133,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
         node_ids = [None] * ctx.get_world_size()
         torch.distributed.all_gather_object(node_ids, ray.get_runtime_context().get_node_id())
     # Rank 0's copy of these reaches the driver with every report; the PG id is how the
-    # driver releases this worker group without the State API (see driver.py).
+    # driver releases this worker group without the State API (see distsearch.sweep.cleanup).
     tags = {
         C.PLACEMENT_GROUP_ID: pg.id.hex() if pg is not None else "",
         C.NODE_IDS: ",".join(node_ids),
@@ -181,7 +167,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
         })
 
     device = ray.train.torch.get_device()
-    # Only a kept group's workers are ever asked to stop (distsearch.warm); elsewhere the agreement
+    # Only a kept group's workers are ever asked to stop (distsearch._ray.warm); elsewhere the agreement
     # would be one all-reduce per epoch for nothing.
     stoppable = spec.harness.reuses_worker_groups
     upload_mode = ray.train.CheckpointUploadMode.ASYNC if spec.harness.checkpoint_upload == "async" else ray.train.CheckpointUploadMode.SYNC
@@ -219,7 +205,7 @@ class ForwardReports(UserCallback):
     """Runs in the Train controller: forwards rank 0's metrics of every report (and the stored
     checkpoint's path) into ``queue``, which the trial function drains into ``tune.report``.
 
-    Replaces Ray's ``TuneReportCallback``, whose hand-off can deadlock a trial in Ray 2.60: when
+    Replaces Ray's ``TuneReportCallback``, whose hand-off can deadlock a trial: when
     the last report is still in its queue as ``fit()`` returns, Tune's main thread takes it and
     blocks for good on a one-slot result queue that already holds the function's final result.
     """

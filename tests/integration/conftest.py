@@ -4,7 +4,7 @@ import pytest
 import ray
 
 from distsearch import constants as C
-from distsearch import driver
+from distsearch.sweep import cleanup
 from distsearch.results import read_run
 
 
@@ -24,10 +24,10 @@ def live_job_placement_groups() -> list[str]:
 def assert_nothing_left():
     """No placement group of this job and no Ray Train actor is alive (GCS view, no dashboard)."""
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (live_job_placement_groups() or driver.live_train_actors()):
+    while time.monotonic() < deadline and (live_job_placement_groups() or cleanup.live_train_actors()):
         time.sleep(0.2)
     assert live_job_placement_groups() == []
-    assert driver.live_train_actors() == []
+    assert cleanup.live_train_actors() == []
 
 
 def check_run_files(run_dir, spec, expect_stopped=True):

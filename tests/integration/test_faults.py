@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from distsearch import constants as C
-from distsearch.runner import run_job
+from distsearch.job import run_job
 from distsearch.spec import parse_job
 
 from ..conftest import tiny_job
@@ -107,7 +107,7 @@ def test_stop_path_frees_a_group_whose_creator_died_and_kills_live_creators(embe
     the actors that could make more first."""
     import ray
 
-    from distsearch import driver
+    from distsearch.sweep import cleanup
 
     from .conftest import live_job_placement_groups
 
@@ -117,7 +117,7 @@ def test_stop_path_frees_a_group_whose_creator_died_and_kills_live_creators(embe
     ray.kill(dead)
     time.sleep(1.0)
     assert orphan in live_job_placement_groups()  # Ray alone keeps it: the job is alive
-    done = driver.release_everything([live])
+    done = cleanup.release_everything([live])
     assert sorted(done["placement_groups_removed"]) == sorted([orphan, kept])
     assert live_job_placement_groups() == []
     with pytest.raises(ray.exceptions.RayActorError):
@@ -127,7 +127,7 @@ def test_stop_path_frees_a_group_whose_creator_died_and_kills_live_creators(embe
 def test_sigterm_releases_the_job_then_exits_as_before(embedded_ray, capsys):
     import ray
 
-    from distsearch import driver
+    from distsearch.sweep import cleanup
 
     from .conftest import live_job_placement_groups
 
@@ -140,7 +140,7 @@ def test_sigterm_releases_the_job_then_exits_as_before(embedded_ray, capsys):
 
     before = signal.getsignal(signal.SIGTERM)  # Ray's driver handler: SystemExit
     with pytest.raises(SystemExit):
-        with driver.released_on_sigterm(Reaper()):
+        with cleanup.released_on_sigterm(Reaper()):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(10)  # the handler runs here and ends the sleep with SystemExit
             pytest.fail("SIGTERM did not end the sweep")

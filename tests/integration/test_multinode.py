@@ -4,7 +4,7 @@ import pytest
 import ray
 
 from distsearch import constants as C
-from distsearch.runner import run_job
+from distsearch.job import run_job
 from distsearch.spec import parse_job
 
 from ..conftest import tiny_job

@@ -1,9 +1,9 @@
 """Leak soak: 100 short trials, 2 gloo workers each, aggressive ASHA, on a 2-CPU Ray.
 
-Opt-in (about 11 minutes on 2 cores): ``python -m pytest -m soak``. Twice: with kept worker
-groups (the default; 39 s here), where each trial actor's group serves its trials in turn
-and must be removed once the actor goes, and without them (``harness.reuse_worker_groups:
-false``; 593 s here), where every trial starts and tears down a Train worker group. A leak
+Opt-in: ``python -m pytest -m soak``. Twice: with kept worker groups (the default), where each
+trial actor's group serves its trials in turn and must be removed once the actor goes, and
+without them (``harness.trial_processes: reused_actor``), where every trial starts and tears
+down a Train worker group. A leak
 of one placement group or actor per trial shows up as a hang (the next trial never gets its
 CPUs) or as actors left at the end.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from distsearch import constants as C
-from distsearch.runner import run_job
+from distsearch.job import run_job
 from distsearch.spec import parse_job
 
 from ..conftest import tiny_job
@@ -35,7 +35,7 @@ def _rss_mib() -> float:
 def test_100_trials_leave_nothing_behind(embedded_ray, tmp_path, kept):
     spec = parse_job(tiny_job(
         tmp_path, budget={"num_trials": 100, "max_epochs": 2}, asha={"grace_period_epochs": 1, "reduction_factor": 4},
-        scaling={"num_workers": 2, "cpus_per_worker": 0.5}, harness={"reuse_worker_groups": kept},
+        scaling={"num_workers": 2, "cpus_per_worker": 0.5}, harness={"trial_processes": "kept_worker_group" if kept else "reused_actor"},
     ))
     samples: list[tuple[float, float, int]] = []  # (seconds, driver RSS MiB, trials ended)
     done = threading.Event()

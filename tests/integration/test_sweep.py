@@ -8,8 +8,8 @@ import pytest
 import ray
 
 from distsearch import constants as C
-from distsearch import driver
-from distsearch.runner import run_job
+from distsearch import planning
+from distsearch.job import run_job
 from distsearch.spec import parse_job
 
 from ..conftest import tiny_job
@@ -26,12 +26,12 @@ def test_trial_workers_start_in_kept_or_spare_processes(embedded_ray, tmp_path, 
     """Where each trial's rank 0 runs, 3 trials one at a time, whose 2 workers of 1 CPU take both
     CPUs. kept (the defaults): the first trial in a spare process that the driver had started
     before it (harness.spare_worker_keep_alive_s unset), the later ones in that very process,
-    kept by the trial actor with its whole worker group (harness.reuse_worker_groups unset).
+    kept by the trial actor with its whole worker group (harness.trial_processes: kept_worker_group).
     spares (groups not kept, spares for 600 s): every trial in a process that was up before it
     started, a spare. new (neither): Ray starts a new process for every worker, after its trial
     started. The kept case runs first in the module, so no spare of an earlier run is left."""
-    harness = {KEPT: {}, SPARES: {"spare_worker_keep_alive_s": 600.0, "reuse_worker_groups": False},
-               NEW: {"spare_worker_keep_alive_s": 0.0, "reuse_worker_groups": False}}[mode]
+    harness = {KEPT: {}, SPARES: {"spare_worker_keep_alive_s": 600.0, "trial_processes": "reused_actor"},
+               NEW: {"spare_worker_keep_alive_s": 0.0, "trial_processes": "reused_actor"}}[mode]
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, asha={"enabled": False},
                               scaling={"cpus_per_worker": 1}, harness=harness))
     result = run_job(spec)
@@ -129,39 +129,40 @@ def _actor_ids_by_class(cls: str) -> set[str]:
     return {aid for aid, a in state.actors().items() if a.get("ActorClassName", "").split(".")[-1] == cls and a.get("JobID") == job}
 
 
-@pytest.mark.parametrize("controller", ["trial", "actor"])
-def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_path, controller):
-    """harness.train_controller: "trial" runs Ray Train's controller inside each trial's actor (no
-    TrainController actor, no report-queue actor); "actor" is Ray's own path, one of each per
+@pytest.mark.parametrize("processes", ["controller_in_trial", "ray"])
+def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_path, processes):
+    """harness.trial_processes: controller_in_trial runs Ray Train's controller inside each trial's
+    actor (no TrainController actor, no report-queue actor); ray is Ray's own path, one of each per
     trial. Either way every trial trains and is recorded, each group is released, and nothing is left."""
     before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 3}, asha={"grace_period_epochs": 1, "reduction_factor": 3},
-                              harness={"train_controller": controller}))
+                              harness={"trial_processes": processes}))
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
     trials = run["trials"]
     assert result.status_counts[C.STATUS_ERROR] == 0
     assert (trials[C.EPOCHS_COMPLETED] >= 1).all() and trials[C.RELEASE_SECONDS].notna().all()
     made = {c: len(_actor_ids_by_class(c) - ids) for c, ids in before.items()}
-    n = 0 if controller == "trial" else spec.budget.num_trials
+    n = 0 if processes != "ray" else spec.budget.num_trials
     assert made == {"TrainController": n, "_QueueActor": n}
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
     assert_nothing_left()
 
 
-@pytest.mark.parametrize("reuse", [True, False])
-def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray, tmp_path, reuse):
-    """harness.reuse_trial_actors (on by default): Tune runs the next trial in the actor of one
-    that ended, and that actor first stops the old trial's workers itself (and keeps the group
-    for the next trial, harness.reuse_worker_groups), so a trial ASHA stopped does not train on
-    in the background. Off: one actor and one worker group per trial, as Ray does by default.
+@pytest.mark.parametrize("processes", ["kept_worker_group", "controller_in_trial"])
+def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray, tmp_path, processes):
+    """harness.trial_processes: kept_worker_group (the default): Tune runs the next trial in the
+    actor of one that ended, and that actor first stops the old trial's workers itself and keeps
+    the group for the next trial, so a trial ASHA stopped does not train on in the background.
+    controller_in_trial: one actor and one worker group per trial, as Ray does by default.
     Either way every trial is recorded, each group is released, and nothing is left."""
+    reuse = processes == "kept_worker_group"
     before = _actor_ids_by_class(TRIAL_ACTOR_CLASS)
     # ~0.1-0.6 s each here: a stopped trial left running would get far past its rung. Rungs at
     # 1, 3 and 9 epochs; none at 27, so a stopped trial's last few epochs stay below max_epochs.
     max_epochs = 24
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 6, "max_epochs": max_epochs}, space={**tiny_job(tmp_path)["space"], "batch_size": 16},
-                              asha={"grace_period_epochs": 1, "reduction_factor": 3}, harness={"reuse_trial_actors": reuse}))
+                              asha={"grace_period_epochs": 1, "reduction_factor": 3}, harness={"trial_processes": processes}))
     assert spec.harness.reuses_trial_actors is reuse
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec)
@@ -179,7 +180,7 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
     groups = run["epochs"][C.PLACEMENT_GROUP_ID].nunique()
     if reuse:
         assert 1 <= made < spec.budget.num_trials, made
-        # harness.reuse_worker_groups (on with reuse): each actor kept one group for all its trials,
+        # kept worker groups: each actor kept one group for all its trials,
         # the stopped ones' included (their epochs are far shorter than the settle wait)
         assert groups == made, (groups, made)
     else:
@@ -230,5 +231,5 @@ def test_worker_group_that_cannot_start_fails_its_trial_not_forever(embedded_ray
 
 def test_infeasible_job_is_refused_before_any_trial(embedded_ray, tmp_path):
     spec = parse_job(tiny_job(tmp_path, scaling={"num_workers": 1, "use_gpu": True, "gpus_per_worker": 4}))
-    with pytest.raises(driver.InfeasibleJobError, match="scaling.gpus_per_worker"):
+    with pytest.raises(planning.InfeasibleJobError, match="scaling.gpus_per_worker"):
         run_job(spec)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from distsearch import constants as C
-from distsearch.runner import run_job
+from distsearch.job import run_job
 from distsearch.spec import parse_job
 
 from ..conftest import JOBS, ROOT

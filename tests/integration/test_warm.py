@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from distsearch import constants as C
-from distsearch.runner import run_job
+from distsearch.job import run_job
 from distsearch.spec import parse_job
 
 from .conftest import assert_nothing_left, check_run_files, max_overlap

@@ -2,7 +2,7 @@
 
 import pytest
 
-from distsearch.driver import DEFAULT_SPARE_KEEP_ALIVE_S, InfeasibleJobError, SparePlan, per_trial_resources, plan_concurrency, resolve_spares
+from distsearch.planning import DEFAULT_SPARE_KEEP_ALIVE_S, InfeasibleJobError, SparePlan, per_trial_resources, plan_concurrency, resolve_spares
 from distsearch.spec import SpecError, parse_job
 
 from ..conftest import tiny_job
@@ -51,7 +51,7 @@ def test_backend_is_nccl_on_gpus_and_gloo_on_cpus(tmp_path):
     import ray.train
     from ray.train.torch import TorchConfig
 
-    from distsearch.driver import worker_group_plan
+    from distsearch.planning import worker_group_plan
     from distsearch.spec import load_job
 
     from ..conftest import JOBS
@@ -89,7 +89,7 @@ def test_first_trials_always_get_spares_and_later_trials_only_where_the_trials_l
     assert resolve_spares(quick, [{"CPU": 2.0}], 2) == SparePlan(d, 0.0)
     assert resolve_spares(quick, [{"CPU": 2.0}], 1) == SparePlan(d, 0.0)
     # without them, later trials get spares only where the trials leave a CPU free
-    quick = _spec(tmp_path, harness={"reuse_worker_groups": False})
+    quick = _spec(tmp_path, harness={"trial_processes": "reused_actor"})
     assert resolve_spares(quick, [{"CPU": 2.0}], 2) == SparePlan(d, 0.0)  # the quickstart on 2 cores: two trials take both CPUs
     assert resolve_spares(quick, [{"CPU": 2.0}], 1) == SparePlan(d, d)
     assert resolve_spares(quick, [{"CPU": 1.0}, {"CPU": 0.5}], 1) == SparePlan(d, 0.0)  # half a CPU free is not a CPU

@@ -114,7 +114,7 @@ def test_cli_report_one_run_writes_html_and_two_runs_compare(tmp_path, capsys):
 def test_progress_line_counts_states_epochs_and_best(tmp_path):
     import io
 
-    from distsearch.driver import ProgressView
+    from distsearch.sweep.progress import ProgressView
     from distsearch.spec import parse_job
 
     from ..conftest import tiny_job

@@ -12,7 +12,8 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from distsearch import constants as C
-from distsearch import driver, results, runner, storage
+from distsearch import job, results, storage
+from distsearch.sweep import recording, resume
 from distsearch.spec import parse_job
 
 from ..conftest import tiny_job
@@ -47,9 +48,9 @@ def spec(tmp_path):
 def test_newest_unfinished_run_with_a_dead_driver_is_resumed(spec):
     _make_run(spec, "20260101-000000-aaaaaa")
     _make_run(spec, "20260102-000000-bbbbbb")
-    assert runner.choose_run(spec, resume="auto") == ("20260102-000000-bbbbbb", True)
-    assert runner.choose_run(spec, resume="require") == ("20260102-000000-bbbbbb", True)
-    run_id, resumed = runner.choose_run(spec, resume="never")
+    assert job.choose_run(spec, resume="auto") == ("20260102-000000-bbbbbb", True)
+    assert job.choose_run(spec, resume="require") == ("20260102-000000-bbbbbb", True)
+    run_id, resumed = job.choose_run(spec, resume="never")
     assert not resumed and run_id not in results.run_ids(spec.storage, spec.name)
 
 
@@ -62,29 +63,29 @@ def test_newest_unfinished_run_with_a_dead_driver_is_resumed(spec):
 ])
 def test_a_run_that_cannot_be_resumed_says_why(spec, case, expect):
     _make_run(spec, "20260101-000000-aaaaaa", **case)
-    run_id, resumed = runner.choose_run(spec, resume="auto")  # auto: a new run instead
+    run_id, resumed = job.choose_run(spec, resume="auto")  # auto: a new run instead
     assert not resumed and run_id != "20260101-000000-aaaaaa"
     with pytest.raises(ValueError, match=expect):
-        runner.choose_run(spec, resume="require")
+        job.choose_run(spec, resume="require")
     with pytest.raises(ValueError, match="--run-id: run '20260101-000000-aaaaaa' cannot be resumed: .*" + expect.split(" \\(")[0]):
-        runner.choose_run(spec, run_id="20260101-000000-aaaaaa")
+        job.choose_run(spec, run_id="20260101-000000-aaaaaa")
 
 
 def test_driver_on_another_host_counts_as_gone_once_its_heartbeat_is_stale(spec):
-    _make_run(spec, "20260101-000000-aaaaaa", host="elsewhere", heartbeat_age_s=runner.HEARTBEAT_STALE_S + 5)
-    assert runner.choose_run(spec, resume="require") == ("20260101-000000-aaaaaa", True)
+    _make_run(spec, "20260101-000000-aaaaaa", host="elsewhere", heartbeat_age_s=job.HEARTBEAT_STALE_S + 5)
+    assert job.choose_run(spec, resume="require") == ("20260101-000000-aaaaaa", True)
 
 
 def test_explicit_run_ids(spec):
-    assert runner.choose_run(spec, run_id="fresh") == ("fresh", False)
+    assert job.choose_run(spec, run_id="fresh") == ("fresh", False)
     with pytest.raises(ValueError, match="there is no run 'fresh'"):
-        runner.choose_run(spec, run_id="fresh", resume="require")
+        job.choose_run(spec, run_id="fresh", resume="require")
     _make_run(spec, "mine")
-    assert runner.choose_run(spec, run_id="mine") == ("mine", True)
+    assert job.choose_run(spec, run_id="mine") == ("mine", True)
     with pytest.raises(ValueError, match="already exists"):
-        runner.choose_run(spec, run_id="mine", resume="never")
+        job.choose_run(spec, run_id="mine", resume="never")
     with pytest.raises(ValueError, match="has no run"):
-        runner.choose_run(parse_job({**spec.to_dict(), "name": "other"}), resume="require")
+        job.choose_run(parse_job({**spec.to_dict(), "name": "other"}), resume="require")
 
 
 def _trial(i):
@@ -95,7 +96,7 @@ def test_asha_rungs_are_refilled_from_the_reports_of_the_earlier_driver(tmp_path
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 9, "max_epochs": 9}, asha={"grace_period_epochs": 1, "reduction_factor": 3}))
     # three trials judged at rung 1 before the crash; t2 was mid-way and had reached epoch 2
     prior = {"t0": [(1, 0.9)], "t1": [(1, 0.8)], "t2": [(1, 0.7), (2, 0.75)]}
-    sched = driver.asha_scheduler(spec, prior)
+    sched = resume.asha_scheduler(spec, prior)
     for t in map(_trial, range(3)):
         sched.on_trial_add(None, t)
     # a new trial is judged against the refilled rung: 0.5 is below its 2/3 quantile, so it stops
@@ -103,7 +104,7 @@ def test_asha_rungs_are_refilled_from_the_reports_of_the_earlier_driver(tmp_path
     sched.on_trial_add(None, late)
     assert sched.on_trial_result(None, late, {"epoch": 1, "val_accuracy": 0.5}) == TrialScheduler.STOP
     # without the refill the same result would be the first at the rung, and continue
-    fresh = driver.asha_scheduler(spec)
+    fresh = resume.asha_scheduler(spec)
     fresh.on_trial_add(None, late)
     assert fresh.on_trial_result(None, late, {"epoch": 1, "val_accuracy": 0.5}) == TrialScheduler.CONTINUE
 
@@ -111,7 +112,7 @@ def test_asha_rungs_are_refilled_from_the_reports_of_the_earlier_driver(tmp_path
 def test_replay_cuts_a_trial_that_crossed_a_rung_unjudged(tmp_path):
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 9, "max_epochs": 9}, asha={"grace_period_epochs": 1, "reduction_factor": 2}))
     prior = {"t0": [(1, 0.9)], "t1": [(1, 0.95)], "t2": [(1, 0.3)]}  # t2 is far below the rung's median
-    sched = driver.asha_scheduler(spec, prior)
+    sched = resume.asha_scheduler(spec, prior)
     for t in map(_trial, range(3)):
         sched.on_trial_add(None, t)
     assert sched.on_trial_result(None, _trial(2), {"epoch": 1, "val_accuracy": 0.3}) == TrialScheduler.STOP
@@ -120,7 +121,7 @@ def test_replay_cuts_a_trial_that_crossed_a_rung_unjudged(tmp_path):
 
 def test_recorder_keeps_each_epoch_once_and_writes_the_ledger(tmp_path):
     ledger = str(tmp_path / "ledger")
-    rec = driver.ResultRecorder("val_accuracy", ledger)
+    rec = recording.ResultRecorder("val_accuracy", ledger)
     t = SimpleNamespace(trial_id="t0", get_error=lambda: None)
     rec.on_trial_start(0, [], t)
     assert storage.read_json(f"{ledger}/t0.json")[C.ENDED_AT] is None
@@ -137,7 +138,7 @@ def test_recorder_keeps_each_epoch_once_and_writes_the_ledger(tmp_path):
 
 
 def test_error_budget_counts_a_trial_that_fails_again_after_a_restart_once(tmp_path):
-    budget = driver.ErrorBudget(1, failed=["t0"])  # t0 failed under the earlier driver
+    budget = recording.ErrorBudget(1, failed=["t0"])  # t0 failed under the earlier driver
     budget.on_trial_error(0, [], SimpleNamespace(trial_id="t0"))  # the ledger makes it fail again
     assert not budget.exceeded and not budget.stop_all()
     budget.on_trial_error(0, [], SimpleNamespace(trial_id="t1"))

@@ -5,6 +5,7 @@ from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Quan
 from ray.tune.search.variant_generator import generate_variants
 
 from distsearch import space
+from distsearch.sweep.search import to_tune
 from distsearch.spec import load_job, parse_job
 
 from ..conftest import JOBS
@@ -15,7 +16,7 @@ def _space(raw_space):
 
 
 def test_each_form_becomes_the_matching_tune_domain():
-    dom = space.to_tune(_space({
+    dom = to_tune(_space({
         "lr": {"loguniform": [1e-4, 1e-1]},
         "dropout": {"uniform": [0.0, 0.5]},
         "momentum": {"quniform": [0.8, 0.99, 0.01]},
@@ -40,7 +41,7 @@ def _samples(spec_space, n, seed=0):
     rs = np.random.RandomState(seed)
     out = []
     for _ in range(n):
-        for _, cfg in generate_variants(space.to_tune(spec_space), random_state=rs):
+        for _, cfg in generate_variants(to_tune(spec_space), random_state=rs):
             out.append(space.flatten(cfg))
     return out
 

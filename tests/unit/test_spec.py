@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from distsearch.spec import Choice, Conditional, RandInt, SpecError, Uniform, load_job, parse_job
+from distsearch.spec import TRIAL_PROCESSES, Choice, Conditional, RandInt, SpecError, Uniform, load_job, parse_job
 from distsearch.tasks import check_job
 
 from ..conftest import JOBS, ROOT
@@ -48,14 +48,14 @@ _DELETE = object()
 
 # (field to change, new value, substrings the message must contain: field, value, fix)
 BAD = [
-    ("budget.num_trials", 0, ["budget.num_trials", "0", "is trials sampled"]),
-    ("budget.max_epochs", "ten", ["budget.max_epochs", "'ten'", "epochs a trial trains"]),
-    ("asha.reduction_factor", 1.5, ["asha.reduction_factor", "1.5", ">= 2"]),
+    ("budget.num_trials", 0, ["budget.num_trials", "0", "fix: set budget.num_trials to 1 or more"]),
+    ("budget.max_epochs", "ten", ["budget.max_epochs", "'ten'", "fix: set budget.max_epochs to a whole number"]),
+    ("asha.reduction_factor", 1.5, ["asha.reduction_factor", "1.5", "fix: set asha.reduction_factor to 2"]),
     ("asha.grace_period_epochs", 50, ["asha.grace_period_epochs", "50", "at most 20"]),
     ("asha.bracket", 2, ["asha.bracket", "remove it", "brackets"]),
-    ("scaling.cpus_per_worker", -1, ["scaling.cpus_per_worker", "-1", "CPUs reserved"]),
+    ("scaling.cpus_per_worker", -1, ["scaling.cpus_per_worker", "-1", "fix: set scaling.cpus_per_worker to 0.01 or more"]),
     ("scaling.gpus_per_worker", 0.5, ["scaling.gpus_per_worker", "0.5", "use_gpu: true"]),
-    ("mode", "maximize", ["mode", "'maximize'", "min or max"]),
+    ("mode", "maximize", ["mode", "'maximize'", "fix: set mode to 'min' or 'max'"]),
     ("name", "bad name!", ["name", "'bad name!'", "letters, digits"]),
     ("name", _DELETE, ["name", "nothing", "add it"]),
     ("space.lr", {"loguniform": [0.1, 0.001]}, ["space.lr", "[0.1, 0.001]", "low must be below high"]),
@@ -66,8 +66,8 @@ BAD = [
     ("space.batch_size", {"qrandint": [16, 64, 0]}, ["space.batch_size", "[16, 64, 0]", "q must be > 0"]),
     ("space.model.choice.mlp.depth", {"randint": [1.5, 3]}, ["space.model.choice.mlp.depth", "[1.5, 3]", "integers"]),
     ("storage", "", ["storage", "''", "local path"]),
-    ("max_concurrent_trials", 0, ["max_concurrent_trials", "0", "count >= 1"]),
-    ("harness.train_controller", "driver", ["harness.train_controller", "'driver'", "trial (inside the trial's Tune actor"]),
+    ("max_concurrent_trials", 0, ["max_concurrent_trials", "0", "fix: set max_concurrent_trials to 1 or more"]),
+    ("harness.trial_processes", "driver", ["harness.trial_processes", "'driver'", "fix: set harness.trial_processes to 'ray', 'controller_in_trial'"]),
 ]
 
 
@@ -80,32 +80,34 @@ def _assert_refused(raw, needles):
         assert needle in text, f"{needle!r} missing from:\n{text}"
 
 
-def test_trial_actor_reuse_follows_the_controller(quickstart_raw):
-    """Reuse is on by default with the controller in the trial, off with Ray's controller actor,
-    and asking for both reuse and the controller actor names both fields and the fix."""
-    assert parse_job(quickstart_raw).harness.reuses_trial_actors
-    _set(quickstart_raw, "harness.train_controller", "actor")
-    assert not parse_job(quickstart_raw).harness.reuses_trial_actors
-    _set(quickstart_raw, "harness.reuse_trial_actors", True)
-    _assert_refused(quickstart_raw, ("harness.reuse_trial_actors", "got true", "train_controller: actor", "set train_controller: trial, or reuse_trial_actors: false"))
-    _set(quickstart_raw, "harness.train_controller", "trial")
-    _set(quickstart_raw, "harness.reuse_trial_actors", False)
-    assert not parse_job(quickstart_raw).harness.reuses_trial_actors
-    assert parse_job(parse_job(quickstart_raw).to_dict()).harness.reuse_trial_actors is False  # round trip keeps the choice
-
-
-def test_worker_group_reuse_follows_trial_actor_reuse(quickstart_raw):
-    """Kept worker groups are on by default where trial actors are reused, off where they are
-    not, and asking for them without reused actors names the field and the fix."""
+def test_trial_processes_is_one_field_whose_values_add_reuse_step_by_step(quickstart_raw):
+    """Each value of harness.trial_processes adds one step of reuse; the default is the most."""
+    expected = {  # (controller in the trial, reused trial actors, kept worker groups)
+        "ray": (False, False, False), "controller_in_trial": (True, False, False),
+        "reused_actor": (True, True, False), "kept_worker_group": (True, True, True),
+    }
+    assert set(expected) == set(TRIAL_PROCESSES)
     h = parse_job(quickstart_raw).harness
-    assert h.reuses_worker_groups and h.settle_wait_s == h.release_timeout_s / 2
-    _set(quickstart_raw, "harness.reuse_worker_groups", False)
-    assert not parse_job(quickstart_raw).harness.reuses_worker_groups
-    _set(quickstart_raw, "harness.reuse_worker_groups", None)
-    _set(quickstart_raw, "harness.reuse_trial_actors", False)
-    assert not parse_job(quickstart_raw).harness.reuses_worker_groups
-    _set(quickstart_raw, "harness.reuse_worker_groups", True)
-    _assert_refused(quickstart_raw, ("harness.reuse_worker_groups", "got true", "not reused", "set reuse_worker_groups: false"))
+    assert h.trial_processes == "kept_worker_group" and h.settle_wait_s == h.release_timeout_s / 2
+    for value, flags in expected.items():
+        _set(quickstart_raw, "harness.trial_processes", value)
+        h = parse_job(quickstart_raw).harness
+        assert (h.controller_in_trial, h.reuses_trial_actors, h.reuses_worker_groups) == flags, value
+        assert parse_job(parse_job(quickstart_raw).to_dict()).harness.trial_processes == value  # round trip keeps the choice
+
+
+OLD_KEYS = [  # the booleans trial_processes replaced -> the value they meant
+    ({"train_controller": "actor"}, "ray"),
+    ({"train_controller": "trial", "reuse_trial_actors": False}, "controller_in_trial"),
+    ({"reuse_worker_groups": False}, "reused_actor"),
+    ({"reuse_trial_actors": True}, "kept_worker_group"),
+]
+
+
+@pytest.mark.parametrize("old,value", OLD_KEYS, ids=[str(o) for o, _ in OLD_KEYS])
+def test_old_harness_keys_name_the_new_field_and_value(quickstart_raw, old, value):
+    quickstart_raw["harness"] = dict(old)
+    _assert_refused(quickstart_raw, [f"harness.{k}" for k in old] + [f"fix: remove them and write harness.trial_processes: {value}"])
 
 
 @pytest.mark.parametrize("field,value,needles", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])

@@ -1,6 +1,7 @@
-"""One job, start to finish: validate, connect, sweep, write the run, test the best model once.
+"""One job end to end: validate once, choose or resume a run, connect, sweep, write, evaluate.
 
-Sits above ``driver`` (Ray) and ``results`` (files); the CLI and the Python API call it.
+The program that runs a job is the Ray *driver*: this module is its top, above ``sweep`` (the Ray
+side), ``results`` (files) and ``evaluate`` (the test split); the CLI and the Python API call it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from . import __version__
+from . import cluster, evaluate, results, space, storage
 from . import constants as C
-from . import driver, results, space, storage
 from .spec import JobSpec
-from .tasks import check_job
+from .tasks import Task, check_job
 
 log = logging.getLogger("distsearch")
 
@@ -43,14 +44,6 @@ def _versions() -> dict[str, str]:
     import torch
 
     return {"distsearch": __version__, "ray": ray.__version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
-def select_best(trials, mode: str):
-    """The row of the best non-error trial by ``best_metric``, or None if no trial reported."""
-    ok = trials[(trials[C.STATUS] != C.STATUS_ERROR) & trials[C.BEST_METRIC].notna()]
-    if ok.empty:
-        return None
-    return ok.sort_values(C.BEST_METRIC, ascending=(mode == "min"), kind="stable").iloc[0]
 
 
 # How a run is started: "auto" resumes the newest unfinished run of the same job and spec whose
@@ -96,7 +89,9 @@ def why_not_resumable(out: str, spec: JobSpec) -> Optional[str]:
     if not _driver_gone(meta, time.time()):
         drv = meta.get("driver") or {}
         return f"its driver (pid {drv.get('pid')} on {drv.get('host')}) is still running"
-    if not driver.has_sweep_state(out):
+    from .sweep.resume import has_sweep_state
+
+    if not has_sweep_state(out):
         return "its driver stopped before Tune saved any sweep state"
     return None
 
@@ -137,8 +132,8 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
 
 
 def run_job(
-    spec: JobSpec, *, address: Optional[str] = None, run_id: Optional[str] = None, dashboard: bool = False,
-    progress: bool = False, worker_logs: bool = False, resume: str = "never",
+    spec: JobSpec, *, task: Optional[Task] = None, address: Optional[str] = None, run_id: Optional[str] = None,
+    dashboard: bool = False, progress: bool = False, worker_logs: bool = False, resume: str = "never",
 ) -> RunResult:
     """Run ``spec`` and write ``<storage>/<name>/<run id>/``; Ray is started here only if needed.
 
@@ -146,11 +141,13 @@ def run_job(
     that ended are not rerun, unfinished ones go on from their latest checkpoint, and the files
     hold one row per trial and per (trial, epoch). The Python API defaults to "never"; the CLI
     to "auto". ``progress`` prints one live progress line; ``worker_logs`` forwards the Train
-    workers' output (otherwise in Ray's log files, /tmp/ray/session_latest/logs)."""
-    task = check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
+    workers' output (otherwise in Ray's log files, /tmp/ray/session_latest/logs). ``task`` is
+    ``tasks.check_job(spec)``'s, when the caller has validated the job already; else it is built
+    here, before Ray starts."""
+    task = task if task is not None else check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
     run_id, resuming = choose_run(spec, run_id, resume)
     out = results.run_dir(spec.storage, spec.name, run_id)
-    started_here = driver.connect(address, dashboard=dashboard, worker_logs=worker_logs)
+    started_here = cluster.connect(address, dashboard=dashboard, worker_logs=worker_logs)
     try:
         import ray
 
@@ -172,13 +169,13 @@ def run_job(
         def beat() -> None:
             storage.write_json(run_file, {**meta, "heartbeat_at": datetime.now(timezone.utc).isoformat()})
 
-        outcome = driver.run_sweep(
-            spec, out, task=task, progress=progress, resume=resuming, heartbeat=beat, heartbeat_interval_s=HEARTBEAT_INTERVAL_S
-        )
+        from .sweep import run_sweep
+
+        outcome = run_sweep(spec, out, task, progress=progress, resume=resuming, heartbeat=beat, heartbeat_interval_s=HEARTBEAT_INTERVAL_S)
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)
-        best = _test_best(spec, task, outcome.splits, trials, epochs)
+        best = evaluate.score_best(spec, task, outcome.splits, trials, epochs)
         if best is not None:
             storage.write_json(storage.join(out, C.BEST_FILE), best)
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}
@@ -191,33 +188,4 @@ def run_job(
         return RunResult(run_dir=out, best=best, status_counts=counts, error_budget_exceeded=outcome.error_budget_exceeded, resumed=resuming)
     finally:
         if started_here:
-            import ray
-
-            ray.shutdown()
-
-
-def _test_best(spec: JobSpec, task, splits, trials, epochs) -> Optional[dict[str, Any]]:
-    """Restore the best trial's best checkpoint and score it on the test split, once.
-
-    The same model is scored on the train and validation splits too, in eval mode, so the
-    overfitting gap (``train`` against ``val``) sits beside the test score in best.json.
-    """
-    row = select_best(trials, spec.mode)
-    if row is None:
-        log.warning("no trial reported %s; nothing to test", spec.metric)
-        return None
-    trial_id = row[C.TRIAL_ID]
-    ckpt = results.best_checkpoint(epochs, trial_id, spec.metric, spec.mode)
-    if ckpt is None:
-        log.warning("trial %s has no checkpoint left to test", trial_id)
-        return None
-    t0 = time.perf_counter()
-    state = results.load_state(ckpt[C.CHECKPOINT_PATH])
-    params = state["params"]
-    scores = driver.evaluate_checkpoint(task, splits, params, state)
-    by_split = {s: {k: v for k, v in scores.items() if k.startswith(f"{s}_")} for s in ("train", "val", "test")}
-    return {
-        C.TRIAL_ID: trial_id, "params": params, "metric": spec.metric, "mode": spec.mode,
-        "val_metric": float(ckpt[spec.metric]), C.EPOCH: int(ckpt[C.EPOCH]), C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
-        "test": by_split["test"], "final_train": by_split["train"], "final_val": by_split["val"], "test_seconds": time.perf_counter() - t0,
-    }
+            cluster.shutdown()

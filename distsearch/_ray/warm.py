@@ -1,31 +1,29 @@
-"""Warm worker groups: a trial actor's Train worker group serves the trials Tune runs in it next.
+"""Kept worker groups: a trial actor's Train worker group serves the trials Tune runs in it next.
 
-Ray Train 2.60 ends a run's worker group with its ``fit()``: it kills the worker actors and the
-run's ``SynchronizationActor`` and removes the placement group (PG), so every trial starts 3
-new Python processes that import torch and Ray Train (about 11 CPU seconds on 2 cores, against
-under 1 s of training for a digits trial). ASHA saves epochs, not that start, so on small
-trials it saved little compute. Ray core cannot hand an actor's process to another actor, so
-the only way to keep the processes is to keep the actors.
+Ray Train ends a run's worker group with its ``fit()``: it kills the worker actors and the run's
+``SynchronizationActor`` and removes the placement group (PG), so every trial would start 3 new
+Python processes that import torch and Ray Train, a cost ASHA cannot save. Ray core cannot hand
+an actor's process to another actor, so the only way to keep the processes is to keep the actors.
 
-With the controller in the trial actor (``harness.train_controller: trial``) and Tune reusing
-trial actors, the same process runs one trial's controller after another. ``WarmWorkerGroup``
-(Ray Train's ``WorkerGroup`` with two changes) then keeps the group in that process between
-runs instead of ending it:
+With the controller in the trial actor and Tune reusing trial actors
+(``harness.trial_processes: kept_worker_group``), the same process runs one trial's controller
+after another. ``WarmWorkerGroup`` (Ray Train's ``WorkerGroup`` with two changes) then keeps the
+group in that process between runs instead of ending it:
 
 - at the end of a run (``shutdown``, or ``abort`` when Tune stops the trial), each worker's
   training thread is asked to stop at its next report and given ``wait_s`` to do so
-  (``worker.settle_for_reuse``); a group whose workers all settled, and whose sync actor holds
-  no half-done barrier, is kept (``_KEPT``, at most one per process). Any other group is ended
-  as Ray Train ends it, so a worker that does not stop in time costs what it always did;
+  (``distsearch.worker.settle_for_reuse``); a group whose workers all settled, and whose sync
+  actor holds no half-done barrier, is kept (``_KEPT``, at most one per process). Any other
+  group is ended as Ray Train ends it, so a worker that does not stop in time costs what it
+  always did;
 - at the start of the next run with the same shape (worker count, resources, strategy,
   runtime env), the kept workers, sync actor and PG are taken, checked alive, given the new
-  run's train context with an upload pool of its own (``worker.renew_run_state``), and the
+  run's train context with an upload pool of its own (``train.renew_upload_pool``), and the
   backend sets torch.distributed up afresh. Anything else starts a group as Ray Train does.
 
 A kept group belongs to the trial actor: its workers and sync actor are the actor's (they die
-with it), and the driver's ``WorkerGroupReaper`` removes its PG once the actor is gone, or
-leaves it when the actor's next trial takes it. Private API (``WorkerGroup._start_impl``,
-``WorkerGroupState``), pinned by ray==2.60.0.
+with it), and the driver's reaper removes its PG once the actor is gone, or leaves it when the
+actor's next trial takes it.
 """
 
 from __future__ import annotations
@@ -35,6 +33,8 @@ import json
 import logging
 import threading
 from typing import Any
+
+from . import PINNED_RAY_VERSION  # noqa: F401 - the version guard runs on import
 
 log = logging.getLogger("distsearch")
 
@@ -66,7 +66,8 @@ def warm_worker_group_cls(wait_s: float):
     from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
     from ray.train.v2._internal.util import invoke_context_managers
 
-    from . import worker as train_worker
+    from .. import worker as train_worker
+    from .train import renew_upload_pool
 
     class _KeepOnShutdown:
         """Stands in for the ``WorkerGroupState`` while Ray Train ends the group: the same state,
@@ -142,7 +143,7 @@ def warm_worker_group_cls(wait_s: float):
                 builder.with_workers(workers)
                 try:
                     self._init_train_context(workers, kept.sync_actor)
-                    ray.get([w.execute_async(train_worker.renew_run_state) for w in workers])
+                    ray.get([w.execute_async(renew_upload_pool) for w in workers])
                     self._worker_group_state = builder.build()
                     for cb in self._callbacks:
                         cb.after_worker_group_start(self)

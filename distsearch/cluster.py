@@ -1,0 +1,43 @@
+"""Connecting to Ray: join a cluster by address, or start an embedded local Ray when none is given."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from . import constants as C
+
+
+def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_logs: bool = False) -> bool:
+    """Join ``address`` (or $RAY_ADDRESS), or start an embedded local Ray when neither is set.
+
+    Returns True if this call started Ray (so the caller should shut it down). The embedded Ray
+    has no dashboard unless asked for: distsearch's cleanup does not need it. Worker output
+    (Ray Train's per-report lines) stays in Ray's log files unless ``worker_logs``.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get(C.ADDRESS_ENV)
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=worker_logs)
+        except ConnectionError as e:
+            hint = ""
+            if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
+                # Ray sends its token only to clusters it finds itself ("auto"); for an
+                # explicit address the caller must opt in.
+                hint = (" If the cluster uses token authentication, fix: set RAY_AUTH_MODE=token "
+                        "and provide the token in ~/.ray/auth_token or RAY_AUTH_TOKEN, or connect with --address auto.")
+            raise ConnectionError(f"cannot connect to the Ray cluster at {address!r}: {e}.{hint}") from e
+    else:
+        ray.init(include_dashboard=dashboard, log_to_driver=worker_logs)
+    return True
+
+
+def shutdown() -> None:
+    """Shut down the Ray that ``connect`` started."""
+    import ray
+
+    ray.shutdown()

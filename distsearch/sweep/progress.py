@@ -1,0 +1,156 @@
+"""Progress: the live line a person watches, the heartbeat that says the driver is alive, TensorBoard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ray import tune
+
+from .. import constants as C
+from .. import space
+from ..objective import Objective
+from ..spec import JobSpec
+
+if TYPE_CHECKING:
+    from .resume import PriorRun
+
+log = logging.getLogger("distsearch")
+
+
+class Heartbeat(tune.Callback):
+    """Calls ``beat`` from Tune's loop at most every ``interval_s`` (it says the driver is alive)."""
+
+    def __init__(self, beat: Callable[[], None], interval_s: float):
+        self.beat, self.interval_s = beat, interval_s
+        self._last = time.monotonic()
+
+    def __getstate__(self):  # Tune pickles callbacks into its experiment state
+        return {**self.__dict__, "beat": None}
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.beat is not None and time.monotonic() - self._last >= self.interval_s:
+            self._last = time.monotonic()
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - a missed heartbeat must never fail the sweep
+                log.exception("heartbeat failed")
+
+
+class ProgressView(tune.Callback):
+    """One live line for the whole sweep: trials by state, epochs done out of the budget, and the
+    best metric so far. Rewritten in place on a terminal; a new line every ``interval_s``
+    otherwise (e.g. under ``ray job logs``)."""
+
+    def __init__(self, spec: JobSpec, interval_s: Optional[float] = None, stream=None, prior: Optional["PriorRun"] = None):
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval_s = interval_s if interval_s is not None else (1.0 if self.tty else 10.0)
+        self.objective, self.max_epochs = Objective.of(spec), spec.budget.max_epochs
+        self.budget = spec.budget.num_trials * spec.budget.max_epochs
+        self.epochs = len(prior.epoch_rows) if prior else 0
+        self.last_epoch: dict[str, int] = {t: v[-1][0] for t, v in prior.metric_by_trial(spec.metric).items()} if prior else {}
+        self.best: Optional[tuple[float, str]] = None
+        self.t0 = time.monotonic()
+        self._last_print = 0.0
+
+    def __getstate__(self):  # Tune pickles callbacks into its experiment state
+        return {**self.__dict__, "stream": None}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        epoch = int(result.get(C.EPOCH, 0))
+        if epoch <= self.last_epoch.get(trial.trial_id, 0):
+            return  # a resumed trial repeating its checkpoint's report
+        self.epochs += 1
+        self.last_epoch[trial.trial_id] = epoch
+        value = result.get(self.objective.metric)
+        if value is not None and math.isfinite(value) and self.objective.better(value, self.best[0] if self.best else None):
+            self.best = (float(value), trial.trial_id)
+
+    def line(self, trials) -> str:
+        states = [t.status for t in trials]
+        ended = [t for t in trials if t.status == "TERMINATED"]
+        done = sum(self.last_epoch.get(t.trial_id, 0) >= self.max_epochs for t in ended)
+        metric = self.objective.metric
+        best = f"best {metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else f"best {metric} -"
+        return (f"[{time.monotonic() - self.t0:6.0f} s] trials: {states.count('RUNNING')} running, {states.count('PENDING')} pending, "
+                f"{done} done, {len(ended) - done} stopped early, {states.count('ERROR')} failed | epochs {self.epochs}/{self.budget} | {best}")
+
+    def _print(self, trials, final: bool = False) -> None:
+        if self.stream is None:
+            return
+        text = self.line(trials)
+        if self.tty:
+            self.stream.write("\r" + text.ljust(150)[:150] + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.monotonic()
+        if now - self._last_print >= self.interval_s:
+            self._last_print = now
+            self._print(trials)
+
+    def on_experiment_end(self, trials, **info):
+        self._print(trials, final=True)
+
+
+class TensorBoardLogger(tune.Callback):
+    """One TensorBoard event file per trial, in the trial's Tune folder: every numeric metric as
+    ``ray/tune/<name>`` per epoch, and, when the trial ends, the hparams view with the trial's
+    flat parameters (conditional sub-parameters included) against its last metrics.
+
+    A plain callback over tensorboardX rather than Tune's ``TBXLoggerCallback``, which flattens
+    the raw config, where a conditional option's sub-space still holds unresolved domain objects,
+    so the sub-parameters went missing from the hparams view."""
+
+    def __init__(self):
+        self._writers: dict[str, Any] = {}
+        self._last: dict[str, dict[str, float]] = {}
+
+    def __getstate__(self):  # Tune pickles callbacks into its experiment state; writers stay here
+        return {"_writers": {}, "_last": {}}
+
+    def _writer(self, trial):
+        if trial.trial_id not in self._writers:
+            from tensorboardX import SummaryWriter
+
+            trial.init_local_path()
+            self._writers[trial.trial_id] = SummaryWriter(trial.local_path, flush_secs=30)
+        return self._writers[trial.trial_id]
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        epoch = result.get(C.EPOCH)
+        if epoch is None:
+            return
+        writer = self._writer(trial)
+        numbers = {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        for name, value in numbers.items():
+            writer.add_scalar(f"ray/tune/{name}", value, global_step=int(epoch))
+        writer.flush()
+        self._last[trial.trial_id] = numbers
+
+    def _end(self, trial) -> None:
+        writer = self._writers.pop(trial.trial_id, None)
+        if writer is None:
+            return
+        metrics = self._last.pop(trial.trial_id, {})
+        params = {k: v for k, v in space.flatten(trial.config).items() if isinstance(v, (bool, int, float, str))}
+        try:
+            from tensorboardX.summary import hparams
+
+            for summary in hparams(hparam_dict=params, metric_dict=metrics):
+                writer.file_writer.add_summary(summary)
+        except Exception:  # noqa: BLE001 - TensorBoard extras must never fail a sweep
+            log.exception("could not write TensorBoard hparams for trial %s", trial.trial_id)
+        writer.close()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial)

@@ -1,0 +1,168 @@
+"""Recording: what the driver keeps of each trial (its reports, its ledger record) and the error budget.
+
+The ledger is one JSON record per trial (start, end, error, last report), written as each
+changes: what a resumed driver must not run again. The per-epoch reports stay in driver memory
+until the sweep ends, then become epochs.parquet; ``trial_rows`` makes trials.parquet's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+
+from ray import tune
+
+from .. import constants as C
+from .. import space, storage
+from ..objective import Objective
+from ..spec import JobSpec
+
+if TYPE_CHECKING:
+    from .resume import PriorRun
+
+# Tune's own bookkeeping keys: not the loop's metrics, so not in epochs.parquet.
+_TUNE_KEYS = frozenset({
+    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "date", "pid", "hostname", "node_ip",
+    "done", "trial_id", "experiment_tag", "config", "iterations_since_restore", "time_since_restore",
+    "checkpoint_dir_name", "should_checkpoint", "experiment_id",
+})
+
+
+def epoch_row(trial_id: str, result: Mapping[str, Any], received: datetime) -> dict[str, Any]:
+    """One epochs.parquet row: the loop's metrics of ``result``, the trial id and when it arrived."""
+    row = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
+    row[C.TRIAL_ID] = trial_id
+    row[C.TIMESTAMP] = received
+    return row
+
+
+def error_text(trial) -> str:
+    """The trial's error as Tune stored it: its driver-side error file is written before the
+    error callbacks run; the copy on storage (``get_error``) only after the next sync."""
+    local = getattr(trial, "error_file", None)
+    text = Path(local).read_text() if local and os.path.exists(local) else str(trial.get_error() or "")
+    return (text.strip() or "trial failed (no error text was stored)")[-4000:]
+
+
+class ResultRecorder(tune.Callback):
+    """Collects every per-epoch report in driver memory, and keeps a ledger record per trial
+    (start, end, error, last report) in memory and in ``ledger_dir``. ``prior`` seeds both with
+    what earlier drivers of the run recorded.
+
+    Each (trial, epoch) is kept once, the first time it arrives.
+    """
+
+    def __init__(self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None):
+        self.metric, self.ledger_dir = metric, ledger_dir
+        self.epoch_rows: list[dict[str, Any]] = list(prior.epoch_rows) if prior else []
+        self._seen = {(r[C.TRIAL_ID], r[C.EPOCH]) for r in self.epoch_rows}
+        self.ledger: dict[str, dict[str, Any]] = {t: dict(r) for t, r in prior.ledger.items()} if prior else {}
+        self.trials: list[Any] = []
+
+    def record(self, trial_id: str) -> dict[str, Any]:
+        """The ledger record of ``trial_id``; every key present, None where not known yet."""
+        return self.ledger.setdefault(
+            trial_id, {C.TRIAL_ID: trial_id, C.STARTED_AT: None, C.ENDED_AT: None, C.ERROR: None, C.LAST_REPORT: None}
+        )
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {t: r[C.ERROR] for t, r in self.ledger.items() if r.get(C.ERROR)}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        record = self.record(trial.trial_id)
+        if record[C.STARTED_AT] is None:
+            record[C.STARTED_AT] = time.time()
+            self._write(record)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        key = (trial.trial_id, result.get(C.EPOCH))
+        if key[1] is None or key in self._seen:
+            return
+        self._seen.add(key)
+        self.epoch_rows.append(epoch_row(trial.trial_id, result, datetime.now(timezone.utc)))
+        if self.metric in result:
+            self.record(trial.trial_id)[C.LAST_REPORT] = {C.EPOCH: key[1], self.metric: result[self.metric]}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, error_text(trial))
+
+    def _end(self, trial, error: Optional[str]) -> None:
+        record = self.record(trial.trial_id)
+        if record[C.ENDED_AT] is not None:
+            return  # ended under an earlier driver: keep that record
+        record.update({C.ENDED_AT: time.time(), C.ERROR: error})
+        self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.ledger_dir:
+            storage.write_json(storage.join(self.ledger_dir, f"{record[C.TRIAL_ID]}.json"), record)
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = list(trials)
+
+
+class ErrorBudget(tune.Callback, tune.stopper.Stopper):
+    """Ends the sweep once more than ``max_failed`` trials have failed: Tune then stops every
+    running trial and starts no new one. Both a callback (it counts failures) and the stopper."""
+
+    def __init__(self, max_failed: Optional[int], failed: Iterable[str] = ()):
+        self.max_failed = max_failed
+        # a set: a trial that failed under an earlier driver may fail once more when restarted
+        self.failed: set[str] = set(failed)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed.add(trial.trial_id)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.max_failed is not None and len(self.failed) > self.max_failed
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.exceeded
+
+
+def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str, float], cancelled: bool = False) -> list[dict[str, Any]]:
+    """One row per trial Tune knew at the end: status, epochs, best and last metric, times."""
+    by_trial: dict[str, list[dict[str, Any]]] = {}
+    for row in rec.epoch_rows:
+        by_trial.setdefault(row[C.TRIAL_ID], []).append(row)
+    objective = Objective.of(spec)
+    rows = []
+    for trial in rec.trials:
+        tid = trial.trial_id
+        epochs = by_trial.get(tid, [])
+        values = [(r[spec.metric], r[C.EPOCH]) for r in epochs if r.get(spec.metric) is not None]
+        done = max((r[C.EPOCH] for r in epochs), default=0)
+        if trial.status == "ERROR":
+            status = C.STATUS_ERROR
+            error = rec.record(tid)[C.ERROR] or error_text(trial)
+        else:
+            status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
+            error = None
+        best = objective.best(values, key=lambda v: v[0]) or (None, None)
+        start, end = rec.record(tid)[C.STARTED_AT], rec.record(tid)[C.ENDED_AT]
+        rows.append({
+            C.TRIAL_ID: tid,
+            "params": space.flatten(trial.config),
+            C.STATUS: status,
+            C.EPOCHS_COMPLETED: done,
+            C.BEST_METRIC: best[0],
+            C.BEST_EPOCH: best[1],
+            C.LAST_METRIC: values[-1][0] if values else None,
+            C.STARTED_AT: datetime.fromtimestamp(start, timezone.utc) if start else None,
+            C.ENDED_AT: datetime.fromtimestamp(end, timezone.utc) if end else None,
+            C.WALL_SECONDS: (end - start) if start and end else None,
+            C.RELEASE_SECONDS: release_seconds.get(tid),
+            C.ERROR: error,
+        })
+    return rows

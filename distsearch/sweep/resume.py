@@ -1,0 +1,138 @@
+"""Resume: what earlier drivers of a run left on storage, and ASHA's rungs refilled from it.
+
+A driver that died leaves the ledger (one record per trial: start, end, error, last report) and
+each trial's Ray Train checkpoints, each holding every report up to it. ``load_prior`` reads
+both; ``asha_scheduler`` replays the reports into the rungs, since Tune saves no scheduler state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping, Optional
+
+from .. import constants as C
+from .. import storage
+from .._ray import train as ray_train
+from ..spec import JobSpec
+from .recording import epoch_row
+
+log = logging.getLogger("distsearch")
+
+
+@dataclass
+class PriorRun:
+    """What earlier drivers of a run left on storage: every trial's reports up to its latest
+    checkpoint, and the ledger (start, end, error per trial)."""
+
+    epoch_rows: list[dict[str, Any]]
+    ledger: dict[str, dict[str, Any]]
+
+    def metric_by_trial(self, metric: str) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for r in sorted(self.epoch_rows, key=lambda r: r[C.EPOCH]):
+            if r.get(metric) is not None:
+                out.setdefault(r[C.TRIAL_ID], []).append((int(r[C.EPOCH]), float(r[metric])))
+        return out
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def load_prior(run_dir: str) -> PriorRun:
+    """Read ``run_dir`` as earlier drivers left it: the ledger, and per trial the reports up to
+    the latest checkpoint Ray Train registered (``history.json`` in it, see ``worker``), which
+    is the one Train resumes from. Checkpoints Train never registered (a worker that outlived
+    its driver for a moment) are ignored. Each kept checkpoint gives its epoch's path."""
+    import pyarrow.fs as pafs
+    from ray.train import Result
+
+    fs, base = storage.filesystem(run_dir)
+    ledger = {}
+    for info in fs.get_file_info(pafs.FileSelector(f"{base}/{C.LEDGER_DIR}", allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
+            record = storage.read_json(storage.uri(fs, info.path))
+            ledger[record[C.TRIAL_ID]] = record
+    rows: list[dict[str, Any]] = []
+    for trial in fs.get_file_info(pafs.FileSelector(f"{base}/{C.TRAIN_DIR}", allow_not_found=True)):
+        if trial.type != pafs.FileType.Directory:
+            continue
+        try:
+            with _quiet("ray.train"):  # Train logs a paragraph per run it finds
+                train_run = Result.from_path(storage.uri(fs, trial.path))
+        except ray_train.ray_train_error() as e:  # a snapshot cut short by the crash: Train cannot resume it either
+            log.warning("trial %s: Ray Train cannot read its checkpoint record (%s); it starts over", trial.base_name, e)
+            continue
+        except RuntimeError:  # no checkpoint was registered: the trial starts from scratch
+            continue
+        if train_run.checkpoint is None:
+            continue
+        latest = storage.uri(train_run.checkpoint.filesystem, train_run.checkpoint.path)
+        history = storage.read_json(storage.join(latest, C.CHECKPOINT_HISTORY_FILE))
+        paths = {int(m[C.EPOCH]): storage.uri(c.filesystem, c.path) for c, m in train_run.best_checkpoints or []}
+        paths[int(history[-1][C.EPOCH])] = latest
+        record = ledger.get(trial.base_name, {})
+        if record.get(C.ENDED_AT):
+            # An ended trial's workers may train on for a moment after Tune stops it; those
+            # epochs never reached the driver and are not results.
+            last = (record.get(C.LAST_REPORT) or {}).get(C.EPOCH, 0)
+            history = [h for h in history if h[C.EPOCH] <= last]
+        for h in history:
+            row = epoch_row(trial.base_name, {k: v for k, v in h.items() if k != C.TIMESTAMP}, datetime.fromtimestamp(h[C.TIMESTAMP], timezone.utc))
+            if h[C.EPOCH] in paths:
+                row[C.CHECKPOINT_PATH] = paths[h[C.EPOCH]]
+            rows.append(row)
+    return PriorRun(epoch_rows=rows, ledger=ledger)
+
+
+def has_sweep_state(run_dir: str) -> bool:
+    """Whether Tune saved the experiment state of ``run_dir``'s sweep (needed to resume it)."""
+    import pyarrow.fs as pafs
+
+    fs, base = storage.filesystem(run_dir)
+    found = fs.get_file_info(pafs.FileSelector(f"{base}/{C.TUNE_DIR}", allow_not_found=True))
+    return any(i.base_name.startswith("experiment_state") and i.base_name.endswith(".json") for i in found)
+
+
+def asha_scheduler(spec: JobSpec, prior: Optional[Mapping[str, list[tuple[int, float]]]] = None):
+    """The ASHA scheduler of ``spec``: decides on ``spec.metric`` at epoch rungs. With
+    ``asha.enabled: false``, FIFO: every trial runs to ``max_epochs`` (plain random search).
+
+    ``prior`` ({trial id: [(epoch, metric), ...]}, from an earlier driver of the same run) is
+    replayed into the rungs, through the scheduler's own ``on_trial_result``, as each restored
+    trial is added: Tune saves no scheduler state, and without it a resumed sweep would judge
+    its trials against empty rungs. A trial the replay would cut at a rung (it may have reached
+    the rung after the old driver's last look) is stopped at its first result.
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    if not spec.asha.enabled:
+        return FIFOScheduler()
+    history = dict(prior or {})
+    cut_by_replay: set[str] = set()
+
+    class ResumableASHA(ASHAScheduler):
+        def on_trial_add(self, tune_controller, trial):
+            super().on_trial_add(tune_controller, trial)
+            for epoch, value in history.pop(trial.trial_id, ()):
+                if super().on_trial_result(tune_controller, trial, {C.EPOCH: epoch, spec.metric: value}) == TrialScheduler.STOP:
+                    cut_by_replay.add(trial.trial_id)
+
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            return TrialScheduler.STOP if trial.trial_id in cut_by_replay else action
+
+    return ResumableASHA(
+        time_attr=C.EPOCH, metric=spec.metric, mode=spec.mode, max_t=spec.budget.max_epochs,
+        grace_period=spec.asha.grace_period_epochs, reduction_factor=spec.asha.reduction_factor, brackets=spec.asha.brackets,
+    )

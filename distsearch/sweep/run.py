@@ -1,0 +1,139 @@
+"""The sweep: one job's trials under ASHA on a connected Ray cluster, from plan to leak check."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import ray
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+from .. import constants as C
+from .. import planning, storage
+from .._ray import train as ray_train
+from .._ray import tune as ray_tune
+from ..spec import JobSpec
+from ..tasks import Splits, Task
+from . import cleanup, search
+from .progress import Heartbeat, ProgressView, TensorBoardLogger
+from .recording import ErrorBudget, ResultRecorder, trial_rows
+from .resume import asha_scheduler, load_prior
+from .trial import TRIAL_ACTOR_RESOURCES, run_trial, start_first_spares
+
+
+@dataclass
+class SweepOutcome:
+    """What ``run_sweep`` hands on: raw rows and facts, no files written yet."""
+
+    trial_rows: list[dict[str, Any]]
+    epoch_rows: list[dict[str, Any]]
+    max_concurrent_trials: int
+    cluster_resources: dict[str, float]
+    wall_seconds: float
+    leaks: dict[str, Any] = field(default_factory=dict)
+    error_budget_exceeded: bool = False
+    splits: Optional[Splits] = None  # the task's splits, test included, as the sweep made them
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    """The total resources of every live node of the connected cluster."""
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def run_sweep(
+    spec: JobSpec, run_dir: str, task: Task, *, progress: bool = True, resume: bool = False,
+    heartbeat: Optional[Callable[[], None]] = None, heartbeat_interval_s: float = 10.0,
+) -> SweepOutcome:
+    """Run the ASHA sweep of ``spec`` on the connected Ray cluster; ``run_dir`` is a local path or URI.
+
+    Ray must already be connected (see ``distsearch.cluster.connect``); ``task`` is the one
+    ``tasks.check_job(spec)`` built. ``progress`` prints ``ProgressView``'s line to stdout
+    instead of Tune's status tables. Trials that fail are recorded, not raised.
+
+    ``resume`` continues the sweep an earlier driver of ``run_dir`` left unfinished: trials that
+    ended stay ended (the ledger outranks Tune's last experiment save, which may be seconds
+    old), unfinished trials go on from their latest Ray Train checkpoint, new trials are drawn
+    where the search stopped, and ASHA's rungs are refilled from the reports stored with the
+    checkpoints (``resume.load_prior``). ``heartbeat`` is called every ``heartbeat_interval_s``
+    while Tune runs.
+    """
+    nodes = alive_nodes()
+    concurrency = planning.plan_concurrency(spec, nodes)
+    spare_plan = planning.resolve_spares(spec, nodes, concurrency)
+    splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
+    # Workers get no test rows: the test split is touched once, by distsearch.evaluate, for the best model.
+    data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
+    prior = load_prior(run_dir) if resume else None
+    ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
+    recorder = ResultRecorder(spec.metric, ledger_dir, prior)
+    h = spec.harness
+    reaper = cleanup.WorkerGroupReaper(h.release_timeout_s, actors_outlive_trials=h.reuses_trial_actors, groups_outlive_trials=h.reuses_worker_groups)
+    budget = ErrorBudget(spec.budget.max_failed_trials, failed=recorder.errors)
+    callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
+    callbacks += [ProgressView(spec, prior=prior)] if progress else []
+    callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            run_trial, job=spec.to_dict(), train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref], ledger_dir=ledger_dir,
+            concurrency=concurrency, spare_plan=spare_plan,
+        ),
+        TRIAL_ACTOR_RESOURCES,
+    )
+    scheduler = asha_scheduler(spec, prior.metric_by_trial(spec.metric) if prior else None)
+    if prior:
+        tuner = tune.Tuner.restore(storage.join(run_dir, C.TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False)
+        ray_tune.replace_restored_config(tuner, callbacks=callbacks, stop=budget, scheduler=scheduler)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=search.to_tune(spec.space),
+            tune_config=tune.TuneConfig(
+                num_samples=spec.budget.num_trials,
+                search_alg=search.searcher(spec, concurrency),
+                scheduler=scheduler,
+                reuse_actors=h.reuses_trial_actors,
+                # Tune's default folder name embeds the config's repr, which for a conditional
+                # parameter includes unresolved domain objects; the trial id is enough.
+                trial_dirname_creator=lambda trial: trial.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=C.TUNE_DIR,
+                storage_path=run_dir,
+                callbacks=callbacks,
+                stop=budget,
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                verbose=0,  # ProgressView instead of Tune's tables
+            ),
+        )
+    # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
+    # path honours verbose=0, so ProgressView's line is the only progress output.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # TensorBoardLogger writes the event files; Tune would add its own TBX logger beside it.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
+    ray_train.start_train_coordinator()
+    t0 = time.monotonic()
+    try:
+        with cleanup.released_on_sigterm(reaper):
+            tuner.fit()
+    finally:
+        reaper.finish()
+    wall = time.monotonic() - t0
+    leftover = cleanup.sweep_job_pgs()
+    try:
+        actors = cleanup.live_train_actors()
+    except Exception as e:  # noqa: BLE001 - leak accounting must never fail the run
+        actors = [f"unknown: {e}"]
+    return SweepOutcome(
+        trial_rows=trial_rows(spec, recorder, reaper.release_seconds, cancelled=budget.exceeded),
+        epoch_rows=recorder.epoch_rows,
+        max_concurrent_trials=concurrency,
+        cluster_resources=dict(ray.cluster_resources()),
+        wall_seconds=wall,
+        leaks={"placement_groups_swept_at_end": leftover, "train_actors_alive_at_end": actors, "unreleased_by_trial": reaper.unreleased},
+        error_budget_exceeded=budget.exceeded,
+        splits=splits,
+    )
