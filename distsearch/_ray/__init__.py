@@ -15,14 +15,16 @@ The inventory (module: what it does; why no public route serves; upstream issue)
     to run the controller in-process; the cleaner only works with the dashboard up
     (ray-project/ray#54305, #65443, #65881).
   - ``run_until_aborted``: ``controller.run()`` that a trial can cancel without ending its
-    actor: ``TrainController.abort()`` calls ``exit_actor()``. Uses the controller's
-    ``_controller_callback_manager`` and ``_set_state(AbortedState())``. No public route.
+    actor (raising ``RunAborted``): ``TrainController.abort()`` calls ``exit_actor()``. Uses the
+    controller's ``_controller_callback_manager`` and ``_set_state(AbortedState())``. No public
+    route.
   - ``train_propagated_env``: ``ENV_VARS_TO_PROPAGATE``, which the spares must reproduce to
     match a worker's runtime env byte for byte. Not exported.
   - ``execution_context``, ``renew_upload_pool``: a worker's training thread, result queue and
     checkpoint upload pool, which a kept worker group must settle and renew between runs. Not
     exported; the upload pool is a class-level default that the first run shuts down.
-  - ``RayTrainError``: what ``Result.from_path`` raises for a snapshot cut short by a crash.
+  - ``ray_train_error``: ``RayTrainError``, what ``Result.from_path`` raises for a snapshot cut
+    short by a crash; not exported.
   - ``start_train_coordinator``: Ray Train's per-cluster autoscaling coordinator, created early
     so that the first trial does not wait for it. Lives under ``ray.data._internal``.
 ``warm`` (Ray Train V2 internals)

@@ -1,0 +1,44 @@
+"""The CLI validates a job once per command and builds its task once, before Ray starts."""
+
+import pytest
+
+from distsearch import job, tasks
+from distsearch.cli import main
+
+from ..conftest import JOBS
+
+
+class _Stop(Exception):
+    """Raised by the stand-in for run_job: the test ends where Ray would start."""
+
+
+@pytest.mark.parametrize("extra", [[], ["--storage", "/tmp/elsewhere"]], ids=["plain", "storage_override"])
+def test_run_builds_the_task_once_and_hands_it_to_the_job(monkeypatch, extra):
+    built, handed = [], []
+    real = tasks.TASKS["digits"]
+
+    def counting(options):
+        task = real(options)
+        built.append(task)
+        return task
+
+    def run_job(spec, *, task=None, **kw):
+        handed.append((spec, task))
+        raise _Stop()
+
+    monkeypatch.setitem(tasks.TASKS, "digits", counting)
+    monkeypatch.setattr(job, "run_job", run_job)
+    with pytest.raises(_Stop):
+        main(["run", str(JOBS / "quickstart.yaml"), *extra])
+    assert len(built) == 1
+    (spec, task), = handed
+    assert task is built[0]
+    assert spec.storage == (extra[1] if extra else "./runs")
+
+
+def test_validate_builds_the_task_once(monkeypatch, capsys):
+    built = []
+    real = tasks.TASKS["digits"]
+    monkeypatch.setitem(tasks.TASKS, "digits", lambda options: built.append(1) or real(options))
+    assert main(["validate", str(JOBS / "quickstart.yaml")]) == 0
+    assert len(built) == 1 and "valid" in capsys.readouterr().out

@@ -1,0 +1,115 @@
+"""Ray's private API stays behind one door (distsearch._ray), pinned to one Ray version."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ROOT
+
+PACKAGE = ROOT / "distsearch"
+DOOR = PACKAGE / "_ray"
+# Underscore attributes of Ray objects distsearch has ever touched, and internal names.
+PRIVATE_ATTRIBUTES = {
+    "_actor_id", "_local_tuner", "_run_config", "_tune_config", "_trial_info", "_metric_op", "_start_impl",
+    "_controller_callback_manager", "_set_state", "_try_log_hparams", "_trial_writer", "_initialize_and_run_controller",
+    "_create_default_callbacks", "temporary_state",
+}
+PRIVATE_STRINGS = re.compile(r"__internal_head__|ray\._private|\._internal\b|_pb2\b|grpc")
+
+
+def _outside_the_door():
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if DOOR not in p.parents]
+
+
+def private_touch_points(path: Path) -> list[str]:
+    """Every place in ``path`` that names a private Ray thing: an import of a Ray module with an
+    underscore component, a known underscore attribute of a Ray object, an internal name in a string."""
+    found = []
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(getattr(n, "body", None), list) and n.body
+                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        modules = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        private = [m for m in modules if (m.split(".")[0] == "ray" and any(p.startswith("_") for p in m.split(".")[1:]))
+                   or "grpc" in m or m.endswith("_pb2")]
+        if private:
+            found.append(f"{path.name}:{node.lineno}: imports {private[0]}")
+        if isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES:
+            found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings and PRIVATE_STRINGS.search(node.value):
+            found.append(f"{path.name}:{node.lineno}: {node.value[:60]!r}")
+    return found
+
+
+def test_no_module_outside_the_door_names_a_private_ray_thing():
+    offenders = []
+    for path in _outside_the_door():
+        offenders += private_touch_points(path)
+    assert offenders == [], "private Ray API outside distsearch/_ray:\n" + "\n".join(offenders)
+
+
+def test_the_check_finds_a_private_touch_point(tmp_path):
+    """The check can fail: each kind of touch point is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from ray._private import state\nimport ray.train.v2._internal.constants\n"
+        "def f(a, t):\n    return a._actor_id, t._local_tuner, {'node:__internal_head__': 1}\n"
+    )
+    found = private_touch_points(bad)
+    assert len(found) == 5, found
+
+
+def test_only_the_sweep_package_imports_ray_tune():
+    importers = []
+    for path in _outside_the_door():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + ([f"ray.{a.name}" for a in node.names] if node.module == "ray" else [])
+            if any(n == "ray.tune" or n.startswith("ray.tune.") for n in names):
+                importers.append(str(path.relative_to(PACKAGE)))
+    assert importers and all(p.startswith("sweep/") for p in importers), sorted(set(importers))
+
+
+def test_every_touch_point_is_in_the_inventory():
+    """Each public function or constant of the door's modules is named in the package docstring."""
+    import distsearch._ray as door
+
+    inventory = door.__doc__
+    for module in sorted(DOOR.glob("*.py")):
+        if module.name == "__init__.py":
+            continue
+        assert f"``{module.stem}``" in inventory, module.name
+        tree = ast.parse(module.read_text())
+        for node in tree.body:
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else []
+            if isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            for name in names:
+                if not name.startswith("_") and name != "log":
+                    assert f"``{name}``" in inventory, f"{module.name}: {name} is missing from distsearch._ray's inventory"
+
+
+def test_the_pinned_version_is_the_one_pyproject_installs():
+    from distsearch._ray import PINNED_RAY_VERSION
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'"ray[default,tune,train]=={PINNED_RAY_VERSION}"' in pyproject
+
+
+@pytest.mark.parametrize("version", ["2.61.0", "2.59.1"])
+def test_another_ray_version_fails_at_import_with_the_fix(version):
+    code = f"import ray; ray.__version__ = {version!r}; import distsearch._ray"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "ImportError" in proc.stderr and f"Ray {version} is installed" in proc.stderr
+    assert "fix: pip install 'ray[default,tune,train]==" in proc.stderr
