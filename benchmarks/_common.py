@@ -36,8 +36,7 @@ def machine_line() -> str:
     except (OSError, ValueError):
         mem = "? GiB"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"{now}; {os.cpu_count()} cores ({model}), {mem}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, Ray {ray.__version__}")
+    return f"{now}; {os.cpu_count()} cores ({model}), {mem}; Python {platform.python_version()}, torch {torch.__version__}, Ray {ray.__version__}"
 
 
 def machine_cpu_seconds() -> float:
@@ -64,8 +63,9 @@ def run_cli(raw: dict, workdir: Path, run_id: str) -> tuple[dict, float]:
     # would give other trials than the shipped job file with the same seed.
     job.write_text(yaml.safe_dump(raw, sort_keys=False))
     t0, cpu0 = time.monotonic(), machine_cpu_seconds()
-    proc = subprocess.run([sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, "--new-run", "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, "--new-run", "--quiet"], cwd=ROOT, capture_output=True, text=True
+    )
     wall, cpu = time.monotonic() - t0, machine_cpu_seconds() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"{job} failed:\n{proc.stderr[-3000:]}")
@@ -85,3 +85,74 @@ def markdown(df: pd.DataFrame) -> str:
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *body])
+
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+def cpu_slug() -> str:
+    """The CPU model as a file-name part, e.g. ``amd-epyc-9b14``."""
+    import platform
+    import re
+
+    try:
+        model = next(ln.split(":", 1)[1] for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    words = re.sub(r"\((r|tm)\)|cpu|processor|\d+-core|@.*", " ", model.lower())
+    return "-".join(re.findall(r"[a-z0-9]+", words))[:40] or "unknown-cpu"
+
+
+def _out_path(argv: list[str], default: str) -> Path:
+    for i, arg in enumerate(argv):
+        if arg == "--out" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--out="):
+            return Path(arg.split("=", 1)[1])
+    return Path(default)
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+
+def run_recorded(script: str, main, default_out: str) -> int:
+    """Run a benchmark's ``main`` and keep its record: everything it printed, as markdown, and the
+    Parquet it wrote to ``--out``, as ``benchmarks/results/<script>-<cpu>-<UTC date and time>``
+    (``.md`` and ``.parquet``). A record is written once and never edited: an existing name is
+    not overwritten. A run that fails leaves no record."""
+    import datetime
+    import io
+    import shutil
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    printed = io.StringIO()
+    stdout = sys.stdout
+    sys.stdout = _Tee(stdout, printed)
+    try:
+        code = main()
+    finally:
+        sys.stdout = stdout
+    if code:
+        return code
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    name = f"{script}-{cpu_slug()}-{started:%Y-%m-%d-%H%M}"
+    command = " ".join(["python", f"benchmarks/{script}.py", *sys.argv[1:]])
+    text = f"# {script}.py, {started:%Y-%m-%d %H:%M} UTC\n\nCommand: `{command}`\n\n```\n{printed.getvalue().rstrip()}\n```\n"
+    with open(RESULTS_DIR / f"{name}.md", "x") as f:  # "x": a record is never overwritten
+        f.write(text)
+    out = _out_path(sys.argv[1:], default_out)
+    if out.is_file():
+        shutil.copyfile(out, RESULTS_DIR / f"{name}.parquet")
+    print(f"record: {RESULTS_DIR.relative_to(ROOT) / name}.md")
+    return 0

@@ -29,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E402
 
 LIMIT_S = 15 * 60
 # job -> (test metric in best.json, floor, "min" or "max"); diabetes's floor is computed.
@@ -63,7 +63,9 @@ def run_one(job: str, storage: str) -> dict:
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "distsearch", "run", str(job_file), "--storage", storage, "--run-id", job, "--quiet"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -73,20 +75,36 @@ def run_one(job: str, storage: str) -> dict:
     value = best["test"][metric]
     met = value >= floor if mode == "max" else value <= floor
     return {
-        "job": job, "metric": metric, "test": value, "floor": floor, "met_floor": met, "wall_s": wall,
-        "within_limit": wall <= LIMIT_S, "ok": met and wall <= LIMIT_S, "sweep_s": run.get("sweep_wall_seconds"),
-        "status_counts": run.get("status_counts"), "best_params": best["params"], "val": best["val_metric"],
+        "job": job,
+        "metric": metric,
+        "test": value,
+        "floor": floor,
+        "met_floor": met,
+        "wall_s": wall,
+        "within_limit": wall <= LIMIT_S,
+        "ok": met and wall <= LIMIT_S,
+        "sweep_s": run.get("sweep_wall_seconds"),
+        "status_counts": run.get("status_counts"),
+        "best_params": best["params"],
+        "val": best["val_metric"],
         "final_train": best.get("final_train"),
     }
 
 
 def write_figures(rows: list[dict], out: str) -> str:
     """Write the jobs' figures to Parquet at ``out`` and return the markdown table of results."""
-    table = pd.DataFrame([{
-        "job": r["job"], "metric": r.get("metric", "-"),
-        **{k: f"{r[k]:.4f}" if k in r else "-" for k in ("test", "floor")},  # four digits: a floor can hinge on one test example
-        "wall_s": r["wall_s"], "result": ("pass" if r["ok"] else "FAIL") if "test" in r else "FAILED TO RUN",
-    } for r in rows])
+    table = pd.DataFrame(
+        [
+            {
+                "job": r["job"],
+                "metric": r.get("metric", "-"),
+                **{k: f"{r[k]:.4f}" if k in r else "-" for k in ("test", "floor")},  # four digits: a floor can hinge on one test example
+                "wall_s": r["wall_s"],
+                "result": ("pass" if r["ok"] else "FAIL") if "test" in r else "FAILED TO RUN",
+            }
+            for r in rows
+        ]
+    )
     # dict-valued figures as JSON text, so that every column has one Parquet type
     pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items()} for r in rows]).to_parquet(out, index=False)
     return markdown(table)
@@ -114,4 +132,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_recorded("floors", main, "floors.parquet"))

@@ -50,7 +50,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E402
 
 # A recipe whose epochs take over a second on one core (1.6 s here): a wide MLP, small batches.
 PARAMS = {"model": "mlp", "model.depth": 4, "model.width": 1024, "model.activation": "relu", "lr": 0.001, "optimizer": "adam", "batch_size": 16}
@@ -63,7 +63,10 @@ def _figures(mode: str, started: float, arrivals: list[float], epoch_s: list[flo
     per_report = ((arrivals[-1] - arrivals[0]) - sum(epoch_s[1:])) / (len(arrivals) - 1) if len(arrivals) > 1 else float("nan")
     wall = freed - started
     return {
-        "mode": mode, "workers": workers, "cpu_slots": slots, "epochs": len(arrivals),
+        "mode": mode,
+        "workers": workers,
+        "cpu_slots": slots,
+        "epochs": len(arrivals),
         "epoch_s": float(pd.Series(epoch_s).median()),
         "start_to_first_epoch_s": arrivals[0] - epoch_s[0] - started,
         "report_cost_ms": 1000 * per_report,
@@ -104,25 +107,51 @@ def plain(epochs: int, label: str = "(i) plain PyTorch, 1 process") -> dict:
 def _run(epochs: int, workers: int, storage: str, trials: int = 1, **harness):
     """One FIFO distsearch run of the recipe, trials one at a time; returns (trials, epochs) tables."""
     from distsearch import constants as C
-    from distsearch.results import read_run
     from distsearch.job import run_job
+    from distsearch.results import read_run
     from distsearch.spec import parse_job
 
-    spec = parse_job({
-        "name": f"overhead{workers}", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max", "space": SPACE,
-        "budget": {"num_trials": trials, "max_epochs": epochs}, "asha": {"enabled": False}, "max_concurrent_trials": 1,
-        "scaling": {"num_workers": workers, "cpus_per_worker": 1}, "harness": {"report_poll_interval_s": 0.1, **harness}, "storage": storage,
-    })
+    spec = parse_job(
+        {
+            "name": f"overhead{workers}",
+            "task": "digits",
+            "seed": 0,
+            "metric": "val_accuracy",
+            "mode": "max",
+            "space": SPACE,
+            "budget": {"num_trials": trials, "max_epochs": epochs},
+            "asha": {"enabled": False},
+            "max_concurrent_trials": 1,
+            "scaling": {"num_workers": workers, "cpus_per_worker": 1},
+            "harness": {"report_poll_interval_s": 0.1, **harness},
+            "storage": storage,
+        }
+    )
     run = read_run(run_job(spec).run_dir)
     return run["trials"].sort_values(C.STARTED_AT), run["epochs"].sort_values([C.TRIAL_ID, C.EPOCH])
 
 
-def distsearch_trial(epochs: int, workers: int, storage: str, poll_s: float = 0.1, label: str = "", upload: str = "async", controller: str = "trial",
-                     spares: bool = True) -> dict:
+def distsearch_trial(
+    epochs: int,
+    workers: int,
+    storage: str,
+    poll_s: float = 0.1,
+    label: str = "",
+    upload: str = "async",
+    processes: str = "kept_worker_group",
+    spares: bool = True,
+) -> dict:
     from distsearch import constants as C
 
-    trials, e = _run(epochs, workers, storage, report_poll_interval_s=poll_s, checkpoint_upload=upload, train_controller=controller,
-                     **({} if spares else {"spare_worker_keep_alive_s": 0.0}))
+    trials, e = _run(
+        epochs,
+        workers,
+        storage,
+        report_poll_interval_s=poll_s,
+        checkpoint_upload=upload,
+        trial_processes=processes,
+        **({} if spares else {"spare_worker_keep_alive_s": 0.0}),
+    )
     t = trials.iloc[0]
     arrivals = [ts.timestamp() for ts in e[C.TIMESTAMP]]
     freed = t[C.ENDED_AT].timestamp() + (t[C.RELEASE_SECONDS] or 0.0)
@@ -144,11 +173,20 @@ def naive(epochs: int, storage: str) -> dict:
     from distsearch.tasks import make_task
     from distsearch.worker import train_worker
 
-    job = parse_job({
-        "name": "naive", "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max", "space": SPACE,
-        "budget": {"num_trials": 1, "max_epochs": epochs}, "scaling": {"num_workers": 1, "cpus_per_worker": 1}, "storage": storage,
-        "harness": {"checkpoint_upload": "sync"},  # Ray's default
-    }).to_dict()
+    job = parse_job(
+        {
+            "name": "naive",
+            "task": "digits",
+            "seed": 0,
+            "metric": "val_accuracy",
+            "mode": "max",
+            "space": SPACE,
+            "budget": {"num_trials": 1, "max_epochs": epochs},
+            "scaling": {"num_workers": 1, "cpus_per_worker": 1},
+            "storage": storage,
+            "harness": {"checkpoint_upload": "sync"},  # Ray's default
+        }
+    ).to_dict()
     ray.init()
     task = make_task("digits", {})
     data = [ray.put((task, task.splits(0).without_test()))]
@@ -164,7 +202,8 @@ def naive(epochs: int, storage: str) -> dict:
 
     def train_fn(config):
         trainer = TorchTrainer(
-            train_worker, train_loop_config={"job": job, "params": PARAMS, "data": data},
+            train_worker,
+            train_loop_config={"job": job, "params": PARAMS, "data": data},
             scaling_config=ScalingConfig(num_workers=1),
             run_config=RunConfig(storage_path=storage, callbacks=[TuneReportCallback()]),
         )
@@ -187,12 +226,11 @@ def naive(epochs: int, storage: str) -> dict:
 def _in_subprocess(fn: str, *args, module: str = "benchmarks.overhead") -> dict:
     """Run ``module.fn(*args)`` in a fresh interpreter, so each run gets its own Ray and nothing warm."""
     code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from {module} import {fn}; print('RESULT' + json.dumps({fn}(*{args!r})))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"})
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT")), None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"})
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"{fn}{args} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 def main() -> int:
@@ -206,17 +244,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as storage:
         rows = []
         for repeat in range(args.repeats):
-            rows += [{**row, "repeat": repeat} for row in (
-                plain(args.epochs),
-                _in_subprocess("distsearch_trial", args.epochs, 1, storage),
-                _in_subprocess("distsearch_trial", args.epochs, 2, storage),
-            )]
+            rows += [
+                {**row, "repeat": repeat}
+                for row in (
+                    plain(args.epochs),
+                    _in_subprocess("distsearch_trial", args.epochs, 1, storage),
+                    _in_subprocess("distsearch_trial", args.epochs, 2, storage),
+                )
+            ]
         rows += [
             _in_subprocess("distsearch_trial", args.epochs, 2, storage, 0.1, "(iii) without spare worker processes", "async", "trial", False),
             _in_subprocess("naive", args.epochs, storage),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 2.0, "(ii) with Ray's default poll interval, 2 s"),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's default synchronous checkpoint upload", "sync"),
-            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's controller actor", "async", "actor"),
+            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's controller actor", "async", "ray"),
         ]
         if args.long_epochs:
             rows += [
@@ -234,7 +275,9 @@ def main() -> int:
     df["efficiency_vs_naive"] = df["efficiency"] / naive_row["efficiency"]
     print(markdown(df[["mode", "runs", *figures, "wall_vs_plain", "wall_vs_naive", "efficiency_vs_naive"]]))
     if args.repeats > 1:
-        spread = grouped.agg(**{f"{f} {stat}": (f, stat) for f in ("start_to_first_epoch_s", "report_cost_ms", "efficiency") for stat in ("min", "max")})
+        spread = grouped.agg(
+            **{f"{f} {stat}": (f, stat) for f in ("start_to_first_epoch_s", "report_cost_ms", "efficiency") for stat in ("min", "max")}
+        )
         print(f"\nSpread over the {args.repeats} runs of each repeated mode (min, max):\n")
         print(markdown(spread[grouped.size() > 1].reset_index()))
     print(f"\nfigures of every run: {args.out}")
@@ -242,4 +285,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_recorded("overhead", main, "overhead.parquet"))

@@ -25,7 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, run_cli  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_cli, run_recorded  # noqa: E402
 from distsearch import constants as C  # noqa: E402
 
 TRIALS, EPOCHS = 8, 6
@@ -33,18 +33,32 @@ TRIALS, EPOCHS = 8, 6
 
 def run(cpus: float, workdir: Path, max_concurrent: int | None = None) -> dict:
     raw = {
-        "name": f"packing_{str(cpus).replace('.', '_')}" + (f"_x{max_concurrent}" if max_concurrent else ""), "task": "digits", "seed": 0, "metric": "val_accuracy", "mode": "max",
-        "space": {"model": {"choice": {"mlp": {"depth": 2, "width": 256}}}, "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "optimizer": "adam", "batch_size": 16},
-        "budget": {"num_trials": TRIALS, "max_epochs": EPOCHS}, "asha": {"enabled": False},
-        "scaling": {"num_workers": 1, "cpus_per_worker": cpus}, "storage": str(workdir / "runs"),
+        "name": f"packing_{str(cpus).replace('.', '_')}" + (f"_x{max_concurrent}" if max_concurrent else ""),
+        "task": "digits",
+        "seed": 0,
+        "metric": "val_accuracy",
+        "mode": "max",
+        "space": {
+            "model": {"choice": {"mlp": {"depth": 2, "width": 256}}},
+            "lr": {"loguniform": [1.0e-3, 1.0e-2]},
+            "optimizer": "adam",
+            "batch_size": 16,
+        },
+        "budget": {"num_trials": TRIALS, "max_epochs": EPOCHS},
+        "asha": {"enabled": False},
+        "scaling": {"num_workers": 1, "cpus_per_worker": cpus},
+        "storage": str(workdir / "runs"),
         **({"max_concurrent_trials": max_concurrent} if max_concurrent else {}),
     }
     r, _ = run_cli(raw, workdir, "r")
     sweep = r["run"]["sweep_wall_seconds"]
     epochs = r["epochs"]
     return {
-        "cpus_per_trial": cpus, "trials_at_once": r["run"]["max_concurrent_trials"], "sweep_s": sweep,
-        "trials_per_min": 60 * len(r["trials"]) / sweep, "epochs_per_min": 60 * len(epochs) / sweep,
+        "cpus_per_trial": cpus,
+        "trials_at_once": r["run"]["max_concurrent_trials"],
+        "sweep_s": sweep,
+        "trials_per_min": 60 * len(r["trials"]) / sweep,
+        "epochs_per_min": 60 * len(epochs) / sweep,
         "epoch_s_median": float(epochs[C.EPOCH_SECONDS].median()),
         "trial_wall_s_median": float(r["trials"][C.WALL_SECONDS].median()),
         "completed": int((r["trials"][C.STATUS] == C.STATUS_COMPLETED).sum()),
@@ -69,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_recorded("packing", main, "packing.parquet"))

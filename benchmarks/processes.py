@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, run_cli  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_cli, run_recorded  # noqa: E402
 
 IDLE = "ray::IDLE"
 
@@ -73,12 +73,15 @@ class Sampler(threading.Thread):
             self.stop.wait(self.interval_s)
 
     def table(self) -> pd.DataFrame:
-        rows = [{"process": self.kind[pid], "start_cpu_s": self.start_cpu.get(pid, self.last_cpu[pid]), "cpu_s": self.last_cpu[pid]}
-                for pid in self.last_cpu]
+        rows = [
+            {"process": self.kind[pid], "start_cpu_s": self.start_cpu.get(pid, self.last_cpu[pid]), "cpu_s": self.last_cpu[pid]}
+            for pid in self.last_cpu
+        ]
         df = pd.DataFrame(rows)
         g = df.groupby("process")
-        out = pd.DataFrame({"processes": g.size(), "start_cpu_s_each": g["start_cpu_s"].median(), "start_cpu_s": g["start_cpu_s"].sum(),
-                            "cpu_s": g["cpu_s"].sum()})
+        out = pd.DataFrame(
+            {"processes": g.size(), "start_cpu_s_each": g["start_cpu_s"].median(), "start_cpu_s": g["start_cpu_s"].sum(), "cpu_s": g["cpu_s"].sum()}
+        )
         out["working_cpu_s"] = out["cpu_s"] - out["start_cpu_s"]
         out["share_of_all"] = out["cpu_s"] / out["cpu_s"].sum()
         return out.sort_values("cpu_s", ascending=False).reset_index()
@@ -104,12 +107,14 @@ def main() -> int:
     table = sampler.table()
     table.to_parquet(args.out, index=False)
     trials = run["trials"]
-    print(f"\n{raw['name']}: {len(trials)} trials, sweep {run['run']['sweep_wall_seconds']:.1f} s, command {wall:.1f} s, "
-          f"machine CPU seconds {run['machine_cpu_seconds']:.0f}\n")
+    print(
+        f"\n{raw['name']}: {len(trials)} trials, sweep {run['run']['sweep_wall_seconds']:.1f} s, command {wall:.1f} s, "
+        f"machine CPU seconds {run['machine_cpu_seconds']:.0f}\n"
+    )
     print(markdown(table))
     print(f"\nfigures: {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_recorded("processes", main, "processes.parquet"))

@@ -42,7 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, run_cli  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_cli, run_recorded  # noqa: E402
 from distsearch import report  # noqa: E402
 
 CLOSE = 0.005
@@ -62,12 +62,20 @@ def _jobs(workdir: Path) -> dict[str, dict]:
     charlm["asha"] = {**charlm["asha"], "grace_period_epochs": 1}
     # The long budgets: the same spaces, seeds and reduction factor 3, with max_epochs / grace
     # = 27, so that ASHA has three rungs (1, 3, 9 epochs) below max_epochs.
-    digits_long = {**digits, "name": "quickstart_long", "budget": {"num_trials": 16, "max_epochs": 27}, "asha": {**digits["asha"], "grace_period_epochs": 1}}
+    digits_long = {
+        **digits,
+        "name": "quickstart_long",
+        "budget": {"num_trials": 16, "max_epochs": 27},
+        "asha": {**digits["asha"], "grace_period_epochs": 1},
+    }
     short_corpus = workdir / "corpus_long_budget.txt"
     short_corpus.write_text(default_corpus()[:LONG_BUDGET_CHARLM_CHARS], encoding="utf-8")
     charlm_long = {
-        **charlm, "name": "charlm_long", "task_options": {**charlm["task_options"], "corpus": str(short_corpus)},
-        "budget": {"num_trials": 18, "max_epochs": 27}, "asha": {**charlm["asha"], "grace_period_epochs": 1},
+        **charlm,
+        "name": "charlm_long",
+        "task_options": {**charlm["task_options"], "corpus": str(short_corpus)},
+        "budget": {"num_trials": 18, "max_epochs": 27},
+        "asha": {**charlm["asha"], "grace_period_epochs": 1},
     }
     # One trial at a time: a trial's 2 workers of 0.5 CPU then leave a CPU free, so spare worker
     # processes are on (harness.spare_worker_keep_alive_s) and a trial's start costs little.
@@ -95,19 +103,34 @@ def bench(task: str, raw: dict, workdir: Path) -> list[dict]:
     for search, (run, wall) in runs.items():
         s = report.run_summary(run)
         best = s[f"best {metric}"]
-        gap = (rnd[f"best {metric}"] - best) / abs(rnd[f"best {metric}"]) if mode == "max" else (best - rnd[f"best {metric}"]) / abs(rnd[f"best {metric}"])
+        gap = (
+            (rnd[f"best {metric}"] - best) / abs(rnd[f"best {metric}"])
+            if mode == "max"
+            else (best - rnd[f"best {metric}"]) / abs(rnd[f"best {metric}"])
+        )
         test_key = "test_" + metric.removeprefix("val_")
-        rows.append({
-            "task": task, "search": search, "trials": s["trials"], "stopped_early": s["stopped_early"],
-            "best_val": best, "test": s[test_key], "gap_to_random": gap,
-            "worker_epochs": s["worker_epochs"], "cpu_seconds": s["cpu_seconds"],
-            "compute_vs_random": s["cpu_seconds"] / rnd["cpu_seconds"], "worker_epochs_vs_random": s["worker_epochs"] / rnd["worker_epochs"],
-            # the whole machine during the command: spares, Ray's own processes and the driver's start included
-            "machine_cpu_seconds": run["machine_cpu_seconds"], "machine_cpu_vs_random": run["machine_cpu_seconds"] / runs["random"][0]["machine_cpu_seconds"],
-            "s_to_within_0.5%_own": s["seconds_to_within_0.5%"],
-            "s_to_within_0.5%_of_random": _seconds_to(run, rnd[f"best {metric}"], mode),
-            "sweep_s": s["sweep_seconds"], "command_s": wall,
-        })
+        rows.append(
+            {
+                "task": task,
+                "search": search,
+                "trials": s["trials"],
+                "stopped_early": s["stopped_early"],
+                "best_val": best,
+                "test": s[test_key],
+                "gap_to_random": gap,
+                "worker_epochs": s["worker_epochs"],
+                "cpu_seconds": s["cpu_seconds"],
+                "compute_vs_random": s["cpu_seconds"] / rnd["cpu_seconds"],
+                "worker_epochs_vs_random": s["worker_epochs"] / rnd["worker_epochs"],
+                # the whole machine during the command: spares, Ray's own processes and the driver's start included
+                "machine_cpu_seconds": run["machine_cpu_seconds"],
+                "machine_cpu_vs_random": run["machine_cpu_seconds"] / runs["random"][0]["machine_cpu_seconds"],
+                "s_to_within_0.5%_own": s["seconds_to_within_0.5%"],
+                "s_to_within_0.5%_of_random": _seconds_to(run, rnd[f"best {metric}"], mode),
+                "sweep_s": s["sweep_seconds"],
+                "command_s": wall,
+            }
+        )
     a = rows[1]
     a["target_met"] = a["gap_to_random"] <= CLOSE and a["compute_vs_random"] <= 0.40
     return rows
@@ -136,4 +159,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_recorded("search", main, "search.parquet"))

@@ -35,15 +35,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown  # noqa: E402
+from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E402
 from benchmarks.overhead import _in_subprocess, _run  # noqa: E402
 
-# (train_controller, reuse_trial_actors, reuse_worker_groups, spare worker processes)
-SETTINGS = (("trial", True, True, True), ("trial", True, False, True), ("trial", True, False, False), ("trial", False, False, False),
-            ("actor", False, False, False))
+# (harness.trial_processes, spare worker processes)
+SETTINGS = (("kept_worker_group", True), ("reused_actor", True), ("reused_actor", False), ("controller_in_trial", False), ("ray", False))
 
 
-def sweep_starts(trials: int, storage: str, controller: str, reuse: bool, groups: bool, spares: bool = True) -> dict:
+def sweep_starts(trials: int, storage: str, processes: str, spares: bool = True) -> dict:
     """Start to first epoch of each trial of one sweep, run one trial at a time: the first trial
     also pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pooled
     processes), the later ones show what every further trial of a sweep pays. Also the gap from
@@ -53,17 +52,25 @@ def sweep_starts(trials: int, storage: str, controller: str, reuse: bool, groups
 
     # spares: the defaults, which here (1 worker of 1 CPU on 2 CPUs leaves a CPU free) give every
     # trial a spare, or only the first where groups are kept
-    t, e = _run(2, 1, storage, trials=trials, train_controller=controller, reuse_trial_actors=reuse, reuse_worker_groups=groups,
-                **({} if spares else {"spare_worker_keep_alive_s": 0.0}))
+    t, e = _run(2, 1, storage, trials=trials, trial_processes=processes, **({} if spares else {"spare_worker_keep_alive_s": 0.0}))
     first = e[e[C.EPOCH] == 1].set_index(C.TRIAL_ID)
-    starts = [first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
-              for _, r in t.iterrows()]
+    starts = [
+        first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
+        for _, r in t.iterrows()
+    ]
     later = pd.Series(starts[1:])
     gaps = (t[C.STARTED_AT].iloc[1:].to_numpy() - t[C.ENDED_AT].iloc[:-1].to_numpy()) / pd.Timedelta(seconds=1)
-    return {"train_controller": controller, "reuse_trial_actors": reuse, "reuse_worker_groups": groups, "spare_workers": spares, "trials": len(starts), "first_trial_s": starts[0],
-            "later_trials_median_s": float(later.median()), "later_trials_min_s": float(later.min()), "later_trials_max_s": float(later.max()),
-            "between_trials_median_s": float(pd.Series(gaps).median()),
-            "sweep_s": (t[C.ENDED_AT].max() - t[C.STARTED_AT].min()).total_seconds()}
+    return {
+        "trial_processes": processes,
+        "spare_workers": spares,
+        "trials": len(starts),
+        "first_trial_s": starts[0],
+        "later_trials_median_s": float(later.median()),
+        "later_trials_min_s": float(later.min()),
+        "later_trials_max_s": float(later.max()),
+        "between_trials_median_s": float(pd.Series(gaps).median()),
+        "sweep_s": (t[C.ENDED_AT].max() - t[C.STARTED_AT].min()).total_seconds(),
+    }
 
 
 def main() -> int:
@@ -75,7 +82,7 @@ def main() -> int:
         ap.error("--trials must be at least 2: the later trials are the point")
     print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as storage:
-        starts = pd.DataFrame([_in_subprocess("sweep_starts", args.trials, storage, c, r, g, sp, module="benchmarks.starts") for c, r, g, sp in SETTINGS])
+        starts = pd.DataFrame([_in_subprocess("sweep_starts", args.trials, storage, p, sp, module="benchmarks.starts") for p, sp in SETTINGS])
     starts.to_parquet(args.out, index=False)
     print(f"\nStart to first epoch (s) in one sweep of {args.trials} trials of 2 epochs, one at a time:\n")
     print(markdown(starts))
@@ -84,4 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_recorded("starts", main, "starts.parquet"))

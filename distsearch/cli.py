@@ -33,7 +33,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--run-id", help="name of the run folder (default: UTC time and a random suffix); an unfinished run of that id is resumed")
     how = r.add_mutually_exclusive_group()
     how.add_argument("--resume", action="store_true", help="resume the newest unfinished run of this job (or --run-id), or fail saying why not")
-    how.add_argument("--new-run", action="store_true", help="always start a new run (default: resume the newest run of this job and spec if its driver died)")
+    how.add_argument(
+        "--new-run", action="store_true", help="always start a new run (default: resume the newest run of this job and spec if its driver died)"
+    )
     r.add_argument("--storage", help="override the job's storage: a local path or URI (use an absolute path or URI under `ray job submit`)")
     r.add_argument("--dashboard", action="store_true", help="start the dashboard with the embedded Ray (not needed for cleanup)")
     r.add_argument("--quiet", action="store_true", help="no progress line")
@@ -54,8 +56,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "validate":
             spec, _ = _load(args.job)
-            print(f"{args.job}: valid ({spec.task}, {spec.budget.num_trials} trials x {spec.budget.max_epochs} epochs, "
-                  f"{spec.scaling.num_workers} workers per trial)")
+            print(
+                f"{args.job}: valid ({spec.task}, {spec.budget.num_trials} trials x {spec.budget.max_epochs} epochs, "
+                f"{spec.scaling.num_workers} workers per trial)"
+            )
             return 0
         if args.command == "run":
             spec, task = _load(args.job, args.storage)
@@ -63,7 +67,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .job import run_job
 
             result = run_job(
-                spec, task=task, address=args.address, run_id=args.run_id, dashboard=args.dashboard, progress=not args.quiet, worker_logs=args.worker_logs,
+                spec,
+                task=task,
+                address=args.address,
+                run_id=args.run_id,
+                dashboard=args.dashboard,
+                progress=not args.quiet,
+                worker_logs=args.worker_logs,
                 resume="require" if args.resume else "never" if args.new_run else "auto",
             )
             print(report.report_run(result.run_dir))

@@ -28,8 +28,10 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_lo
             if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
                 # Ray sends its token only to clusters it finds itself ("auto"); for an
                 # explicit address the caller must opt in.
-                hint = (" If the cluster uses token authentication, fix: set RAY_AUTH_MODE=token "
-                        "and provide the token in ~/.ray/auth_token or RAY_AUTH_TOKEN, or connect with --address auto.")
+                hint = (
+                    " If the cluster uses token authentication, fix: set RAY_AUTH_MODE=token "
+                    "and provide the token in ~/.ray/auth_token or RAY_AUTH_TOKEN, or connect with --address auto."
+                )
             raise ConnectionError(f"cannot connect to the Ray cluster at {address!r}: {e}.{hint}") from e
     else:
         ray.init(include_dashboard=dashboard, log_to_driver=worker_logs)

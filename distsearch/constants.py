@@ -1,7 +1,7 @@
 """Every string that two modules share: metric keys, Parquet columns, file names, statuses.
 
 A name is written once here and imported everywhere else, so a column cannot be spelled two
-ways. The Parquet schema documented in README.md is generated from these names.
+ways. The Parquet schema in docs/results.md is checked against these names.
 """
 
 # ---- files inside <storage>/<job name>/<run id>/ -------------------------------------------

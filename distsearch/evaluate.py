@@ -58,7 +58,15 @@ def score_best(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, 
     scores = evaluate_checkpoint(task, splits, params, state)
     by_split = {s: {k: v for k, v in scores.items() if k.startswith(f"{s}_")} for s in SPLITS}
     return {
-        C.TRIAL_ID: trial_id, "params": params, "metric": spec.metric, "mode": spec.mode,
-        "val_metric": float(ckpt[spec.metric]), C.EPOCH: int(ckpt[C.EPOCH]), C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
-        "test": by_split["test"], "final_train": by_split["train"], "final_val": by_split["val"], "test_seconds": time.perf_counter() - t0,
+        C.TRIAL_ID: trial_id,
+        "params": params,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "val_metric": float(ckpt[spec.metric]),
+        C.EPOCH: int(ckpt[C.EPOCH]),
+        C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
+        "test": by_split["test"],
+        "final_train": by_split["train"],
+        "final_val": by_split["val"],
+        "test_seconds": time.perf_counter() - t0,
     }

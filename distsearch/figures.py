@@ -61,7 +61,7 @@ def learning_curves(run: Mapping[str, Any]):
     job, trials, epochs = _job(run), run["trials"], run["epochs"]
     metric, best = job["metric"], best_trial_id(run)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    status = dict(zip(trials[C.TRIAL_ID], trials[C.STATUS]))
+    status = dict(zip(trials[C.TRIAL_ID], trials[C.STATUS], strict=True))
     for tid, rows in epochs.groupby(C.TRIAL_ID, sort=True) if metric in epochs else []:
         style = dict(_STATUS_STYLE.get(status.get(tid), _STATUS_STYLE[C.STATUS_COMPLETED]))
         if tid == best:
@@ -83,7 +83,7 @@ def _hp_columns(trials: pd.DataFrame) -> list[str]:
 
 
 def _hp_label(column: str) -> str:
-    return column[len(C.HP_PREFIX):].replace("__", ".")
+    return column[len(C.HP_PREFIX) :].replace("__", ".")
 
 
 def hparams_vs_metric(run: Mapping[str, Any]):
@@ -95,7 +95,7 @@ def hparams_vs_metric(run: Mapping[str, Any]):
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
     colors = trials[C.STATUS].map({C.STATUS_COMPLETED: "tab:green", C.STATUS_STOPPED: "0.55", C.STATUS_ERROR: "tab:red"}).fillna("0.3")
     rng = np.random.default_rng(0)
-    for ax, col in zip(axes.flat, cols):
+    for ax, col in zip(axes.flat, cols, strict=False):  # the grid may have spare axes
         values, y = trials[col], trials[C.BEST_METRIC]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             x = values.astype("float64")
@@ -110,7 +110,7 @@ def hparams_vs_metric(run: Mapping[str, Any]):
             ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8)
         ax.set(xlabel=_hp_label(col), ylabel=f"best {job['metric']}")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(cols):]:
+    for ax in list(axes.flat)[len(cols) :]:
         ax.axis("off")
     if not cols:
         axes.flat[0].text(0.5, 0.5, "no hyperparameter varied across trials", ha="center", va="center")

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from . import __version__
-from . import cluster, evaluate, results, space, storage
+from . import __version__, cluster, evaluate, results, space, storage
 from . import constants as C
 from .spec import JobSpec
 from .tasks import Task, check_job
@@ -132,8 +131,15 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
 
 
 def run_job(
-    spec: JobSpec, *, task: Optional[Task] = None, address: Optional[str] = None, run_id: Optional[str] = None,
-    dashboard: bool = False, progress: bool = False, worker_logs: bool = False, resume: str = "never",
+    spec: JobSpec,
+    *,
+    task: Optional[Task] = None,
+    address: Optional[str] = None,
+    run_id: Optional[str] = None,
+    dashboard: bool = False,
+    progress: bool = False,
+    worker_logs: bool = False,
+    resume: str = "never",
 ) -> RunResult:
     """Run ``spec`` and write ``<storage>/<name>/<run id>/``; Ray is started here only if needed.
 
@@ -159,8 +165,12 @@ def run_job(
             log.info("resuming run %s (its driver is gone; ended trials are kept, the rest go on from their checkpoints)", run_id)
         else:
             meta = {
-                "run_id": run_id, "job": spec.to_dict(), "versions": _versions(),
-                "cluster_resources": dict(ray.cluster_resources()), "started_at": now, "schema_version": C.SCHEMA_VERSION,
+                "run_id": run_id,
+                "job": spec.to_dict(),
+                "versions": _versions(),
+                "cluster_resources": dict(ray.cluster_resources()),
+                "started_at": now,
+                "schema_version": C.SCHEMA_VERSION,
             }
         meta.update(driver=me, heartbeat_at=now)
         run_file = storage.join(out, C.RUN_FILE)
@@ -179,11 +189,16 @@ def run_job(
         if best is not None:
             storage.write_json(storage.join(out, C.BEST_FILE), best)
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}
-        meta.update({
-            "finished_at": datetime.now(timezone.utc).isoformat(), "sweep_wall_seconds": outcome.wall_seconds,
-            "max_concurrent_trials": outcome.max_concurrent_trials, "status_counts": counts, "leaks": outcome.leaks,
-            "error_budget_exceeded": outcome.error_budget_exceeded,
-        })
+        meta.update(
+            {
+                "finished_at": datetime.now(timezone.utc).isoformat(),
+                "sweep_wall_seconds": outcome.wall_seconds,
+                "max_concurrent_trials": outcome.max_concurrent_trials,
+                "status_counts": counts,
+                "leaks": outcome.leaks,
+                "error_budget_exceeded": outcome.error_budget_exceeded,
+            }
+        )
         storage.write_json(run_file, meta)
         return RunResult(run_dir=out, best=best, status_counts=counts, error_budget_exceeded=outcome.error_budget_exceeded, resumed=resuming)
     finally:

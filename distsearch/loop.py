@@ -78,7 +78,7 @@ def _all_reduce_sums(sums: dict[str, float], world_size: int, device: torch.devi
     keys = sorted(sums)
     t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return dict(zip(keys, t.tolist()))
+    return dict(zip(keys, t.tolist(), strict=True))
 
 
 def _add(acc: dict[str, float], new: Mapping[str, float]) -> None:
@@ -105,14 +105,16 @@ def train(
     max_epochs: int,
     seed: int,
     splits: Splits,
-    device: torch.device = torch.device("cpu"),
+    device: Optional[torch.device] = None,
     start_state: Optional[Mapping[str, Any]] = None,
 ) -> None:
     """Train ``task``'s model for ``params`` up to ``max_epochs``, reporting every epoch.
 
     ``start_state`` (a checkpoint dict this function reported earlier) resumes after its epoch.
     ``batch_size`` is the global batch: each of the world's ranks takes ``batch_size // world``.
+    ``device`` defaults to the CPU.
     """
+    device = device if device is not None else torch.device("cpu")
     rank, world = _world()
     torch.manual_seed(seed)  # same initial weights on every rank; DDP also broadcasts them
     model = task.build_model(params, splits).to(device)
@@ -163,8 +165,10 @@ def train(
         state = None
         if rank == 0:
             state = {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None,
-                "epoch": epoch + 1, "params": dict(params),
+                "epoch": epoch + 1,
+                "params": dict(params),
             }
         report(metrics, state)

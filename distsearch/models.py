@@ -77,8 +77,12 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         pooled = side // 2
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * pooled * pooled, width), _act(activation),
-            nn.Dropout(dropout), nn.Linear(width, out_features),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(channels * pooled * pooled, width),
+            _act(activation),
+            nn.Dropout(dropout),
+            nn.Linear(width, out_features),
         )
 
     def forward(self, x):
@@ -137,7 +141,9 @@ def build_sequence(params: Mapping[str, Any], vocab_size: int, seq_len: int) -> 
     if family in ("gru", "lstm"):
         return CharRNN(family, vocab_size, depth, width, dropout)
     if family == "transformer":
-        return CharTransformer(vocab_size, seq_len, depth, width, int(family_param(params, "heads", 4)), family_param(params, "activation", "gelu"), dropout)
+        return CharTransformer(
+            vocab_size, seq_len, depth, width, int(family_param(params, "heads", 4)), family_param(params, "activation", "gelu"), dropout
+        )
     raise ValueError(f"model: got {family!r}; use one of gru, lstm, transformer")
 
 

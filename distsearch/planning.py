@@ -98,6 +98,10 @@ class SparePlan:
         return self.first_s > 0 or self.later_s > 0
 
 
+#: A sweep that asks for no spare processes.
+NO_SPARES = SparePlan(0.0, 0.0)
+
+
 def resolve_spares(spec: JobSpec, nodes: list[Mapping[str, float]], concurrency: int) -> SparePlan:
     """``harness.spare_worker_keep_alive_s`` resolved for the sweep: a value set applies to both.
 

@@ -27,7 +27,7 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10, bes
     test_value = best["test"].get("test_" + metric.removeprefix("val_")) if best else None
     df[test_col] = [test_value if best and t == best[C.TRIAL_ID] else None for t in df[C.TRIAL_ID]]
     cols = [C.TRIAL_ID, C.STATUS, C.EPOCHS_COMPLETED, C.BEST_METRIC, test_col] + hp
-    out = df[cols].head(top).rename(columns={C.BEST_METRIC: f"best {metric}", **{c: c[len(C.HP_PREFIX):].replace("__", ".") for c in hp}})
+    out = df[cols].head(top).rename(columns={C.BEST_METRIC: f"best {metric}", **{c: c[len(C.HP_PREFIX) :].replace("__", ".") for c in hp}})
     return out.reset_index(drop=True)
 
 
@@ -105,8 +105,10 @@ def write_report(directory: str, out_dir: str | None = None, top: int = 20) -> d
     ]
     if best:
         scores = ", ".join(f"{html.escape(k)} = {v:.4f}" for k, v in best["test"].items())
-        parts.append(f"<p><b>Selected:</b> trial {html.escape(best[C.TRIAL_ID])} at epoch {best[C.EPOCH]}, {html.escape(best['metric'])} = "
-                     f"{best['val_metric']:.4f}. <b>Held-out test, once:</b> {scores}.</p>")
+        parts.append(
+            f"<p><b>Selected:</b> trial {html.escape(best[C.TRIAL_ID])} at epoch {best[C.EPOCH]}, {html.escape(best['metric'])} = "
+            f"{best['val_metric']:.4f}. <b>Held-out test, once:</b> {scores}.</p>"
+        )
         if best.get("final_train"):
             parts.append(f"<p>Final train vs validation: {html.escape(_gap_text(best))}</p>")
     parts.append("<h2>Leaderboard</h2>" + _board(run, top).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
@@ -146,12 +148,19 @@ def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
         to_best = (hit[C.TIMESTAMP].iloc[0] - started).total_seconds()
         to_near = (near[C.TIMESTAMP].iloc[0] - started).total_seconds()
     return {
-        "run": meta.get("run_id"), "job": job["name"], "search": "asha" if job.get("asha", {}).get("enabled", True) else "random (fifo)",
-        "trials": len(trials), "stopped_early": int((trials[C.STATUS] == C.STATUS_STOPPED).sum()),
-        f"best {metric}": final, test_key: best["test"].get(test_key) if best else None,
-        "worker_epochs": float(world.sum()), "cpu_seconds": slot_seconds * s["cpus_per_worker"],
+        "run": meta.get("run_id"),
+        "job": job["name"],
+        "search": "asha" if job.get("asha", {}).get("enabled", True) else "random (fifo)",
+        "trials": len(trials),
+        "stopped_early": int((trials[C.STATUS] == C.STATUS_STOPPED).sum()),
+        f"best {metric}": final,
+        test_key: best["test"].get(test_key) if best else None,
+        "worker_epochs": float(world.sum()),
+        "cpu_seconds": slot_seconds * s["cpus_per_worker"],
         "gpu_seconds": slot_seconds * s.get("gpus_per_worker", 0.0) if s.get("use_gpu") else 0.0,
-        "sweep_seconds": meta.get("sweep_wall_seconds"), "seconds_to_best": to_best, "seconds_to_within_0.5%": to_near,
+        "sweep_seconds": meta.get("sweep_wall_seconds"),
+        "seconds_to_best": to_best,
+        "seconds_to_within_0.5%": to_near,
     }
 
 

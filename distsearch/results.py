@@ -102,7 +102,9 @@ def run_ids(storage: str, job_name: str) -> list[str]:
 
     fs, base = filesystem(join(absolute(storage), job_name))
     found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-    return sorted(i.base_name for i in found if i.type == pafs.FileType.Directory and fs.get_file_info(f"{i.path}/{C.RUN_FILE}").type == pafs.FileType.File)
+    return sorted(
+        i.base_name for i in found if i.type == pafs.FileType.Directory and fs.get_file_info(f"{i.path}/{C.RUN_FILE}").type == pafs.FileType.File
+    )
 
 
 def write_tables(directory: PathLike, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:

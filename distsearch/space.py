@@ -39,7 +39,7 @@ def param_types(space: Mapping[str, Param], prefix: str = "") -> dict[str, type]
             types[key] = kinds.pop() if len(kinds) == 1 else (float if kinds <= {int, float} else str)
         elif isinstance(p, Conditional):
             types[key] = str
-            for opt, sub in p.options.items():
+            for sub in p.options.values():
                 types.update(param_types(sub, prefix=f"{key}."))
         elif isinstance(p, Uniform):
             types[key] = float

@@ -20,10 +20,25 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .params import Choice, Conditional, Fixed, Param, RandInt, Uniform, _Param, parse_space
+from .spec_errors import format_validation_error
 
 __all__ = [
-    "Asha", "Budget", "Checkpointing", "Choice", "Conditional", "Fixed", "Harness", "JobSpec", "Param", "RandInt", "Scaling",
-    "SpecError", "TRIAL_PROCESSES", "Uniform", "load_job", "parse_job",
+    "Asha",
+    "Budget",
+    "Checkpointing",
+    "Choice",
+    "Conditional",
+    "Fixed",
+    "Harness",
+    "JobSpec",
+    "Param",
+    "RandInt",
+    "Scaling",
+    "SpecError",
+    "TRIAL_PROCESSES",
+    "Uniform",
+    "load_job",
+    "parse_job",
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -80,7 +95,11 @@ class Scaling(_Section):
 
 
 class Checkpointing(_Section):
-    num_to_keep: int = Field(2, ge=1, description="checkpoints kept per trial: the best by the job's metric (count, >= 1), plus the latest, which Ray Train always keeps for resuming")
+    num_to_keep: int = Field(
+        2,
+        ge=1,
+        description="checkpoints kept per trial: the best by the job's metric (count, >= 1), plus the latest, which Ray Train always keeps for resuming",
+    )
 
 
 #: How a trial gets its processes, from Ray's own path to the most reuse; see ``Harness.trial_processes``.
@@ -93,7 +112,9 @@ class Harness(_Section):
     """Knobs of the Ray harness itself, not of the model. The defaults suit small trials."""
 
     report_poll_interval_s: float = Field(
-        0.1, gt=0, le=60,
+        0.1,
+        gt=0,
+        le=60,
         description="how often Ray Train's controller drains worker reports (seconds, 0..60; Ray's default is 2.0, which "
         "can add that much to every epoch); sets RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
     )
@@ -122,7 +143,9 @@ class Harness(_Section):
         "release_timeout_s / 2 for them, else ends the group as Ray Train does)",
     )
     spare_worker_keep_alive_s: Optional[float] = Field(
-        None, ge=0, le=86_400,
+        None,
+        ge=0,
+        le=86_400,
         description="spare worker processes that import torch and distsearch ahead of time, so that a trial's Train "
         "worker starts in one instead of in a new process: the driver has its node's Ray start the first trials' spares "
         "before Tune starts, and each Train worker, as it starts, has its node's Ray start one for the trial after its "
@@ -145,9 +168,7 @@ class Harness(_Section):
         else:
             value = "kept_worker_group"
         old = ", ".join(f"harness.{k}: {json.dumps(data[k])}" for k in _OLD_HARNESS_KEYS if k in data)
-        raise ValueError(
-            f"{old}: these keys were replaced by one field; fix: remove them and write harness.trial_processes: {value}"
-        )
+        raise ValueError(f"{old}: these keys were replaced by one field; fix: remove them and write harness.trial_processes: {value}")
 
     @property
     def controller_in_trial(self) -> bool:
@@ -174,11 +195,11 @@ class JobSpec(_Section):
     """A complete, validated job. Every field has a unit or a closed set of values."""
 
     name: str = Field(description="job name, the folder under storage (letters, digits, _ . -; up to 64 characters)")
-    task: str = Field(description="task name: digits, tabular, charlm or custom (see distsearch.tasks)")
+    task: str = Field(description="task name: digits, tabular, charlm or custom (see docs/tasks.md)")
     seed: int = Field(0, ge=0, description="seed for the data splits, the search and the weights (integer >= 0)")
     metric: str = Field(description="the reported metric ASHA and model selection optimise, e.g. val_accuracy")
     mode: Literal["min", "max"] = Field(description="min or max: whether a lower or higher metric is better")
-    space: dict[str, Param] = Field(description="the search space: parameter name -> distribution (see the grammar in docs/job-spec.md)")
+    space: dict[str, Param] = Field(description="the search space: parameter name -> distribution (the grammar is in docs/job-spec.md)")
     budget: Budget = Field(default_factory=Budget, description="how many trials, how many epochs each")
     asha: Asha = Field(default_factory=Asha, description="ASHA early-stopping settings")
     scaling: Scaling = Field(default_factory=Scaling, description="per-trial worker group resources")
@@ -187,7 +208,7 @@ class JobSpec(_Section):
     )
     checkpointing: Checkpointing = Field(default_factory=Checkpointing, description="per-trial checkpoint retention")
     harness: Harness = Field(default_factory=Harness, description="Ray harness knobs; the defaults suit small trials")
-    task_options: dict[str, Any] = Field(default_factory=dict, description="task-specific options (see the task's docstring)")
+    task_options: dict[str, Any] = Field(default_factory=dict, description="task-specific options (see docs/tasks.md)")
     storage: str = Field("./runs", description="where runs are written: a local path or a URI (file://, s3://, gs://)")
 
     @field_validator("name")
@@ -231,79 +252,6 @@ class JobSpec(_Section):
         return self.model_dump(mode="json")
 
 
-def _field_description(loc: tuple, model: type[BaseModel] = JobSpec) -> Optional[str]:
-    """The description of the field at ``loc``, walking nested sections; None if unknown."""
-    desc = None
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
-            return desc
-        info = fields[part]
-        desc = info.description
-        model = info.annotation if isinstance(info.annotation, type) else None
-    return desc
-
-
-def _fix(e: dict, field: str, desc: Optional[str]) -> str:
-    """The instruction that mends one pydantic error of ``field``."""
-    ctx, kind = e.get("ctx") or {}, e["type"]
-    bounds = {
-        "greater_than_equal": ("ge", "{} or more"), "greater_than": ("gt", "above {}"),
-        "less_than_equal": ("le", "{} or less"), "less_than": ("lt", "below {}"),
-    }
-    if kind in bounds:
-        key, words = bounds[kind]
-        fix = f"set {field} to " + words.format(ctx[key])
-    elif kind == "literal_error":
-        fix = f"set {field} to {ctx.get('expected', 'one of the allowed values')}"
-    elif kind.startswith("int_"):
-        fix = f"set {field} to a whole number"
-    elif kind.startswith("float_"):
-        fix = f"set {field} to a number"
-    elif kind.startswith("bool_"):
-        fix = f"set {field} to true or false"
-    elif kind.startswith("string_"):
-        fix = f"set {field} to text"
-    else:
-        fix = f"set {field} as its reference says"
-    return f"{fix} ({field}: {desc})" if desc else fix
-
-
-def format_validation_error(err: ValidationError) -> list[str]:
-    """One line per pydantic error: the field, the value it got, and the fix."""
-    problems = []
-    for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "value_error":
-            problems.extend(msg.splitlines())  # our validators already name field, value and fix
-            continue
-        value = e.get("input")
-        desc = _field_description(loc)
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
-            fix = f"remove it or fix its spelling; allowed keys here: {', '.join(allowed)}"
-        elif e["type"] == "missing":
-            fix = f"add it ({field}: {desc})" if desc else "add it"
-            value = "nothing"
-        else:
-            fix = _fix(e, field, desc)
-        shown = value if value == "nothing" else repr(value)
-        problems.append(f"{field}: {msg.lower()}, got {shown}; fix: {fix}")
-    return problems
-
-
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: Any = JobSpec
-    for part in loc:
-        info = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if info is None:
-            return []
-        model = info.annotation
-    return list(getattr(model, "model_fields", {}))
-
-
 def parse_job(raw: Any, source: str = "job spec") -> JobSpec:
     """Validate an already-loaded mapping into a ``JobSpec``; raises ``SpecError``."""
     if not isinstance(raw, dict):
@@ -311,7 +259,7 @@ def parse_job(raw: Any, source: str = "job spec") -> JobSpec:
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(format_validation_error(err), source) from None
+        raise SpecError(format_validation_error(err, JobSpec), source) from None
 
 
 def load_job(path: Union[str, Path]) -> JobSpec:
@@ -320,7 +268,9 @@ def load_job(path: Union[str, Path]) -> JobSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise SpecError([f"(file): cannot read {str(path)!r}: {e.strerror}; give the path of a YAML job spec, e.g. jobs/quickstart.yaml"], str(path)) from None
+        raise SpecError(
+            [f"(file): cannot read {str(path)!r}: {e.strerror}; give the path of a YAML job spec, e.g. jobs/quickstart.yaml"], str(path)
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

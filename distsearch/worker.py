@@ -31,7 +31,6 @@ from . import constants as C
 from . import loop, spares, storage
 from .spec import JobSpec
 
-
 # Set in this worker process to end its trial's training at the next report (every rank agrees
 # there first). One Train worker per process, so one flag per process.
 _STOP = threading.Event()
@@ -98,7 +97,7 @@ def remove_orphaned_checkpoint_copies(tmp_dir: Optional[str] = None) -> list[str
     Each worker calls this at start, so a node keeps at most the copies of live workers."""
     removed = []
     for d in Path(tmp_dir or tempfile.gettempdir()).glob(f"{CHECKPOINT_TMP_PREFIX}*-*"):
-        pid = d.name[len(CHECKPOINT_TMP_PREFIX):].split("-", 1)[0]
+        pid = d.name[len(CHECKPOINT_TMP_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit():
             continue
         try:
@@ -162,9 +161,14 @@ def train_worker(cfg: dict[str, Any]) -> None:
         # The copy keeps where that epoch ran (its group may have died before its own report
         # got out, e.g. with a lost node); only the PG id is this group's, for the driver to release.
         restored = {k: v for k, v in history[-1].items() if k != C.TIMESTAMP}
-        ray.train.report({
-            **tags, **restored, C.PLACEMENT_GROUP_ID: tags[C.PLACEMENT_GROUP_ID], C.CHECKPOINT_PATH: storage.uri(ckpt.filesystem, ckpt.path),
-        })
+        ray.train.report(
+            {
+                **tags,
+                **restored,
+                C.PLACEMENT_GROUP_ID: tags[C.PLACEMENT_GROUP_ID],
+                C.CHECKPOINT_PATH: storage.uri(ckpt.filesystem, ckpt.path),
+            }
+        )
 
     device = ray.train.torch.get_device()
     # Only a kept group's workers are ever asked to stop (distsearch._ray.warm); elsewhere the agreement
@@ -194,8 +198,14 @@ def train_worker(cfg: dict[str, Any]) -> None:
 
     try:
         loop.train(
-            task, cfg["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits,
-            device=device, start_state=start_state,
+            task,
+            cfg["params"],
+            report,
+            max_epochs=spec.budget.max_epochs,
+            seed=spec.seed,
+            splits=splits,
+            device=device,
+            start_state=start_state,
         )
     except StopRequested:
         pass  # the trial was ended (ASHA, a limit): its run is over, and this process may serve the next

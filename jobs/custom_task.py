@@ -65,7 +65,11 @@ class BreastCancerTask(ClassificationHead):
 
 def make_task(val_fraction: float = 0.15, test_fraction: float = 0.15) -> BreastCancerTask:
     """Called with the job's task_options (less ``factory``); raise TaskInputError on bad input."""
-    bad = [f"task_options.{k}: got {v!r}; use a fraction between 0.05 and 0.4" for k, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)) if not 0.05 <= v <= 0.4]
+    bad = [
+        f"task_options.{k}: got {v!r}; use a fraction between 0.05 and 0.4"
+        for k, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction))
+        if not 0.05 <= v <= 0.4
+    ]
     if bad:
         raise TaskInputError(bad)
     return BreastCancerTask(val_fraction, test_fraction)

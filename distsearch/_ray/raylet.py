@@ -17,8 +17,16 @@ def worker_setup_hook_env_var() -> str:
     return WORKER_PROCESS_SETUP_HOOK_ENV_VAR
 
 
-def prestart(node: dict, job_id_hex: str, serialized_runtime_env: str, count: int, keep_alive_s: float, batch: int = 0,
-             batch_interval_s: float = 1.0, timeout_s: float = 5.0) -> None:
+def prestart(
+    node: dict,
+    job_id_hex: str,
+    serialized_runtime_env: str,
+    count: int,
+    keep_alive_s: float,
+    batch: int = 0,
+    batch_interval_s: float = 1.0,
+    timeout_s: float = 5.0,
+) -> None:
     """Ask the raylet of ``node`` (an entry of ``ray.nodes()``) to start ``count`` idle worker
     processes for job ``job_id_hex`` with this runtime env, kept at least ``keep_alive_s``; with
     ``batch``, at most that many per request, ``batch_interval_s`` apart. Raises on failure.
@@ -35,8 +43,10 @@ def prestart(node: dict, job_id_hex: str, serialized_runtime_env: str, count: in
         while left > 0:
             n = min(left, batch) if batch > 0 else left
             request = node_manager_pb2.PrestartWorkersRequest(
-                language=common_pb2.Language.PYTHON, job_id=bytes.fromhex(job_id_hex),
-                keep_alive_duration_secs=max(1, round(keep_alive_s)), num_workers=n,
+                language=common_pb2.Language.PYTHON,
+                job_id=bytes.fromhex(job_id_hex),
+                keep_alive_duration_secs=max(1, round(keep_alive_s)),
+                num_workers=n,
             )
             # The raylet matches an idle process to an actor by the hash of this exact string.
             request.runtime_env_info.serialized_runtime_env = serialized_runtime_env

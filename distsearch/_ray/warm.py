@@ -103,8 +103,9 @@ def warm_worker_group_cls(wait_s: float):
         def _key(self) -> str:
             ctx = self._worker_group_context
             env = self._get_worker_runtime_env(custom_runtime_env=self._train_run_context.run_config.worker_runtime_env)
-            return json.dumps([ctx.num_workers, ctx.resources_per_worker, ctx.placement_strategy, ctx.label_selector, dict(env or {})],
-                              sort_keys=True, default=str)
+            return json.dumps(
+                [ctx.num_workers, ctx.resources_per_worker, ctx.placement_strategy, ctx.label_selector, dict(env or {})], sort_keys=True, default=str
+            )
 
         def _take_kept(self):
             """The kept group of this shape with every worker alive, or None; another shape's or

@@ -241,7 +241,8 @@ def released_on_sigterm(reaper: WorkerGroupReaper):
             print(
                 f"distsearch: SIGTERM: stopped the sweep; removed {len(done['placement_groups_removed'])} placement groups in "
                 f"{done['seconds']:.2f} s; Train actors still alive: {done['train_actors_alive'] or 'none'}",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
         except Exception:  # noqa: BLE001 - exiting matters more than the cleanup report
             log.exception("cleanup on SIGTERM failed")

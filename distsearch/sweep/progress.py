@@ -76,8 +76,10 @@ class ProgressView(tune.Callback):
         done = sum(self.last_epoch.get(t.trial_id, 0) >= self.max_epochs for t in ended)
         metric = self.objective.metric
         best = f"best {metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else f"best {metric} -"
-        return (f"[{time.monotonic() - self.t0:6.0f} s] trials: {states.count('RUNNING')} running, {states.count('PENDING')} pending, "
-                f"{done} done, {len(ended) - done} stopped early, {states.count('ERROR')} failed | epochs {self.epochs}/{self.budget} | {best}")
+        return (
+            f"[{time.monotonic() - self.t0:6.0f} s] trials: {states.count('RUNNING')} running, {states.count('PENDING')} pending, "
+            f"{done} done, {len(ended) - done} stopped early, {states.count('ERROR')} failed | epochs {self.epochs}/{self.budget} | {best}"
+        )
 
     def _print(self, trials, final: bool = False) -> None:
         if self.stream is None:

@@ -24,11 +24,27 @@ if TYPE_CHECKING:
     from .resume import PriorRun
 
 # Tune's own bookkeeping keys: not the loop's metrics, so not in epochs.parquet.
-_TUNE_KEYS = frozenset({
-    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "date", "pid", "hostname", "node_ip",
-    "done", "trial_id", "experiment_tag", "config", "iterations_since_restore", "time_since_restore",
-    "checkpoint_dir_name", "should_checkpoint", "experiment_id",
-})
+_TUNE_KEYS = frozenset(
+    {
+        "training_iteration",
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "date",
+        "pid",
+        "hostname",
+        "node_ip",
+        "done",
+        "trial_id",
+        "experiment_tag",
+        "config",
+        "iterations_since_restore",
+        "time_since_restore",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "experiment_id",
+    }
+)
 
 
 def epoch_row(trial_id: str, result: Mapping[str, Any], received: datetime) -> dict[str, Any]:
@@ -64,9 +80,7 @@ class ResultRecorder(tune.Callback):
 
     def record(self, trial_id: str) -> dict[str, Any]:
         """The ledger record of ``trial_id``; every key present, None where not known yet."""
-        return self.ledger.setdefault(
-            trial_id, {C.TRIAL_ID: trial_id, C.STARTED_AT: None, C.ENDED_AT: None, C.ERROR: None, C.LAST_REPORT: None}
-        )
+        return self.ledger.setdefault(trial_id, {C.TRIAL_ID: trial_id, C.STARTED_AT: None, C.ENDED_AT: None, C.ERROR: None, C.LAST_REPORT: None})
 
     @property
     def errors(self) -> dict[str, str]:
@@ -151,18 +165,20 @@ def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str,
             error = None
         best = objective.best(values, key=lambda v: v[0]) or (None, None)
         start, end = rec.record(tid)[C.STARTED_AT], rec.record(tid)[C.ENDED_AT]
-        rows.append({
-            C.TRIAL_ID: tid,
-            "params": space.flatten(trial.config),
-            C.STATUS: status,
-            C.EPOCHS_COMPLETED: done,
-            C.BEST_METRIC: best[0],
-            C.BEST_EPOCH: best[1],
-            C.LAST_METRIC: values[-1][0] if values else None,
-            C.STARTED_AT: datetime.fromtimestamp(start, timezone.utc) if start else None,
-            C.ENDED_AT: datetime.fromtimestamp(end, timezone.utc) if end else None,
-            C.WALL_SECONDS: (end - start) if start and end else None,
-            C.RELEASE_SECONDS: release_seconds.get(tid),
-            C.ERROR: error,
-        })
+        rows.append(
+            {
+                C.TRIAL_ID: tid,
+                "params": space.flatten(trial.config),
+                C.STATUS: status,
+                C.EPOCHS_COMPLETED: done,
+                C.BEST_METRIC: best[0],
+                C.BEST_EPOCH: best[1],
+                C.LAST_METRIC: values[-1][0] if values else None,
+                C.STARTED_AT: datetime.fromtimestamp(start, timezone.utc) if start else None,
+                C.ENDED_AT: datetime.fromtimestamp(end, timezone.utc) if end else None,
+                C.WALL_SECONDS: (end - start) if start and end else None,
+                C.RELEASE_SECONDS: release_seconds.get(tid),
+                C.ERROR: error,
+            }
+        )
     return rows

@@ -133,6 +133,11 @@ def asha_scheduler(spec: JobSpec, prior: Optional[Mapping[str, list[tuple[int, f
             return TrialScheduler.STOP if trial.trial_id in cut_by_replay else action
 
     return ResumableASHA(
-        time_attr=C.EPOCH, metric=spec.metric, mode=spec.mode, max_t=spec.budget.max_epochs,
-        grace_period=spec.asha.grace_period_epochs, reduction_factor=spec.asha.reduction_factor, brackets=spec.asha.brackets,
+        time_attr=C.EPOCH,
+        metric=spec.metric,
+        mode=spec.mode,
+        max_t=spec.budget.max_epochs,
+        grace_period=spec.asha.grace_period_epochs,
+        reduction_factor=spec.asha.reduction_factor,
+        brackets=spec.asha.brackets,
     )

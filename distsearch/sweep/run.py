@@ -44,8 +44,14 @@ def alive_nodes() -> list[dict[str, float]]:
 
 
 def run_sweep(
-    spec: JobSpec, run_dir: str, task: Task, *, progress: bool = True, resume: bool = False,
-    heartbeat: Optional[Callable[[], None]] = None, heartbeat_interval_s: float = 10.0,
+    spec: JobSpec,
+    run_dir: str,
+    task: Task,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    heartbeat: Optional[Callable[[], None]] = None,
+    heartbeat_interval_s: float = 10.0,
 ) -> SweepOutcome:
     """Run the ASHA sweep of ``spec`` on the connected Ray cluster; ``run_dir`` is a local path or URI.
 
@@ -77,8 +83,13 @@ def run_sweep(
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
         tune.with_parameters(
-            run_trial, job=spec.to_dict(), train_storage=storage.join(run_dir, C.TRAIN_DIR), data=[data_ref], ledger_dir=ledger_dir,
-            concurrency=concurrency, spare_plan=spare_plan,
+            run_trial,
+            job=spec.to_dict(),
+            train_storage=storage.join(run_dir, C.TRAIN_DIR),
+            data=[data_ref],
+            ledger_dir=ledger_dir,
+            concurrency=concurrency,
+            spare_plan=spare_plan,
         ),
         TRIAL_ACTOR_RESOURCES,
     )

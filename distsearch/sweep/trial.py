@@ -4,7 +4,7 @@ A trial is one Ray Train run: ``run_trial`` builds a ``TorchTrainer`` (distsearc
 lean one) for the trial's config and calls ``fit()`` beside the Tune thread, which hands every
 report the controller forwards (``worker.ForwardReports``) to ``tune.report``. Ray's own
 ``TuneReportCallback`` is not used: its hand-off can deadlock a trial when the last report and
-``fit()``'s return race (seen: 1 trial in about 200 hung for good).
+``fit()``'s return race, and the trial then hangs for good.
 """
 
 from __future__ import annotations
@@ -134,8 +134,13 @@ def _ended_under_earlier_driver(trial_id: str, ledger_dir: str) -> bool:
 
 
 def run_trial(
-    config: dict[str, Any], job: dict[str, Any], train_storage: str, data: list, ledger_dir: str, concurrency: int = 1,
-    spare_plan: planning.SparePlan = planning.SparePlan(0.0, 0.0),
+    config: dict[str, Any],
+    job: dict[str, Any],
+    train_storage: str,
+    data: list,
+    ledger_dir: str,
+    concurrency: int = 1,
+    spare_plan: planning.SparePlan = planning.NO_SPARES,
 ) -> None:
     """The Tune function trainable: one Train V2 run for this trial's config.
 
@@ -167,7 +172,9 @@ def run_trial(
     trainer = ray_train.lean_trainer_cls(in_trial, group_cls)(
         train_worker,
         train_loop_config={
-            "job": job, "params": space.flatten(config), "data": data,
+            "job": job,
+            "params": space.flatten(config),
+            "data": data,
             "spare_keep_alive_s": planning.later_spare_keep_alive_s(spare_plan, trial_number, concurrency, spec.budget.num_trials),
         },
         torch_config=TorchConfig(backend=plan.backend),
@@ -178,9 +185,7 @@ def run_trial(
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=spec.checkpointing.num_to_keep, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
             ),
-            failure_config=ray.train.FailureConfig(
-                max_failures=h.max_worker_failures, controller_failure_limit=h.worker_start_attempts - 1
-            ),
+            failure_config=ray.train.FailureConfig(max_failures=h.max_worker_failures, controller_failure_limit=h.worker_start_attempts - 1),
             callbacks=[ForwardReports(reports)],
             worker_runtime_env=worker_runtime_env(spare_plan),
         ),

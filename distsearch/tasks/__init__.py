@@ -16,8 +16,18 @@ from ..spec import Choice, Conditional, Fixed, JobSpec, SpecError
 from .base import PROTOCOL_MEMBERS, ClassificationHead, RegressionHead, SequenceHead, Splits, Task, TaskInputError, split_indices
 
 __all__ = [
-    "PROTOCOL_MEMBERS", "RECIPE_PARAMS", "TASKS", "ClassificationHead", "RegressionHead", "SequenceHead", "Splits", "Task",
-    "TaskInputError", "check_job", "make_task", "split_indices",
+    "PROTOCOL_MEMBERS",
+    "RECIPE_PARAMS",
+    "TASKS",
+    "ClassificationHead",
+    "RegressionHead",
+    "SequenceHead",
+    "Splits",
+    "Task",
+    "TaskInputError",
+    "check_job",
+    "make_task",
+    "split_indices",
 ]
 
 # Training-recipe parameters the loop itself reads; every task accepts them.
@@ -81,18 +91,22 @@ def check_job(spec: JobSpec) -> Task:
     problems = []
     metrics = {f"{split}_{m}" for m in task.metric_modes for split in ("val", "train")}
     if spec.metric not in metrics:
-        problems.append(f"metric: got {spec.metric!r}; task {task.name} reports {', '.join(sorted(metrics))} (use a val_ metric for selection)")
+        problems.append(
+            f"metric: got {spec.metric!r}; task {task.name} reports {', '.join(sorted(metrics))}; fix: set metric to one of the val_ metrics"
+        )
     else:
         natural = task.metric_modes[spec.metric.split("_", 1)[1]]
         if spec.mode != natural:
-            problems.append(f"mode: got {spec.mode!r} for {spec.metric}, which is better when {'higher' if natural == 'max' else 'lower'}; set mode: {natural}")
+            problems.append(
+                f"mode: got {spec.mode!r} for {spec.metric}, which is better when {'higher' if natural == 'max' else 'lower'}; fix: set mode: {natural}"
+            )
     for family in _families_in_space(spec):
         if family not in task.families:
-            problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}")
+            problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):
         if name not in known:
-            problems.append(f"space.{name}: task {task.name} does not read this parameter; use one of {', '.join(sorted(known))}")
+            problems.append(f"space.{name}: task {task.name} does not read this parameter; fix: remove it or use one of {', '.join(sorted(known))}")
     if problems:
         raise SpecError(problems, source)
     return task

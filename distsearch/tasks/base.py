@@ -103,7 +103,8 @@ class ClassificationHead:
         n = max(sums["count"], 1.0)
         f1s = [
             2 * sums[f"tp_{c}"] / (sums[f"pred_{c}"] + sums[f"true_{c}"])
-            for c in range(self.num_classes) if sums[f"pred_{c}"] + sums[f"true_{c}"] > 0
+            for c in range(self.num_classes)
+            if sums[f"pred_{c}"] + sums[f"true_{c}"] > 0
         ]
         return {"accuracy": sums["correct"] / n, "macro_f1": sum(f1s) / max(len(f1s), 1), "loss": sums["loss"] / n}
 
@@ -171,7 +172,9 @@ def split_indices(n: int, seed: int, val_fraction: float, test_fraction: float, 
     return train, val, test
 
 
-def check_options(task: str, options: Mapping[str, Any], defaults: Mapping[str, Any], required: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+def check_options(
+    task: str, options: Mapping[str, Any], defaults: Mapping[str, Any], required: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], list[str]]:
     """``options`` over ``defaults``, and a problem line for each unknown or missing key."""
     known = set(defaults) | set(required)
     problems = [f"task_options.{k}: {task} has no option {k!r}; use {', '.join(sorted(known))}" for k in options if k not in known]

@@ -71,10 +71,12 @@ class CharLMTask(SequenceHead):
         text = default_corpus() if corpus is None else read_corpus(str(corpus))
         self.n_windows = len(text) // (seq_len + 1)
         if self.n_windows < MIN_WINDOWS:
-            raise TaskInputError([
-                f"task_options.corpus: {len(text):,} characters make {self.n_windows} sequences of seq_len + 1 = {seq_len + 1}; "
-                f"need at least {MIN_WINDOWS}: use a longer text or a smaller task_options.seq_len"
-            ])
+            raise TaskInputError(
+                [
+                    f"task_options.corpus: {len(text):,} characters make {self.n_windows} sequences of seq_len + 1 = {seq_len + 1}; "
+                    f"need at least {MIN_WINDOWS}: use a longer text or a smaller task_options.seq_len"
+                ]
+            )
         self.vocab = sorted(set(text))
         index = {ch: i for i, ch in enumerate(self.vocab)}
         self.tokens = torch.tensor([index[ch] for ch in text], dtype=torch.long)

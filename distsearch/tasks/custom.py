@@ -31,7 +31,9 @@ def resolve(path: Any):
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise TaskInputError([f"task_options.factory: got {path!r}; cannot import {module_name!r} ({e}); check the module path and that it is importable from {cwd}"]) from None
+        raise TaskInputError(
+            [f"task_options.factory: got {path!r}; cannot import {module_name!r} ({e}); check the module path and that it is importable from {cwd}"]
+        ) from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
@@ -57,5 +59,9 @@ def make(options: Mapping[str, Any]):
     task = fn(**kwargs)
     missing = [m for m in PROTOCOL_MEMBERS if not hasattr(task, m)]
     if missing:
-        raise TaskInputError([f"task_options.factory: {options['factory']} returned {type(task).__name__}, which lacks {', '.join(missing)}; see distsearch.tasks.Task"])
+        raise TaskInputError(
+            [
+                f"task_options.factory: {options['factory']} returned {type(task).__name__}, which lacks {', '.join(missing)}; see distsearch.tasks.Task"
+            ]
+        )
     return task

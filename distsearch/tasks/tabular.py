@@ -157,14 +157,18 @@ def make(options: Mapping[str, Any]):
     frame = read_table(opts["path"])
     target = opts["target"]
     if target not in frame.columns:
-        raise TaskInputError([f"task_options.target: got {target!r}; {opts['path']} has no such column; its columns are {', '.join(map(str, frame.columns))}"])
+        raise TaskInputError(
+            [f"task_options.target: got {target!r}; {opts['path']} has no such column; its columns are {', '.join(map(str, frame.columns))}"]
+        )
     y = frame[target].dropna()
     if y.nunique() < 2:
         shown = repr(y.iloc[0]) if len(y) else "nothing (every value is missing)"
         raise TaskInputError([f"task_options.target: column {target!r} holds {shown} in every row; a constant target has nothing to learn"])
     problem = infer_problem(y) if opts["problem"] == "auto" else opts["problem"]
     if problem == "regression" and not pd.api.types.is_numeric_dtype(y):
-        raise TaskInputError([f"task_options.problem: got regression for column {target!r} of type {y.dtype}; use classification or a numeric target"])
+        raise TaskInputError(
+            [f"task_options.problem: got regression for column {target!r} of type {y.dtype}; use classification or a numeric target"]
+        )
     task = TabularClassification(opts, frame) if problem == "classification" else TabularRegression(opts, frame)
     if problem == "classification":
         try:
@@ -172,8 +176,10 @@ def make(options: Mapping[str, Any]):
         except ValueError as e:
             counts = pd.Series(task.labels).value_counts()
             rare = ", ".join(str(task.classes[i]) for i in counts[counts == counts.min()].index)
-            raise TaskInputError([
-                f"task_options.target: class(es) {rare} of {target!r} have only {counts.min()} row(s); stratified train/val/test "
-                f"splits need more rows per class ({e}); drop those rows or use problem: regression"
-            ]) from None
+            raise TaskInputError(
+                [
+                    f"task_options.target: class(es) {rare} of {target!r} have only {counts.min()} row(s); stratified train/val/test "
+                    f"splits need more rows per class ({e}); drop those rows or use problem: regression"
+                ]
+            ) from None
     return task

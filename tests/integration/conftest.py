@@ -4,8 +4,8 @@ import pytest
 import ray
 
 from distsearch import constants as C
-from distsearch.sweep import cleanup
 from distsearch.results import read_run
+from distsearch.sweep import cleanup
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,16 @@ def check_report_in_browser(report_html, tmp_path) -> list[dict]:
     probe = report_html.with_name("probe.html")
     probe.write_text(report_html.read_text().replace("</body>", PROBE + "</body>"))
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=10000",
     ]
     dom = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, flags=re.S)

@@ -51,7 +51,7 @@ def test_two_rank_metrics_are_reduced_over_the_whole_split(tmp_path):
     mp.spawn(_rank_main, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
-    for a, b in zip(r0, r1):  # every rank reports the same, all-reduced numbers
+    for a, b in zip(r0, r1, strict=True):  # every rank reports the same, all-reduced numbers
         assert a["val_accuracy"] == b["val_accuracy"] and a["train_loss"] == pytest.approx(b["train_loss"])
     assert not (tmp_path / "rank1.json").read_text() == "" and len(list(tmp_path.glob("state*.pt"))) == 2  # rank 0 only
     # The reported val accuracy equals the final model's accuracy on the *whole* validation

@@ -27,7 +27,9 @@ def _train_worker_pids() -> list[int]:
 
 def test_killed_train_worker_resumes_from_its_last_checkpoint(embedded_ray, tmp_path):
     raw = tiny_job(
-        tmp_path, budget={"num_trials": 1, "max_epochs": 12}, harness={"max_worker_failures": 2},
+        tmp_path,
+        budget={"num_trials": 1, "max_epochs": 12},
+        harness={"max_worker_failures": 2},
         space={"model": {"choice": {"mlp": {"width": 64}}}, "lr": 0.01, "optimizer": "adam", "batch_size": 8},
     )
     spec = parse_job(raw)
@@ -56,7 +58,7 @@ def test_killed_train_worker_resumes_from_its_last_checkpoint(embedded_ray, tmp_
     kill_time = pd.Timestamp(killed_at, unit="s", tz="UTC")
     before, after = epochs[epochs[C.TIMESTAMP] < kill_time], epochs[epochs[C.TIMESTAMP] >= kill_time]
     assert len(before) >= 3 and len(after) >= 1
-    recover_s = (after[C.TIMESTAMP].min().timestamp() - killed_at)
+    recover_s = after[C.TIMESTAMP].min().timestamp() - killed_at
     print(f"worker killed after epoch {before[C.EPOCH].max()}; next report {recover_s:.1f} s later, epoch {after[C.EPOCH].min()}")
     assert after[C.EPOCH].min() == before[C.EPOCH].max() + 1  # resumed right after the last checkpoint
     assert_nothing_left()

@@ -13,10 +13,10 @@ import ray
 import yaml
 
 from distsearch import constants as C
+from distsearch.spec import load_job, parse_job
 
 from ..conftest import ROOT, tiny_job
 from .conftest import check_run_files
-from distsearch.spec import load_job, parse_job
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +33,20 @@ def head_with_dashboard():
     # Token authentication stays on: `ray start` enables it because a token exists (the
     # embedded Ray of an earlier test, or .ci/run, made ~/.ray/auth_token).
     subprocess.run(
-        [_ray_cli(), "start", "--head", f"--port={GCS_PORT}", "--num-cpus=2", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD_PORT}", "--disable-usage-stats"],
-        check=True, capture_output=True, timeout=120,
+        [
+            _ray_cli(),
+            "start",
+            "--head",
+            f"--port={GCS_PORT}",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={DASHBOARD_PORT}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
         # as on a real node, the environment's python comes first: job entrypoints run `python`
         env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")},
     )
@@ -82,8 +93,24 @@ def _job_status(job_id):
 def test_ray_job_submit_runs_the_sweep_to_success(head_with_dashboard, tmp_path):
     store = tmp_path / "store"
     sub = _job_cli(
-        "submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "--working-dir", ".", "--submission-id", "ds-ok", "--no-wait",
-        "--", "python", "-m", "distsearch", "run", "jobs/smoke.yaml", "--storage", str(store), "--run-id", "submitted",
+        "submit",
+        "--address",
+        f"http://127.0.0.1:{DASHBOARD_PORT}",
+        "--working-dir",
+        ".",
+        "--submission-id",
+        "ds-ok",
+        "--no-wait",
+        "--",
+        "python",
+        "-m",
+        "distsearch",
+        "run",
+        "jobs/smoke.yaml",
+        "--storage",
+        str(store),
+        "--run-id",
+        "submitted",
     )
     assert sub.returncode == 0, sub.stderr[-2000:]
     deadline = time.monotonic() + 600
@@ -103,8 +130,22 @@ def test_ray_job_submit_runs_the_sweep_to_success(head_with_dashboard, tmp_path)
 def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
     store = tmp_path / "store"
     sub = _job_cli(
-        "submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "--working-dir", ".", "--submission-id", "ds-stop", "--no-wait",
-        "--", "python", "-m", "distsearch", "run", "jobs/quickstart.yaml", "--storage", str(store),
+        "submit",
+        "--address",
+        f"http://127.0.0.1:{DASHBOARD_PORT}",
+        "--working-dir",
+        ".",
+        "--submission-id",
+        "ds-stop",
+        "--no-wait",
+        "--",
+        "python",
+        "-m",
+        "distsearch",
+        "run",
+        "jobs/quickstart.yaml",
+        "--storage",
+        str(store),
     )
     assert sub.returncode == 0, sub.stderr[-2000:]
     from ray.util.state import list_actors
@@ -125,7 +166,9 @@ def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
     # The driver released everything itself before exiting (cleanup.released_on_sigterm): GCS
     # alone misses a worker group that a controller registers while it is being killed.
     logs = _job_cli("logs", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-stop").stdout
-    released = re.search(r"distsearch: SIGTERM: stopped the sweep; removed (\d+) placement groups in ([\d.]+) s; Train actors still alive: (.*)", logs)
+    released = re.search(
+        r"distsearch: SIGTERM: stopped the sweep; removed (\d+) placement groups in ([\d.]+) s; Train actors still alive: (.*)", logs
+    )
     assert released, logs[-3000:]
     assert int(released[1]) >= 2  # at least a trial's group and its worker group
     assert "TrainController" not in released[3]  # workers may still be going; a controller could make a new group
@@ -144,7 +187,11 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
     job.write_text(yaml.safe_dump(raw))
     proc = subprocess.run(
         [sys.executable, "-m", "distsearch", "run", str(job), "--address", head_with_dashboard, "--run-id", "r1", "--quiet"],
-        capture_output=True, text=True, cwd=ROOT, timeout=900, env=AUTH_ENV,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        env=AUTH_ENV,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "held-out test" in proc.stdout and "best val_accuracy" in proc.stdout

@@ -66,11 +66,16 @@ def test_lost_worker_node_trials_move_to_the_head_and_complete(two_nodes, tmp_pa
     import time
 
     max_epochs = 10
-    spec = parse_job(tiny_job(
-        tmp_path, budget={"num_trials": 4, "max_epochs": max_epochs}, asha={"enabled": False},
-        scaling={"num_workers": 2, "cpus_per_worker": 0.5}, harness={"max_worker_failures": 3},
-        space={"model": {"choice": {"mlp": {"width": 32}}}, "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "optimizer": "adam", "batch_size": 8},
-    ))
+    spec = parse_job(
+        tiny_job(
+            tmp_path,
+            budget={"num_trials": 4, "max_epochs": max_epochs},
+            asha={"enabled": False},
+            scaling={"num_workers": 2, "cpus_per_worker": 0.5},
+            harness={"max_worker_failures": 3},
+            space={"model": {"choice": {"mlp": {"width": 32}}}, "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "optimizer": "adam", "batch_size": 8},
+        )
+    )
     head = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"])
     worker_node = next(n for n in two_nodes.worker_nodes)
     outcome: dict = {}

@@ -88,7 +88,9 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path):
     raw = tiny_job(
         # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
         # workers add before they die) has epochs left to train before ASHA may cut it.
-        tmp_path, budget={"num_trials": 4, "max_epochs": 12}, asha={"grace_period_epochs": 8, "reduction_factor": 2},
+        tmp_path,
+        budget={"num_trials": 4, "max_epochs": 12},
+        asha={"grace_period_epochs": 8, "reduction_factor": 2},
         space={"model": {"choice": {"mlp": {"depth": 2, "width": 32}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 4},
     )
     job = tmp_path / "job.yaml"
@@ -159,5 +161,7 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path):
     assert result["best"] is not None
     for tid, ck, after_s in resumed:
         print(f"trial {tid}: last checkpoint epoch {ck}, epoch {ck + 1} reported {after_s:.1f} s after the second command started")
-    print(f"killed with {len(ended_before)} trial(s) ended and {len(ckpt_before) - len(ended_before)} mid-training; second command "
-          f"took {time.time() - t0:.1f} s; {len(epochs)} epoch rows checked, {len(after)} trained after the restart")
+    print(
+        f"killed with {len(ended_before)} trial(s) ended and {len(ckpt_before) - len(ended_before)} mid-training; second command "
+        f"took {time.time() - t0:.1f} s; {len(epochs)} epoch rows checked, {len(after)} trained after the restart"
+    )

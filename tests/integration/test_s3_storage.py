@@ -35,11 +35,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def s3_env():
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     env = {
         # a secret no file may contain: checked after the sweep
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
     }
     try:
         deadline = time.monotonic() + 30
@@ -49,12 +55,13 @@ def s3_env():
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto server did not start")
+                    raise RuntimeError("moto server did not start") from None
                 time.sleep(0.2)
         import boto3
 
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key=SECRET).create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key=SECRET
+        ).create_bucket(Bucket=BUCKET)
         yield env
     finally:
         server.terminate()
@@ -70,7 +77,11 @@ def test_sweep_writes_everything_to_s3(s3_env, tmp_path, monkeypatch):
     uri = f"s3://{BUCKET}/runs"
     proc = subprocess.run(
         [sys.executable, "-m", "distsearch", "run", str(job), "--storage", uri, "--run-id", "r1", "--quiet"],
-        cwd=tmp_path, env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, **s3_env},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = f"{uri}/{raw['name']}/r1"

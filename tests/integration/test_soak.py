@@ -33,10 +33,15 @@ def _rss_mib() -> float:
 
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_groups", "group_per_trial"])
 def test_100_trials_leave_nothing_behind(embedded_ray, tmp_path, kept):
-    spec = parse_job(tiny_job(
-        tmp_path, budget={"num_trials": 100, "max_epochs": 2}, asha={"grace_period_epochs": 1, "reduction_factor": 4},
-        scaling={"num_workers": 2, "cpus_per_worker": 0.5}, harness={"trial_processes": "kept_worker_group" if kept else "reused_actor"},
-    ))
+    spec = parse_job(
+        tiny_job(
+            tmp_path,
+            budget={"num_trials": 100, "max_epochs": 2},
+            asha={"grace_period_epochs": 1, "reduction_factor": 4},
+            scaling={"num_workers": 2, "cpus_per_worker": 0.5},
+            harness={"trial_processes": "kept_worker_group" if kept else "reused_actor"},
+        )
+    )
     samples: list[tuple[float, float, int]] = []  # (seconds, driver RSS MiB, trials ended)
     done = threading.Event()
     t0 = time.monotonic()

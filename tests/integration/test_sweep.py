@@ -30,10 +30,14 @@ def test_trial_workers_start_in_kept_or_spare_processes(embedded_ray, tmp_path, 
     spares (groups not kept, spares for 600 s): every trial in a process that was up before it
     started, a spare. new (neither): Ray starts a new process for every worker, after its trial
     started. The kept case runs first in the module, so no spare of an earlier run is left."""
-    harness = {KEPT: {}, SPARES: {"spare_worker_keep_alive_s": 600.0, "trial_processes": "reused_actor"},
-               NEW: {"spare_worker_keep_alive_s": 0.0, "trial_processes": "reused_actor"}}[mode]
-    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, asha={"enabled": False},
-                              scaling={"cpus_per_worker": 1}, harness=harness))
+    harness = {
+        KEPT: {},
+        SPARES: {"spare_worker_keep_alive_s": 600.0, "trial_processes": "reused_actor"},
+        NEW: {"spare_worker_keep_alive_s": 0.0, "trial_processes": "reused_actor"},
+    }[mode]
+    spec = parse_job(
+        tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, asha={"enabled": False}, scaling={"cpus_per_worker": 1}, harness=harness)
+    )
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
     trials, epochs = run["trials"].sort_values(C.STARTED_AT).set_index(C.TRIAL_ID), run["epochs"]
@@ -101,7 +105,7 @@ def test_aggressive_asha_sweep_of_12_trials_leaks_nothing(embedded_ray, tmp_path
         assert max(m[C.EPOCH] for m in kept) >= mine[C.EPOCH].max()  # the latest survives
         assert max(m[spec.metric] for m in kept) >= mine[spec.metric].max() - 1e-9  # so does the best
     assert Path(run["best"][C.CHECKPOINT_PATH], C.CHECKPOINT_FILE).exists()
-    # the columns written are the columns the README documents
+    # the columns written are the columns docs/results.md documents
     from ..unit.test_schema_doc import _documented
 
     documented = _documented("`epochs.parquet` columns:")
@@ -135,8 +139,14 @@ def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_pat
     actor (no TrainController actor, no report-queue actor); ray is Ray's own path, one of each per
     trial. Either way every trial trains and is recorded, each group is released, and nothing is left."""
     before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
-    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 3}, asha={"grace_period_epochs": 1, "reduction_factor": 3},
-                              harness={"trial_processes": processes}))
+    spec = parse_job(
+        tiny_job(
+            tmp_path,
+            budget={"num_trials": 3, "max_epochs": 3},
+            asha={"grace_period_epochs": 1, "reduction_factor": 3},
+            harness={"trial_processes": processes},
+        )
+    )
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
     trials = run["trials"]
@@ -161,8 +171,15 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
     # ~0.1-0.6 s each here: a stopped trial left running would get far past its rung. Rungs at
     # 1, 3 and 9 epochs; none at 27, so a stopped trial's last few epochs stay below max_epochs.
     max_epochs = 24
-    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 6, "max_epochs": max_epochs}, space={**tiny_job(tmp_path)["space"], "batch_size": 16},
-                              asha={"grace_period_epochs": 1, "reduction_factor": 3}, harness={"trial_processes": processes}))
+    spec = parse_job(
+        tiny_job(
+            tmp_path,
+            budget={"num_trials": 6, "max_epochs": max_epochs},
+            space={**tiny_job(tmp_path)["space"], "batch_size": 16},
+            asha={"grace_period_epochs": 1, "reduction_factor": 3},
+            harness={"trial_processes": processes},
+        )
+    )
     assert spec.harness.reuses_trial_actors is reuse
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec)
@@ -174,7 +191,10 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
     assert len(stopped) >= 2
     for _, t in stopped.iterrows():
         # Ray Train always keeps the latest checkpoint: how far the workers got before their group ended
-        latest = max(json.loads(p.read_text())[C.EPOCH] for p in Path(result.run_dir, C.TRAIN_DIR, t[C.TRIAL_ID]).glob(f"checkpoint_2*/{C.CHECKPOINT_META_FILE}"))
+        latest = max(
+            json.loads(p.read_text())[C.EPOCH]
+            for p in Path(result.run_dir, C.TRAIN_DIR, t[C.TRIAL_ID]).glob(f"checkpoint_2*/{C.CHECKPOINT_META_FILE}")
+        )
         assert latest <= t[C.EPOCHS_COMPLETED] + 10 and latest < max_epochs, (t[C.TRIAL_ID], t[C.EPOCHS_COMPLETED], latest)
     made = len(_actor_ids_by_class(TRIAL_ACTOR_CLASS) - before)
     groups = run["epochs"][C.PLACEMENT_GROUP_ID].nunique()
@@ -212,10 +232,14 @@ def test_worker_group_that_cannot_start_fails_its_trial_not_forever(embedded_ray
     blocker = ray.util.placement_group([{"CPU": 1.5}])
     ray.get(blocker.ready())
     try:
-        spec = parse_job(tiny_job(
-            tmp_path, budget={"num_trials": 1, "max_epochs": 1}, max_concurrent_trials=1,
-            harness={"worker_start_timeout_s": 3, "worker_start_attempts": 2},
-        ))
+        spec = parse_job(
+            tiny_job(
+                tmp_path,
+                budget={"num_trials": 1, "max_epochs": 1},
+                max_concurrent_trials=1,
+                harness={"worker_start_timeout_s": 3, "worker_start_attempts": 2},
+            )
+        )
         t0 = time.monotonic()
         result = run_job(spec)
         took = time.monotonic() - t0

@@ -34,16 +34,21 @@ def at_root(monkeypatch):
 
 CHARLM_SMALL = {
     "model": {"choice": {"gru": {"width": 32}, "transformer": {"width": 32, "depth": 1, "heads": 2}}},
-    "lr": {"loguniform": [1.0e-3, 1.0e-2]}, "batch_size": 64,
+    "lr": {"loguniform": [1.0e-3, 1.0e-2]},
+    "batch_size": 64,
 }
 
 
-@pytest.mark.parametrize("job_file,overrides,test_keys", [
-    ("wine.yaml", {}, {"test_accuracy", "test_macro_f1", "test_loss"}),
-    ("diabetes.yaml", {}, {"test_rmse", "test_r2", "test_loss"}),
-    ("charlm.yaml", {"space": CHARLM_SMALL, "task_options": {"seq_len": 64}}, {"test_bpc", "test_loss"}),
-    ("custom.yaml", {"scaling": {"num_workers": 2, "cpus_per_worker": 0.5}}, {"test_accuracy", "test_macro_f1", "test_loss"}),
-], ids=["wine", "diabetes", "charlm", "custom"])
+@pytest.mark.parametrize(
+    "job_file,overrides,test_keys",
+    [
+        ("wine.yaml", {}, {"test_accuracy", "test_macro_f1", "test_loss"}),
+        ("diabetes.yaml", {}, {"test_rmse", "test_r2", "test_loss"}),
+        ("charlm.yaml", {"space": CHARLM_SMALL, "task_options": {"seq_len": 64}}, {"test_bpc", "test_loss"}),
+        ("custom.yaml", {"scaling": {"num_workers": 2, "cpus_per_worker": 0.5}}, {"test_accuracy", "test_macro_f1", "test_loss"}),
+    ],
+    ids=["wine", "diabetes", "charlm", "custom"],
+)
 def test_shipped_task_runs_end_to_end(embedded_ray, tmp_path, at_root, job_file, overrides, test_keys):
     spec = _tiny(job_file, tmp_path, **overrides)
     result = run_job(spec)
@@ -62,13 +67,21 @@ def test_shipped_task_runs_end_to_end(embedded_ray, tmp_path, at_root, job_file,
 def test_test_split_is_seen_once_by_the_driver_and_never_by_a_trial(embedded_ray, tmp_path, at_root):
     log_dir = tmp_path / "seen"
     log_dir.mkdir()
-    spec = parse_job({
-        "name": "spy", "task": "custom", "metric": "val_accuracy", "mode": "max", "seed": 3,
-        "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir)},
-        "space": {"model": "spy", "lr": {"loguniform": [1.0e-2, 1.0e-1]}, "batch_size": 32},
-        "budget": {"num_trials": 2, "max_epochs": 2}, "asha": {"grace_period_epochs": 1},
-        "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}, "storage": str(tmp_path / "runs"),
-    })
+    spec = parse_job(
+        {
+            "name": "spy",
+            "task": "custom",
+            "metric": "val_accuracy",
+            "mode": "max",
+            "seed": 3,
+            "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir)},
+            "space": {"model": "spy", "lr": {"loguniform": [1.0e-2, 1.0e-1]}, "batch_size": 32},
+            "budget": {"num_trials": 2, "max_epochs": 2},
+            "asha": {"grace_period_epochs": 1},
+            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},
+            "storage": str(tmp_path / "runs"),
+        }
+    )
     splits = SpyTask(str(log_dir)).splits(spec.seed)
     test_ids = {int(i) for i in splits.test[0][:, 0]}
     train_ids = {int(i) for i in splits.train[0][:, 0]}

@@ -25,16 +25,25 @@ def test_a_group_whose_workers_do_not_stop_in_time_is_ended_and_the_next_trial_s
     monkeypatch.chdir(ROOT)  # the custom task's module is imported relative to the repository root
     log_dir = tmp_path / "seen"
     log_dir.mkdir()
-    spec = parse_job({
-        "name": "slow", "task": "custom", "metric": "val_accuracy", "mode": "max", "seed": 1,
-        "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir), "seconds_per_batch": 0.08},
-        # lr 1e-6 stays at chance, so ASHA stops those trials at their first rung once a 0.5 one has set
-        # it; seed 1 draws 0.5, 1e-6, 1e-6, 1e-6, 0.5, 0.5
-        "space": {"model": "spy", "lr": {"choice": [0.5, 1.0e-6]}, "batch_size": 32},
-        "budget": {"num_trials": 6, "max_epochs": 3}, "asha": {"grace_period_epochs": 1, "reduction_factor": 3},
-        "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}, "max_concurrent_trials": 1,
-        "harness": {"release_timeout_s": 0.5}, "storage": str(tmp_path / "runs"),
-    })
+    spec = parse_job(
+        {
+            "name": "slow",
+            "task": "custom",
+            "metric": "val_accuracy",
+            "mode": "max",
+            "seed": 1,
+            "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir), "seconds_per_batch": 0.08},
+            # lr 1e-6 stays at chance, so ASHA stops those trials at their first rung once a 0.5 one has set
+            # it; seed 1 draws 0.5, 1e-6, 1e-6, 1e-6, 0.5, 0.5
+            "space": {"model": "spy", "lr": {"choice": [0.5, 1.0e-6]}, "batch_size": 32},
+            "budget": {"num_trials": 6, "max_epochs": 3},
+            "asha": {"grace_period_epochs": 1, "reduction_factor": 3},
+            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},
+            "max_concurrent_trials": 1,
+            "harness": {"release_timeout_s": 0.5},
+            "storage": str(tmp_path / "runs"),
+        }
+    )
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec)
     trials, epochs = run["trials"].sort_values(C.STARTED_AT).reset_index(drop=True), run["epochs"]
@@ -42,7 +51,7 @@ def test_a_group_whose_workers_do_not_stop_in_time_is_ended_and_the_next_trial_s
     assert epochs[C.EPOCH_SECONDS].median() > 2 * spec.harness.settle_wait_s  # the premise: epochs outlast the wait
     started = epochs[epochs[C.EPOCH] == 1].set_index(C.TRIAL_ID)[C.WORKER_PROCESS_STARTED_AT]
     follows = []
-    for before, after in zip(trials.itertuples(), trials.iloc[1:].itertuples()):
+    for before, after in zip(trials.itertuples(), trials.iloc[1:].itertuples(), strict=False):
         same = abs(started[before.trial_id] - started[after.trial_id]) < 0.05
         follows.append((getattr(before, C.STATUS), same))
     assert (C.STATUS_STOPPED, False) in follows, follows  # the case this test is for happened

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import TrialScheduler
 
-from distsearch.sweep import resume
 from distsearch.spec import parse_job
+from distsearch.sweep import resume
 
 from ..conftest import tiny_job
 

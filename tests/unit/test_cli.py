@@ -31,7 +31,7 @@ def test_run_builds_the_task_once_and_hands_it_to_the_job(monkeypatch, extra):
     with pytest.raises(_Stop):
         main(["run", str(JOBS / "quickstart.yaml"), *extra])
     assert len(built) == 1
-    (spec, task), = handed
+    ((spec, task),) = handed
     assert task is built[0]
     assert spec.storage == (extra[1] if extra else "./runs")
 

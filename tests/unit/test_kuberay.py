@@ -14,18 +14,53 @@ from ..conftest import ROOT
 MANIFEST = ROOT / "jobs" / "kuberay" / "rayjob.yaml"
 # Field names from KubeRay's CRD API reference (ray.io/v1, v1.5-v1.7).
 RAYJOB_SPEC = {
-    "entrypoint", "runtimeEnvYAML", "jobId", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "activeDeadlineSeconds",
-    "rayClusterSpec", "clusterSelector", "submissionMode", "submitterPodTemplate", "submitterConfig", "entrypointNumCpus",
-    "entrypointNumGpus", "entrypointResources", "suspend", "deletionStrategy", "managedBy", "backoffLimit", "metadata",
+    "entrypoint",
+    "runtimeEnvYAML",
+    "jobId",
+    "shutdownAfterJobFinishes",
+    "ttlSecondsAfterFinished",
+    "activeDeadlineSeconds",
+    "rayClusterSpec",
+    "clusterSelector",
+    "submissionMode",
+    "submitterPodTemplate",
+    "submitterConfig",
+    "entrypointNumCpus",
+    "entrypointNumGpus",
+    "entrypointResources",
+    "suspend",
+    "deletionStrategy",
+    "managedBy",
+    "backoffLimit",
+    "metadata",
 }
 RAYCLUSTER_SPEC = {
-    "rayVersion", "headGroupSpec", "workerGroupSpecs", "enableInTreeAutoscaling", "autoscalerOptions", "authOptions",
-    "headServiceAnnotations", "suspend", "managedBy", "gcsFaultToleranceOptions", "upgradeStrategy",
+    "rayVersion",
+    "headGroupSpec",
+    "workerGroupSpecs",
+    "enableInTreeAutoscaling",
+    "autoscalerOptions",
+    "authOptions",
+    "headServiceAnnotations",
+    "suspend",
+    "managedBy",
+    "gcsFaultToleranceOptions",
+    "upgradeStrategy",
 }
 HEAD_GROUP = {"template", "rayStartParams", "serviceType", "headService", "enableIngress", "resources", "labels"}
 WORKER_GROUP = {
-    "groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template", "numOfHosts", "scaleStrategy",
-    "suspend", "idleTimeoutSeconds", "resources", "labels",
+    "groupName",
+    "replicas",
+    "minReplicas",
+    "maxReplicas",
+    "rayStartParams",
+    "template",
+    "numOfHosts",
+    "scaleStrategy",
+    "suspend",
+    "idleTimeoutSeconds",
+    "resources",
+    "labels",
 }
 
 

@@ -65,8 +65,15 @@ def test_every_optimizer_and_activation_builds(digits):
     task, splits = digits
     for opt in ("sgd", "adam", "adamw"):
         for act in ("relu", "tanh", "sigmoid", "gelu"):
-            got = []
-            loop.train(task, {"optimizer": opt, "activation": act, "model.depth": 1, "model.width": 16}, lambda m, s: got.append(m), max_epochs=1, seed=0, splits=splits)
+            got: list = []
+            loop.train(
+                task,
+                {"optimizer": opt, "activation": act, "model.depth": 1, "model.width": 16},
+                lambda m, s, got=got: got.append(m),
+                max_epochs=1,
+                seed=0,
+                splits=splits,
+            )
             assert math.isfinite(got[0]["val_loss"])
 
 

@@ -32,12 +32,14 @@ def test_best_keeps_the_first_of_equals_and_skips_nan():
 
 def _trials(mode_best_failed: float):
     """Three trials; the failed one has the best metric of all (it reported before it failed)."""
-    return pd.DataFrame({
-        C.TRIAL_ID: ["ok_a", "failed", "ok_b"],
-        C.STATUS: [C.STATUS_STOPPED, C.STATUS_ERROR, C.STATUS_COMPLETED],
-        C.BEST_METRIC: [0.80, mode_best_failed, 0.90],
-        C.EPOCHS_COMPLETED: [1, 2, 3],
-    })
+    return pd.DataFrame(
+        {
+            C.TRIAL_ID: ["ok_a", "failed", "ok_b"],
+            C.STATUS: [C.STATUS_STOPPED, C.STATUS_ERROR, C.STATUS_COMPLETED],
+            C.BEST_METRIC: [0.80, mode_best_failed, 0.90],
+            C.EPOCHS_COMPLETED: [1, 2, 3],
+        }
+    )
 
 
 def test_a_failed_trial_is_never_the_best_trial():
@@ -50,8 +52,15 @@ def test_a_failed_trial_is_never_the_best_trial():
 
 
 def _run(trials, epochs):
-    job = {"name": "j", "task": "digits", "metric": "val_accuracy", "mode": "max", "budget": {"max_epochs": 3},
-           "asha": {"enabled": True, "grace_period_epochs": 1, "reduction_factor": 3}, "scaling": {"num_workers": 1, "cpus_per_worker": 1}}
+    job = {
+        "name": "j",
+        "task": "digits",
+        "metric": "val_accuracy",
+        "mode": "max",
+        "budget": {"max_epochs": 3},
+        "asha": {"enabled": True, "grace_period_epochs": 1, "reduction_factor": 3},
+        "scaling": {"num_workers": 1, "cpus_per_worker": 1},
+    }
     return {"trials": trials, "epochs": epochs, "run": {"run_id": "r", "job": job}, "best": None}
 
 
@@ -59,12 +68,14 @@ def test_figures_report_and_comparison_never_show_a_failed_trial_as_best():
     trials = _trials(0.99)
     trials[C.WALL_SECONDS] = 1.0
     trials[C.STARTED_AT] = pd.Timestamp("2026-01-01", tz="UTC")
-    epochs = pd.DataFrame({
-        C.TRIAL_ID: ["ok_a", "failed", "failed", "ok_b", "ok_b", "ok_b"],
-        C.EPOCH: [1, 1, 2, 1, 2, 3],
-        "val_accuracy": [0.80, 0.95, 0.99, 0.7, 0.85, 0.90],
-        C.TIMESTAMP: pd.date_range("2026-01-01 00:00:01", periods=6, freq="s", tz="UTC"),
-    })
+    epochs = pd.DataFrame(
+        {
+            C.TRIAL_ID: ["ok_a", "failed", "failed", "ok_b", "ok_b", "ok_b"],
+            C.EPOCH: [1, 1, 2, 1, 2, 3],
+            "val_accuracy": [0.80, 0.95, 0.99, 0.7, 0.85, 0.90],
+            C.TIMESTAMP: pd.date_range("2026-01-01 00:00:01", periods=6, freq="s", tz="UTC"),
+        }
+    )
     run = _run(trials, epochs)
     assert figures.best_trial_id(run) == "ok_b"
     board = report.leaderboard(trials, "val_accuracy", "max")

@@ -14,9 +14,20 @@ PACKAGE = ROOT / "distsearch"
 DOOR = PACKAGE / "_ray"
 # Underscore attributes of Ray objects distsearch has ever touched, and internal names.
 PRIVATE_ATTRIBUTES = {
-    "_actor_id", "_local_tuner", "_run_config", "_tune_config", "_trial_info", "_metric_op", "_start_impl",
-    "_controller_callback_manager", "_set_state", "_try_log_hparams", "_trial_writer", "_initialize_and_run_controller",
-    "_create_default_callbacks", "temporary_state",
+    "_actor_id",
+    "_local_tuner",
+    "_run_config",
+    "_tune_config",
+    "_trial_info",
+    "_metric_op",
+    "_start_impl",
+    "_controller_callback_manager",
+    "_set_state",
+    "_try_log_hparams",
+    "_trial_writer",
+    "_initialize_and_run_controller",
+    "_create_default_callbacks",
+    "temporary_state",
 }
 PRIVATE_STRINGS = re.compile(r"__internal_head__|ray\._private|\._internal\b|_pb2\b|grpc")
 
@@ -30,16 +41,20 @@ def private_touch_points(path: Path) -> list[str]:
     underscore component, a known underscore attribute of a Ray object, an internal name in a string."""
     found = []
     tree = ast.parse(path.read_text(), str(path))
-    docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(getattr(n, "body", None), list) and n.body
-                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(getattr(n, "body", None), list) and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)
+    }
     for node in ast.walk(tree):
         modules = []
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        private = [m for m in modules if (m.split(".")[0] == "ray" and any(p.startswith("_") for p in m.split(".")[1:]))
-                   or "grpc" in m or m.endswith("_pb2")]
+        private = [
+            m for m in modules if (m.split(".")[0] == "ray" and any(p.startswith("_") for p in m.split(".")[1:])) or "grpc" in m or m.endswith("_pb2")
+        ]
         if private:
             found.append(f"{path.name}:{node.lineno}: imports {private[0]}")
         if isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES:

@@ -26,28 +26,64 @@ def make_run(directory, *, n_trials=12, max_epochs=9, asha=True, seed=0, slow=1.
         start = T0 + timedelta(seconds=i * 5 * slow)
         curve = [quality * (1 - 0.5 ** (e + 1)) for e in range(epochs)]
         for e, v in enumerate(curve, start=1):
-            epoch_rows.append({C.TRIAL_ID: tid, C.EPOCH: e, C.TIMESTAMP: start + timedelta(seconds=e * slow), "val_accuracy": v,
-                               "train_accuracy": min(1.0, v + 0.05), "val_loss": 1 - v, "train_loss": 0.95 - v, C.WORLD_SIZE: 2, C.BUSY_SECONDS: e * 0.5})
+            epoch_rows.append(
+                {
+                    C.TRIAL_ID: tid,
+                    C.EPOCH: e,
+                    C.TIMESTAMP: start + timedelta(seconds=e * slow),
+                    "val_accuracy": v,
+                    "train_accuracy": min(1.0, v + 0.05),
+                    "val_loss": 1 - v,
+                    "train_loss": 0.95 - v,
+                    C.WORLD_SIZE: 2,
+                    C.BUSY_SECONDS: e * 0.5,
+                }
+            )
         status = C.STATUS_COMPLETED if epochs == max_epochs else C.STATUS_STOPPED
-        trial_rows.append({
-            C.TRIAL_ID: tid, "params": {"lr": lr, "optimizer": ["adam", "sgd"][i % 2], "model": "mlp", "model.width": [16, 32, 64][i % 3]},
-            C.STATUS: status, C.EPOCHS_COMPLETED: epochs, C.BEST_METRIC: max(curve), C.BEST_EPOCH: epochs, C.LAST_METRIC: curve[-1],
-            C.STARTED_AT: start, C.ENDED_AT: start + timedelta(seconds=(epochs + 1) * slow), C.WALL_SECONDS: (epochs + 1) * slow,
-            C.RELEASE_SECONDS: 0.1, C.ERROR: None,
-        })
+        trial_rows.append(
+            {
+                C.TRIAL_ID: tid,
+                "params": {"lr": lr, "optimizer": ["adam", "sgd"][i % 2], "model": "mlp", "model.width": [16, 32, 64][i % 3]},
+                C.STATUS: status,
+                C.EPOCHS_COMPLETED: epochs,
+                C.BEST_METRIC: max(curve),
+                C.BEST_EPOCH: epochs,
+                C.LAST_METRIC: curve[-1],
+                C.STARTED_AT: start,
+                C.ENDED_AT: start + timedelta(seconds=(epochs + 1) * slow),
+                C.WALL_SECONDS: (epochs + 1) * slow,
+                C.RELEASE_SECONDS: 0.1,
+                C.ERROR: None,
+            }
+        )
     types = {"lr": float, "optimizer": str, "model": str, "model.width": int}
     trials, epochs = results.trials_frame(trial_rows, types), results.epochs_frame(epoch_rows)
     results.write_tables(directory, trials, epochs)
     best = trials.sort_values(C.BEST_METRIC, ascending=False).iloc[0]
     job = {
-        "name": "synthetic", "task": "digits", "metric": "val_accuracy", "mode": "max", "budget": {"num_trials": n_trials, "max_epochs": max_epochs},
-        "asha": {"enabled": asha, "grace_period_epochs": 1, "reduction_factor": 3}, "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "use_gpu": False, "gpus_per_worker": 0.0},
+        "name": "synthetic",
+        "task": "digits",
+        "metric": "val_accuracy",
+        "mode": "max",
+        "budget": {"num_trials": n_trials, "max_epochs": max_epochs},
+        "asha": {"enabled": asha, "grace_period_epochs": 1, "reduction_factor": 3},
+        "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "use_gpu": False, "gpus_per_worker": 0.0},
     }
-    storage.write_json(storage.join(directory, C.RUN_FILE), {"run_id": f"run{seed}", "job": job, "sweep_wall_seconds": 100.0 * slow, "max_concurrent_trials": 2})
-    storage.write_json(storage.join(directory, C.BEST_FILE), {
-        C.TRIAL_ID: best[C.TRIAL_ID], C.EPOCH: int(best[C.BEST_EPOCH]), "metric": "val_accuracy", "val_metric": float(best[C.BEST_METRIC]),
-        "test": {"test_accuracy": 0.93, "test_loss": 0.2}, "final_train": {"train_accuracy": 0.99}, "final_val": {"val_accuracy": 0.95},
-    })
+    storage.write_json(
+        storage.join(directory, C.RUN_FILE), {"run_id": f"run{seed}", "job": job, "sweep_wall_seconds": 100.0 * slow, "max_concurrent_trials": 2}
+    )
+    storage.write_json(
+        storage.join(directory, C.BEST_FILE),
+        {
+            C.TRIAL_ID: best[C.TRIAL_ID],
+            C.EPOCH: int(best[C.BEST_EPOCH]),
+            "metric": "val_accuracy",
+            "val_metric": float(best[C.BEST_METRIC]),
+            "test": {"test_accuracy": 0.93, "test_loss": 0.2},
+            "final_train": {"train_accuracy": 0.99},
+            "final_val": {"val_accuracy": 0.95},
+        },
+    )
     return str(directory)
 
 
@@ -114,8 +150,8 @@ def test_cli_report_one_run_writes_html_and_two_runs_compare(tmp_path, capsys):
 def test_progress_line_counts_states_epochs_and_best(tmp_path):
     import io
 
-    from distsearch.sweep.progress import ProgressView
     from distsearch.spec import parse_job
+    from distsearch.sweep.progress import ProgressView
 
     from ..conftest import tiny_job
 
@@ -134,10 +170,23 @@ def test_progress_line_counts_states_epochs_and_best(tmp_path):
 
 # ---- the Parquet schema contract: a column change must come with a new schema version --------
 SCHEMA_V1 = {
-    C.TRIALS_FILE: {C.TRIAL_ID: "string", "hp_lr": "double", "hp_optimizer": "string", "hp_model": "string", "hp_model__width": "int64",
-                    C.STATUS: "string", C.EPOCHS_COMPLETED: "int64", C.BEST_METRIC: "double", C.BEST_EPOCH: "int64",
-                    C.LAST_METRIC: "double", C.STARTED_AT: "timestamp[us, tz=UTC]", C.ENDED_AT: "timestamp[us, tz=UTC]",
-                    C.WALL_SECONDS: "double", C.RELEASE_SECONDS: "double", C.ERROR: "string"},
+    C.TRIALS_FILE: {
+        C.TRIAL_ID: "string",
+        "hp_lr": "double",
+        "hp_optimizer": "string",
+        "hp_model": "string",
+        "hp_model__width": "int64",
+        C.STATUS: "string",
+        C.EPOCHS_COMPLETED: "int64",
+        C.BEST_METRIC: "double",
+        C.BEST_EPOCH: "int64",
+        C.LAST_METRIC: "double",
+        C.STARTED_AT: "timestamp[us, tz=UTC]",
+        C.ENDED_AT: "timestamp[us, tz=UTC]",
+        C.WALL_SECONDS: "double",
+        C.RELEASE_SECONDS: "double",
+        C.ERROR: "string",
+    },
     C.EPOCHS_FILE: {C.TRIAL_ID: "string", C.EPOCH: "int64", C.TIMESTAMP: "timestamp[us, tz=UTC]"},
 }
 

@@ -13,13 +13,34 @@ from distsearch import results, storage
 
 def _rows():
     return [
-        {C.TRIAL_ID: "a_00000", "params": {"model": "mlp", "model.depth": 2, "lr": 0.01, "nesterov": True}, C.STATUS: C.STATUS_COMPLETED,
-         C.EPOCHS_COMPLETED: 3, C.BEST_METRIC: 0.9, C.BEST_EPOCH: 3, C.LAST_METRIC: 0.9, C.WALL_SECONDS: 10.0,
-         C.STARTED_AT: datetime(2026, 1, 1, tzinfo=timezone.utc), C.ENDED_AT: datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc),
-         C.RELEASE_SECONDS: 0.1, C.ERROR: None},
-        {C.TRIAL_ID: "a_00001", "params": {"model": "cnn", "model.channels": 16, "lr": 0.1, "nesterov": False}, C.STATUS: C.STATUS_ERROR,
-         C.EPOCHS_COMPLETED: 0, C.BEST_METRIC: None, C.BEST_EPOCH: None, C.LAST_METRIC: None, C.WALL_SECONDS: None,
-         C.STARTED_AT: None, C.ENDED_AT: None, C.RELEASE_SECONDS: None, C.ERROR: "boom"},
+        {
+            C.TRIAL_ID: "a_00000",
+            "params": {"model": "mlp", "model.depth": 2, "lr": 0.01, "nesterov": True},
+            C.STATUS: C.STATUS_COMPLETED,
+            C.EPOCHS_COMPLETED: 3,
+            C.BEST_METRIC: 0.9,
+            C.BEST_EPOCH: 3,
+            C.LAST_METRIC: 0.9,
+            C.WALL_SECONDS: 10.0,
+            C.STARTED_AT: datetime(2026, 1, 1, tzinfo=timezone.utc),
+            C.ENDED_AT: datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc),
+            C.RELEASE_SECONDS: 0.1,
+            C.ERROR: None,
+        },
+        {
+            C.TRIAL_ID: "a_00001",
+            "params": {"model": "cnn", "model.channels": 16, "lr": 0.1, "nesterov": False},
+            C.STATUS: C.STATUS_ERROR,
+            C.EPOCHS_COMPLETED: 0,
+            C.BEST_METRIC: None,
+            C.BEST_EPOCH: None,
+            C.LAST_METRIC: None,
+            C.WALL_SECONDS: None,
+            C.STARTED_AT: None,
+            C.ENDED_AT: None,
+            C.RELEASE_SECONDS: None,
+            C.ERROR: "boom",
+        },
     ]
 
 

@@ -13,8 +13,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from distsearch import constants as C
 from distsearch import job, results, storage
-from distsearch.sweep import recording, resume
 from distsearch.spec import parse_job
+from distsearch.sweep import recording, resume
 
 from ..conftest import tiny_job
 
@@ -29,8 +29,11 @@ def _make_run(spec, run_id, *, finished=False, pid=None, host=None, heartbeat_ag
     out = results.run_dir(spec.storage, spec.name, run_id)
     beat = datetime.now(timezone.utc) - timedelta(seconds=heartbeat_age_s)
     meta = {
-        "run_id": run_id, "job": job if job is not None else spec.to_dict(), "started_at": beat.isoformat(),
-        "heartbeat_at": beat.isoformat(), "driver": {"host": host or socket.gethostname(), "pid": pid or _dead_pid()},
+        "run_id": run_id,
+        "job": job if job is not None else spec.to_dict(),
+        "started_at": beat.isoformat(),
+        "heartbeat_at": beat.isoformat(),
+        "driver": {"host": host or socket.gethostname(), "pid": pid or _dead_pid()},
     }
     if finished:
         meta["finished_at"] = beat.isoformat()
@@ -54,13 +57,16 @@ def test_newest_unfinished_run_with_a_dead_driver_is_resumed(spec):
     assert not resumed and run_id not in results.run_ids(spec.storage, spec.name)
 
 
-@pytest.mark.parametrize("case, expect", [
-    ({"finished": True}, "it finished"),
-    ({"pid": os.getpid()}, "is still running"),
-    ({"host": "elsewhere", "heartbeat_age_s": 5}, "is still running"),
-    ({"job": {"name": "tiny", "seed": 2}}, "different job spec \\(fields"),
-    ({"sweep_state": False}, "before Tune saved any sweep state"),
-])
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ({"finished": True}, "it finished"),
+        ({"pid": os.getpid()}, "is still running"),
+        ({"host": "elsewhere", "heartbeat_age_s": 5}, "is still running"),
+        ({"job": {"name": "tiny", "seed": 2}}, "different job spec \\(fields"),
+        ({"sweep_state": False}, "before Tune saved any sweep state"),
+    ],
+)
 def test_a_run_that_cannot_be_resumed_says_why(spec, case, expect):
     _make_run(spec, "20260101-000000-aaaaaa", **case)
     run_id, resumed = job.choose_run(spec, resume="auto")  # auto: a new run instead

@@ -5,8 +5,8 @@ from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Quan
 from ray.tune.search.variant_generator import generate_variants
 
 from distsearch import space
-from distsearch.sweep.search import to_tune
 from distsearch.spec import load_job, parse_job
+from distsearch.sweep.search import to_tune
 
 from ..conftest import JOBS
 
@@ -16,16 +16,20 @@ def _space(raw_space):
 
 
 def test_each_form_becomes_the_matching_tune_domain():
-    dom = to_tune(_space({
-        "lr": {"loguniform": [1e-4, 1e-1]},
-        "dropout": {"uniform": [0.0, 0.5]},
-        "momentum": {"quniform": [0.8, 0.99, 0.01]},
-        "weight_decay": {"qloguniform": [1e-6, 1e-2, 1e-6]},
-        "depth": {"randint": [1, 4]},
-        "width": {"qrandint": [32, 256, 32]},
-        "optimizer": {"choice": ["sgd", "adam"]},
-        "batch_size": 64,
-    }))
+    dom = to_tune(
+        _space(
+            {
+                "lr": {"loguniform": [1e-4, 1e-1]},
+                "dropout": {"uniform": [0.0, 0.5]},
+                "momentum": {"quniform": [0.8, 0.99, 0.01]},
+                "weight_decay": {"qloguniform": [1e-6, 1e-2, 1e-6]},
+                "depth": {"randint": [1, 4]},
+                "width": {"qrandint": [32, 256, 32]},
+                "optimizer": {"choice": ["sgd", "adam"]},
+                "batch_size": 64,
+            }
+        )
+    )
     assert isinstance(dom["lr"], Float) and isinstance(dom["lr"].get_sampler(), LogUniform)
     assert (dom["lr"].lower, dom["lr"].upper) == (1e-4, 1e-1)
     assert isinstance(dom["dropout"].get_sampler(), Uniform)

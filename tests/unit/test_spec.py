@@ -67,7 +67,11 @@ BAD = [
     ("space.model.choice.mlp.depth", {"randint": [1.5, 3]}, ["space.model.choice.mlp.depth", "[1.5, 3]", "integers"]),
     ("storage", "", ["storage", "''", "local path"]),
     ("max_concurrent_trials", 0, ["max_concurrent_trials", "0", "fix: set max_concurrent_trials to 1 or more"]),
-    ("harness.trial_processes", "driver", ["harness.trial_processes", "'driver'", "fix: set harness.trial_processes to 'ray', 'controller_in_trial'"]),
+    (
+        "harness.trial_processes",
+        "driver",
+        ["harness.trial_processes", "'driver'", "fix: set harness.trial_processes to 'ray', 'controller_in_trial'"],
+    ),
 ]
 
 
@@ -83,8 +87,10 @@ def _assert_refused(raw, needles):
 def test_trial_processes_is_one_field_whose_values_add_reuse_step_by_step(quickstart_raw):
     """Each value of harness.trial_processes adds one step of reuse; the default is the most."""
     expected = {  # (controller in the trial, reused trial actors, kept worker groups)
-        "ray": (False, False, False), "controller_in_trial": (True, False, False),
-        "reused_actor": (True, True, False), "kept_worker_group": (True, True, True),
+        "ray": (False, False, False),
+        "controller_in_trial": (True, False, False),
+        "reused_actor": (True, True, False),
+        "kept_worker_group": (True, True, True),
     }
     assert set(expected) == set(TRIAL_PROCESSES)
     h = parse_job(quickstart_raw).harness
@@ -151,7 +157,9 @@ def test_cli_validate_exits_nonzero_without_starting_ray(tmp_path, quickstart_ra
     assert proc.returncode == 2
     assert "asha.reduction_factor" in proc.stderr and "Traceback" not in proc.stderr
     assert "Started a local Ray instance" not in proc.stderr + proc.stdout
-    ok = subprocess.run([sys.executable, "-m", "distsearch", "validate", str(JOBS / "quickstart.yaml")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "distsearch", "validate", str(JOBS / "quickstart.yaml")], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert ok.returncode == 0, ok.stderr
 
 

@@ -12,12 +12,45 @@ from distsearch.tasks import check_job
 from ..conftest import JOBS
 
 BASE = yaml.safe_load((JOBS / "quickstart.yaml").read_text())
-FIELDS = ["name", "task", "seed", "metric", "mode", "space", "budget", "asha", "scaling", "checkpointing", "harness",
-          "task_options", "storage", "max_concurrent_trials", "lr", "choice", "loguniform", "randint", "model", "num_trials",
-          "max_epochs", "grace_period_epochs", "reduction_factor", "num_workers", "cpus_per_worker", "use_gpu", "path", "target"]
+FIELDS = [
+    "name",
+    "task",
+    "seed",
+    "metric",
+    "mode",
+    "space",
+    "budget",
+    "asha",
+    "scaling",
+    "checkpointing",
+    "harness",
+    "task_options",
+    "storage",
+    "max_concurrent_trials",
+    "lr",
+    "choice",
+    "loguniform",
+    "randint",
+    "model",
+    "num_trials",
+    "max_epochs",
+    "grace_period_epochs",
+    "reduction_factor",
+    "num_workers",
+    "cpus_per_worker",
+    "use_gpu",
+    "path",
+    "target",
+]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-                    st.text(max_size=12), st.sampled_from(["mlp", "cnn", "digits", "tabular", "charlm", "custom", "max", "min", "val_accuracy"]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["mlp", "cnn", "digits", "tabular", "charlm", "custom", "max", "min", "val_accuracy"]),
+)
 keys = st.one_of(st.sampled_from(FIELDS), st.text(max_size=8))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)), max_leaves=12)
 

@@ -18,7 +18,8 @@ SHIPPED = {
     "wine.yaml": [{"model": "mlp", "model.depth": 0}, {"model": "mlp", "model.depth": 2, "model.width": 16}],
     "diabetes.yaml": [{"model": "mlp", "model.depth": 0}, {"model": "mlp", "model.depth": 1, "model.width": 16}],
     "charlm.yaml": [
-        {"model": "gru", "model.width": 32}, {"model": "lstm", "model.width": 32, "model.depth": 2},
+        {"model": "gru", "model.width": 32},
+        {"model": "lstm", "model.width": 32, "model.depth": 2},
         {"model": "transformer", "model.width": 32, "model.depth": 2, "model.heads": 2},
     ],
     "custom.yaml": [{"model": "resmlp", "blocks": 1, "width": 16}],
@@ -51,7 +52,7 @@ def test_splits_are_fixed_by_the_seed_and_disjoint(shipped):
     _, spec, task, splits = shipped
     again = task.splits(spec.seed)
     other = task.splits(spec.seed + 1)
-    for a, b in zip((splits.train, splits.val, splits.test), (again.train, again.val, again.test)):
+    for a, b in zip((splits.train, splits.val, splits.test), (again.train, again.val, again.test), strict=True):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(splits.test[0], other.test[0])
     sizes = [len(s[1]) for s in (splits.train, splits.val, splits.test)]
@@ -129,11 +130,13 @@ def test_macro_f1_and_r2_match_scikit_learn():
 
 # ---- tabular specifics -------------------------------------------------------------------------
 def test_tabular_standardises_with_training_rows_only_and_encodes_categories(tmp_path):
-    frame = pd.DataFrame({
-        "size": [float(i) for i in range(60)],
-        "colour": ["red", "green", "blue"] * 20,
-        "label": ["a", "b"] * 30,
-    })
+    frame = pd.DataFrame(
+        {
+            "size": [float(i) for i in range(60)],
+            "colour": ["red", "green", "blue"] * 20,
+            "label": ["a", "b"] * 30,
+        }
+    )
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
     task = make_task("tabular", {"path": str(path), "target": "label"})
@@ -167,10 +170,17 @@ def test_tabular_infers_the_problem_from_the_target(tmp_path):
 
 # ---- bad task inputs: named at validation time, before Ray -------------------------------------
 def _bad_job(tmp_path, task, options, metric="val_loss", mode="min", space=None):
-    return parse_job({
-        "name": "bad", "task": task, "task_options": options, "metric": metric, "mode": mode,
-        "space": space or {"lr": 1e-3}, "storage": str(tmp_path / "runs"),
-    })
+    return parse_job(
+        {
+            "name": "bad",
+            "task": task,
+            "task_options": options,
+            "metric": metric,
+            "mode": mode,
+            "space": space or {"lr": 1e-3},
+            "storage": str(tmp_path / "runs"),
+        }
+    )
 
 
 def test_bad_task_inputs_name_the_problem(tmp_path):
