@@ -90,28 +90,15 @@ def _job_status(job_id):
     return out
 
 
+def _submit(submission_id: str, job: str, store, *run_args: str):
+    """``ray job submit`` of ``distsearch run JOB`` with its results under ``store``, not waiting."""
+    submit = ["submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "--working-dir", ".", "--submission-id", submission_id, "--no-wait"]
+    return _job_cli(*submit, "--", "python", "-m", "distsearch", "run", job, "--storage", str(store), *run_args)
+
+
 def test_ray_job_submit_runs_the_sweep_to_success(head_with_dashboard, tmp_path):
     store = tmp_path / "store"
-    sub = _job_cli(
-        "submit",
-        "--address",
-        f"http://127.0.0.1:{DASHBOARD_PORT}",
-        "--working-dir",
-        ".",
-        "--submission-id",
-        "ds-ok",
-        "--no-wait",
-        "--",
-        "python",
-        "-m",
-        "distsearch",
-        "run",
-        "jobs/smoke.yaml",
-        "--storage",
-        str(store),
-        "--run-id",
-        "submitted",
-    )
+    sub = _submit("ds-ok", "jobs/smoke.yaml", store, "--run-id", "submitted")
     assert sub.returncode == 0, sub.stderr[-2000:]
     deadline = time.monotonic() + 600
     while _job_status("ds-ok") in ("PENDING", "RUNNING") and time.monotonic() < deadline:
@@ -129,24 +116,7 @@ def test_ray_job_submit_runs_the_sweep_to_success(head_with_dashboard, tmp_path)
 
 def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
     store = tmp_path / "store"
-    sub = _job_cli(
-        "submit",
-        "--address",
-        f"http://127.0.0.1:{DASHBOARD_PORT}",
-        "--working-dir",
-        ".",
-        "--submission-id",
-        "ds-stop",
-        "--no-wait",
-        "--",
-        "python",
-        "-m",
-        "distsearch",
-        "run",
-        "jobs/quickstart.yaml",
-        "--storage",
-        str(store),
-    )
+    sub = _submit("ds-stop", "jobs/quickstart.yaml", store)
     assert sub.returncode == 0, sub.stderr[-2000:]
     from ray.util.state import list_actors
 
