@@ -1,7 +1,8 @@
 """distsearch: ASHA-scheduled search over PyTorch training recipes and model families on Ray.
 
 The public API: ``load_job`` and ``parse_job`` (a validated ``JobSpec``), ``run_job`` (one
-job end to end) and ``read_run`` (a run's files as DataFrames); see README.md and docs/.
+job end to end), ``read_run`` (a run's files as DataFrames) and ``load_model`` (a run's selected
+model, ready to predict); see README.md and docs/.
 Importing it does not start Ray.
 """
 
@@ -9,7 +10,7 @@ __version__ = "0.1.0"
 
 from .spec import JobSpec, SpecError, load_job, parse_job  # noqa: E402
 
-__all__ = ["JobSpec", "SpecError", "load_job", "parse_job", "run_job", "read_run", "__version__"]
+__all__ = ["JobSpec", "SpecError", "load_job", "load_model", "parse_job", "run_job", "read_run", "__version__"]
 
 
 def __getattr__(name):  # heavy modules load on first use, not on import
@@ -17,6 +18,10 @@ def __getattr__(name):  # heavy modules load on first use, not on import
         from .job import run_job
 
         return run_job
+    if name == "load_model":
+        from .load import load_model
+
+        return load_model
     if name == "read_run":
         from .results import read_run
 

@@ -1,7 +1,9 @@
-"""Evaluation: the selected trial's best checkpoint, scored once on the held-out test split.
+"""Evaluation: the selected model and the ensemble, each scored once on the held-out test split.
 
 The sweep never shows a worker the test rows (``Splits.without_test``); this module is the one
-place that reads them, once per run, for the model that validation selected.
+place that reads them, once per reported model, after selection on the validation split is over:
+the single best trial at its best checkpoint (best.json), and the ensemble of the best trials'
+best checkpoints (ensemble.json). Both are saved for ``distsearch.load_model``.
 """
 
 from __future__ import annotations
@@ -14,26 +16,59 @@ import pandas as pd
 import torch
 
 from . import constants as C
-from . import loop, results
+from . import load, loop, results, storage
+from .ensemble import Averaged, select
 from .objective import Objective
 from .spec import JobSpec
 from .tasks import Splits, Task
+from .tasks.base import ENSEMBLE_MEMBERS
 
 log = logging.getLogger("distsearch")
 
 SPLITS = ("train", "val", "test")
+_BATCH = 512
 
 
 def evaluate_checkpoint(task: Task, splits: Splits, params: Mapping[str, Any], state: Mapping[str, Any], split_names=SPLITS) -> dict[str, float]:
     """Restore ``state`` into ``task``'s model for ``params`` and score it on each named split, on
     CPU, in eval mode: ``{"<split>_<metric>": value}``."""
-    model = task.build_model(params, splits)
-    model.load_state_dict(state["model"])
+    model = _restore(task, splits, params, state)
     scores = {}
     for split in split_names:
         sums = loop.evaluate(task, model, getattr(splits, split), torch.device("cpu"))
         scores.update({f"{split}_{k}": v for k, v in task.metrics_from_sums(sums).items()})
     return scores
+
+
+def _restore(task: Task, splits: Splits, params: Mapping[str, Any], state: Mapping[str, Any]) -> torch.nn.Module:
+    model = task.build_model(params, splits)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def _predictions(task: Task, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([task.predictions(model(x[i : i + _BATCH])) for i in range(0, len(x), _BATCH)])
+
+
+def _metrics(task: Task, predictions: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
+    sums = task.metric_sums(task.outputs_from_predictions(predictions), targets)
+    return {f"{split}_{k}": v for k, v in task.metrics_from_sums(sums).items()}
+
+
+def _loaded(task: Task, models: list[torch.nn.Module], members: Mapping[str, float]) -> load.LoadedModel:
+    """``models`` averaged with the ``members``' weights, and what feeds them, ready to save."""
+    module = Averaged(models, list(members.values()), getattr(task, "prediction_kind", "values")).eval()
+    encoder = getattr(task, "input_encoder", None)
+    return load.LoadedModel(
+        module=module,
+        task=task.name,
+        encode=encoder() if encoder is not None else None,
+        class_names=getattr(task, "class_names", None),
+        target_mean=float(getattr(task, "target_mean", 0.0)),
+        target_scale=float(getattr(task, "target_scale", 1.0)),
+        members=dict(members),
+    )
 
 
 def score_best(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame) -> Optional[dict[str, Any]]:
@@ -58,15 +93,79 @@ def score_best(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, 
     scores = evaluate_checkpoint(task, splits, params, state)
     by_split = {s: {k: v for k, v in scores.items() if k.startswith(f"{s}_")} for s in SPLITS}
     return {
-        C.TRIAL_ID: trial_id,
-        "params": params,
-        "metric": spec.metric,
-        "mode": spec.mode,
-        "val_metric": float(ckpt[spec.metric]),
-        C.EPOCH: int(ckpt[C.EPOCH]),
-        C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
-        "test": by_split["test"],
-        "final_train": by_split["train"],
-        "final_val": by_split["val"],
-        "test_seconds": time.perf_counter() - t0,
+        C.TRIAL_ID: trial_id, "params": params, "metric": spec.metric, "mode": spec.mode,
+        "val_metric": float(ckpt[spec.metric]), C.EPOCH: int(ckpt[C.EPOCH]), C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
+        "test": by_split["test"], "final_train": by_split["train"], "final_val": by_split["val"], "test_seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+
+
+def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame, best: Mapping[str, Any]) -> dict[str, Any]:
+    """The ensemble record (ensemble.json's content) and, under ``"model"``, the ensemble as a
+    ``load.LoadedModel``: the ``ensemble.top_trials`` best trials, each at its best checkpoint,
+    predict the validation split once; greedy forward selection with replacement
+    (``ensemble.select``) picks the members for the job's metric; then the ensemble predicts the
+    test split, once."""
+    objective = Objective.of(spec)
+    single = {C.TRIAL_ID: best[C.TRIAL_ID], "val": best["final_val"], "test": best["test"]}
+    record: dict[str, Any] = {"metric": spec.metric, "mode": spec.mode, "single_best": single, "skipped": None}
+    missing = [m for m in ENSEMBLE_MEMBERS if not hasattr(task, m)]
+    if missing:
+        return {
+            **record,
+            "skipped": f"task {task.name} has no {', '.join(missing)} (see distsearch.tasks.base.Task); fix: inherit a head or define them",
+        }
+    candidates = []  # (trial id, epoch, checkpoint path, model)
+    for _, row in objective.rank_trials(trials).iterrows():
+        if len(candidates) == spec.ensemble.top_trials or row[C.STATUS] == C.STATUS_ERROR or pd.isna(row[C.BEST_METRIC]):
+            break
+        ckpt = results.best_checkpoint(epochs, row[C.TRIAL_ID], objective)
+        if ckpt is not None:
+            state = results.load_state(ckpt[C.CHECKPOINT_PATH])
+            candidates.append((row[C.TRIAL_ID], int(ckpt[C.EPOCH]), ckpt[C.CHECKPOINT_PATH], _restore(task, splits, state["params"], state)))
+    if not candidates:
+        return {**record, "skipped": "no trial has a checkpoint left"}
+    (x_val, y_val), (x_test, y_test) = splits.val, splits.test
+    val_predictions = [_predictions(task, model, x_val) for *_, model in candidates]
+    selection = select(val_predictions, lambda p: _metrics(task, p, y_val, "val")[spec.metric], objective, spec.ensemble.rounds)
+    chosen = [(candidates[i], selection.weights[i]) for i in selection.members]
+    val = sum(w * val_predictions[i] for i, w in zip(selection.members, (w for _, w in chosen), strict=True))
+    # the test split, once: each member's test predictions, averaged with the selected weights
+    test = sum(w * _predictions(task, c[3], x_test) for c, w in chosen)
+    return {
+        **record,
+        "candidates": [c[0] for c in candidates],
+        "members": [{C.TRIAL_ID: c[0], C.EPOCH: c[1], C.CHECKPOINT_PATH: c[2], "weight": w} for c, w in chosen],
+        "rounds": spec.ensemble.rounds,
+        "rounds_kept": selection.rounds_kept,
+        "val_by_round": selection.scores,
+        "val": _metrics(task, val, y_val, "val"),
+        "test": _metrics(task, test, y_test, "test"),
+        "model": _loaded(task, [c[3] for c, _ in chosen], {c[0]: w for c, w in chosen}),
     }
+
+
+def evaluate_run(
+    spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame, out: str
+) -> tuple[Optional[dict], Optional[dict]]:
+    """Score the single best, and the ensemble where ``ensemble.enabled``, once each on the test
+    split; write best.json, ensemble.json and both models under ``out``. Returns both records."""
+    best = score_best(spec, task, splits, trials, epochs)
+    if best is None:
+        return None, None
+    storage.write_json(storage.join(out, C.BEST_FILE), best)
+    state = results.load_state(best[C.CHECKPOINT_PATH])
+    load.save(
+        _loaded(task, [_restore(task, splits, best["params"], state)], {best[C.TRIAL_ID]: 1.0}), storage.join(out, C.MODEL_DIR, C.BEST_MODEL_FILE)
+    )
+    if not spec.ensemble.enabled:
+        return best, None
+    t0 = time.perf_counter()
+    ensemble = build_ensemble(spec, task, splits, trials, epochs, best)
+    model = ensemble.pop("model", None)
+    if model is not None:
+        load.save(model, storage.join(out, C.MODEL_DIR, C.ENSEMBLE_MODEL_FILE))
+    else:
+        log.warning("ensemble skipped: %s", ensemble["skipped"])
+    ensemble["ensemble_seconds"] = time.perf_counter() - t0  # selection, the test score and the saved model
+    storage.write_json(storage.join(out, C.ENSEMBLE_FILE), ensemble)
+    return best, ensemble

@@ -30,6 +30,7 @@ class RunResult:
     run_dir: str
     best: Optional[dict[str, Any]]
     status_counts: dict[str, int]
+    ensemble: Optional[dict[str, Any]] = None
     error_budget_exceeded: bool = False
     resumed: bool = False
 
@@ -185,9 +186,7 @@ def run_job(
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)
-        best = evaluate.score_best(spec, task, outcome.splits, trials, epochs)
-        if best is not None:
-            storage.write_json(storage.join(out, C.BEST_FILE), best)
+        best, ensemble = evaluate.evaluate_run(spec, task, outcome.splits, trials, epochs, out)
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}
         meta.update(
             {
@@ -200,7 +199,9 @@ def run_job(
             }
         )
         storage.write_json(run_file, meta)
-        return RunResult(run_dir=out, best=best, status_counts=counts, error_budget_exceeded=outcome.error_budget_exceeded, resumed=resuming)
+        return RunResult(
+            run_dir=out, best=best, ensemble=ensemble, status_counts=counts, error_budget_exceeded=outcome.error_budget_exceeded, resumed=resuming
+        )
     finally:
         if started_here:
             cluster.shutdown()

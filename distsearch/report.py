@@ -54,10 +54,27 @@ def format_run(run: Mapping[str, Any], top: int = 10) -> str:
         lines.append(f"best trial {best[C.TRIAL_ID]} (epoch {best[C.EPOCH]}, {best['metric']} = {best['val_metric']:.4f}); held-out test: {test}")
         if best.get("final_train"):
             lines.append("  final train vs val: " + _gap_text(best))
+    lines += _ensemble_lines(run.get("ensemble"))
     errors = trials[trials[C.STATUS] == C.STATUS_ERROR]
     for _, r in errors.head(3).iterrows():
         lines.append(f"error in {r[C.TRIAL_ID]}: {str(r[C.ERROR]).strip().splitlines()[-1][:300]}")
     return "\n".join(lines)
+
+
+def _ensemble_lines(ensemble: Mapping[str, Any] | None) -> list[str]:
+    """The ensemble beside the single best: validation and test, each scored once."""
+    if not ensemble:
+        return []
+    if ensemble.get("skipped"):
+        return [f"ensemble skipped: {ensemble['skipped']}"]
+    metric = ensemble["metric"]
+    test = "test_" + metric.removeprefix("val_")
+    members = ", ".join(f"{m[C.TRIAL_ID]} x{m['weight']:.2f}" for m in ensemble["members"])
+    single = ensemble["single_best"]
+    return [
+        f"ensemble of {len(ensemble['members'])} trial(s) ({members}): {metric} = {ensemble['val'][metric]:.4f}, {test} = {ensemble['test'][test]:.4f}",
+        f"  single best {single[C.TRIAL_ID]}: {metric} = {single['val'][metric]:.4f}, {test} = {single['test'][test]:.4f}",
+    ]
 
 
 def _gap_text(best: Mapping[str, Any]) -> str:
@@ -111,6 +128,8 @@ def write_report(directory: str, out_dir: str | None = None, top: int = 20) -> d
         )
         if best.get("final_train"):
             parts.append(f"<p>Final train vs validation: {html.escape(_gap_text(best))}</p>")
+    for line in _ensemble_lines(run.get("ensemble")):
+        parts.append(f"<p>{html.escape(line)}</p>")
     parts.append("<h2>Leaderboard</h2>" + _board(run, top).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
     if imp is not None:
         parts.append("<h2>Hyperparameter importance</h2>" + imp.rename("importance").to_frame().to_html(float_format=lambda v: f"{v:.3f}"))

@@ -130,12 +130,13 @@ def best_checkpoint(epochs: pd.DataFrame, trial_id: str, objective: Objective) -
 
 
 def read_run(directory: PathLike) -> dict[str, Any]:
-    """A run's files as ``{"trials": DataFrame, "epochs": DataFrame, "run": dict, "best": dict|None}``."""
+    """A run's files as ``{"trials": DataFrame, "epochs": DataFrame, "run": dict, "best": dict|None, "ensemble": dict|None}``."""
     directory = str(directory) if is_uri(directory) else absolute(directory)
-    best_path = join(directory, C.BEST_FILE)
+    best_path, ensemble_path = join(directory, C.BEST_FILE), join(directory, C.ENSEMBLE_FILE)
     return {
         "trials": read_frame(join(directory, C.TRIALS_FILE)),
         "epochs": read_frame(join(directory, C.EPOCHS_FILE)),
         "run": read_json(join(directory, C.RUN_FILE)),
         "best": read_json(best_path) if exists(best_path) else None,
+        "ensemble": read_json(ensemble_path) if exists(ensemble_path) else None,
     }

@@ -102,6 +102,21 @@ class Checkpointing(_Section):
     )
 
 
+class Ensemble(_Section):
+    enabled: bool = Field(
+        True,
+        description="after the sweep, select an ensemble of the best trials' best checkpoints on the validation split "
+        "(greedy forward selection with replacement) and score it once on the test split beside the single best (true), "
+        "or keep the single best only (false)",
+    )
+    top_trials: int = Field(
+        8, ge=1, le=100, description="candidates: the best trials by the job's metric, each at its best checkpoint (count, 1..100)"
+    )
+    rounds: int = Field(
+        20, ge=1, le=1000, description="selection rounds: members added, with replacement, before the best-scoring prefix is kept (count, 1..1000)"
+    )
+
+
 #: How a trial gets its processes, from Ray's own path to the most reuse; see ``Harness.trial_processes``.
 TRIAL_PROCESSES = ("ray", "controller_in_trial", "reused_actor", "kept_worker_group")
 # The three booleans that ``trial_processes`` replaced, refused with the value they meant.
@@ -207,6 +222,7 @@ class JobSpec(_Section):
         None, ge=1, description="trials running at once (count >= 1); unset derives it from the cluster's CPUs and GPUs"
     )
     checkpointing: Checkpointing = Field(default_factory=Checkpointing, description="per-trial checkpoint retention")
+    ensemble: Ensemble = Field(default_factory=Ensemble, description="the ensemble of the sweep's best checkpoints")
     harness: Harness = Field(default_factory=Harness, description="Ray harness knobs; the defaults suit small trials")
     task_options: dict[str, Any] = Field(default_factory=dict, description="task-specific options (see docs/tasks.md)")
     storage: str = Field("./runs", description="where runs are written: a local path or a URI (file://, s3://, gs://)")

@@ -51,6 +51,17 @@ class Task(Protocol):
 
     A task object is pickled to the Train workers, so it must hold plain data (arrays, strings),
     not open files or clients.
+
+    Optional, for ensembles and ``distsearch.load_model`` (the heads below provide the first two):
+
+    - ``predictions(outputs)``: what a model's outputs become when several models' are averaged
+      (class probabilities, regression values, next-token distributions); ``prediction_kind``,
+      "probabilities" (a softmax of the outputs' last dimension) or "values" (the outputs); and
+      ``outputs_from_predictions(predictions)``, their inverse as far as ``metric_sums`` cares.
+      Without them, a run's ensemble is skipped, with the reason in ensemble.json.
+    - ``input_encoder()``: a small picklable callable that turns raw inputs (rows of the table,
+      pixel arrays, text) into the model's input tensor, with what the training split fixed
+      (e.g. the tabular standardisation); ``class_names``: the classes, in output order.
     """
 
     name: str
@@ -69,6 +80,7 @@ class Task(Protocol):
     def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]: ...
 
 
+ENSEMBLE_MEMBERS = ("prediction_kind", "predictions", "outputs_from_predictions")
 PROTOCOL_MEMBERS = ("name", "metric_modes", "families", "hyperparameters", "splits", "build_model", "loss", "metric_sums", "metrics_from_sums")
 
 
@@ -84,9 +96,18 @@ class ClassificationHead:
 
     num_classes: int
     metric_modes = {"accuracy": "max", "macro_f1": "max", "loss": "min"}
+    prediction_kind = "probabilities"
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities: averaged over models, they are a soft vote."""
+        return torch.softmax(outputs.double(), dim=-1)
+
+    def outputs_from_predictions(self, predictions: torch.Tensor) -> torch.Tensor:
+        # log-probabilities are logits whose softmax is the probabilities themselves
+        return predictions.clamp_min(1e-12).log()
 
     def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         pred = outputs.argmax(1)
@@ -117,10 +138,19 @@ class RegressionHead:
     """
 
     target_scale: float = 1.0
+    target_mean: float = 0.0
     metric_modes = {"rmse": "min", "r2": "max", "loss": "min"}
+    prediction_kind = "values"
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(outputs.squeeze(-1), targets)
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The predicted values (standardised, as the targets are)."""
+        return outputs.double()
+
+    def outputs_from_predictions(self, predictions: torch.Tensor) -> torch.Tensor:
+        return predictions
 
     def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         err = outputs.squeeze(-1).double() - targets.double()
@@ -141,9 +171,17 @@ class SequenceHead:
     """
 
     metric_modes = {"bpc": "min", "loss": "min"}
+    prediction_kind = "probabilities"
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.flatten(0, 1), targets.flatten())
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Next-token distributions."""
+        return torch.softmax(outputs.double(), dim=-1)
+
+    def outputs_from_predictions(self, predictions: torch.Tensor) -> torch.Tensor:
+        return predictions.clamp_min(1e-12).log()
 
     def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         nats = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="sum")

@@ -54,6 +54,20 @@ def read_corpus(path: str) -> str:
         raise TaskInputError([f"task_options.corpus: got {path!r}; not UTF-8 text ({e})"]) from None
 
 
+class CharEncoder:
+    """One text, or texts of one length, as token ids ``(N, T)``; a character the corpus lacks is refused."""
+
+    def __init__(self, vocab: list[str]):
+        self.index = {ch: i for i, ch in enumerate(vocab)}
+
+    def __call__(self, texts) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        unknown = sorted({ch for t in texts for ch in t if ch not in self.index})
+        if unknown:
+            raise ValueError(f"texts: characters {unknown!r} are not in the corpus's vocabulary; fix: remove or replace them")
+        return torch.tensor([[self.index[ch] for ch in t] for t in texts], dtype=torch.long)
+
+
 class CharLMTask(SequenceHead):
     name = "charlm"
     families = ("gru", "lstm", "transformer")
@@ -90,6 +104,9 @@ class CharLMTask(SequenceHead):
         test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
         pick = lambda i: (windows[i, :-1].contiguous(), windows[i, 1:].contiguous())  # noqa: E731
         return Splits(train=pick(train), val=pick(val), test=pick(test))
+
+    def input_encoder(self) -> "CharEncoder":
+        return CharEncoder(self.vocab)
 
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         return models.build_sequence(params, vocab_size=len(self.vocab), seq_len=self.options["seq_len"])

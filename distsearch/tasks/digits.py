@@ -19,12 +19,24 @@ from .base import ClassificationHead, Splits, TaskInputError, check_fractions, c
 DEFAULTS = {"val_fraction": 0.15, "test_fraction": 0.15}
 
 
+class PixelEncoder:
+    """Images as scikit-learn's ``load_digits`` gives them (rows of side x side pixel values from
+    0 to 16) as the model's input."""
+
+    def __init__(self, side: int):
+        self.side = side
+
+    def __call__(self, images) -> torch.Tensor:
+        return torch.as_tensor(images, dtype=torch.float32).reshape(-1, self.side * self.side) / 16.0
+
+
 class DigitsTask(ClassificationHead):
     name = "digits"
     families = ("mlp", "cnn")
     hyperparameters = models.param_names(families)
     num_classes = 10
     image_side = 8
+    class_names = [str(d) for d in range(10)]
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         self.options, problems = check_options(self.name, options or {}, DEFAULTS)
@@ -41,6 +53,9 @@ class DigitsTask(ClassificationHead):
         parts = split_indices(len(y), seed, self.options["val_fraction"], self.options["test_fraction"], stratify=data.target)
         tr, va, te = ((x[torch.as_tensor(i)], y[torch.as_tensor(i)]) for i in parts)
         return Splits(train=tr, val=va, test=te)
+
+    def input_encoder(self) -> "PixelEncoder":
+        return PixelEncoder(self.image_side)
 
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         return models.build(params, in_features=splits.train[0].shape[1], out_features=self.num_classes, image_side=self.image_side)

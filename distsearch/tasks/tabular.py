@@ -62,6 +62,47 @@ def read_table(path: str):
     return table.to_pandas()
 
 
+class TableEncoder:
+    """Features as the model takes them: each numeric column standardised with the training
+    split's mean and standard deviation (a missing value becomes the mean), each other column
+    one-hot over the training split's categories. Plain data, so it pickles into a saved model."""
+
+    def __init__(self, features: list[str], numeric: list[str], encoding: list[tuple]):
+        self.features, self.numeric, self.encoding = features, numeric, encoding
+
+    @classmethod
+    def fit(cls, features: list[str], numeric: list[str], columns: Mapping[str, np.ndarray]) -> "TableEncoder":
+        encoding = []
+        for c in features:
+            col = columns[c]
+            if c in numeric:
+                finite = np.isfinite(col).any()
+                mean, std = (float(np.nanmean(col)), float(np.nanstd(col))) if finite else (0.0, 0.0)
+                encoding.append(("num", mean, std if std > 0 else 1.0))
+            else:
+                encoding.append(("cat", np.unique(col)))
+        return cls(features, numeric, encoding)
+
+    def matrix(self, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+        blocks = []
+        for c, enc in zip(self.features, self.encoding, strict=True):
+            col = columns[c]
+            if enc[0] == "num":
+                filled = np.where(np.isnan(col), enc[1], col)
+                blocks.append(((filled - enc[1]) / enc[2])[:, None])
+            else:
+                blocks.append((col[:, None] == enc[1][None, :]).astype(float))
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((n_rows, 0))
+
+    def __call__(self, frame) -> torch.Tensor:
+        """New rows (a DataFrame with the feature columns; others are ignored) as the model's input."""
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise ValueError(f"rows: columns {', '.join(missing)} are missing; fix: give every feature column: {', '.join(self.features)}")
+        columns = {c: (frame[c].to_numpy(dtype=float) if c in self.numeric else frame[c].astype(str).to_numpy()) for c in self.features}
+        return torch.tensor(self.matrix(columns, len(frame)), dtype=torch.float32)
+
+
 class _Tabular:
     name = "tabular"
     families = ("mlp",)
@@ -81,20 +122,14 @@ class _Tabular:
         self.y_raw = frame[target].to_numpy()
         self.n_rows = len(frame)
 
-    def encode(self, rows) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Feature matrix for all rows, with statistics and categories from ``rows`` only."""
-        blocks = []
-        for c in self.features:
-            col = self.columns[c]
-            if c in self.numeric:
-                mean = np.nanmean(col[rows]) if np.isfinite(col[rows]).any() else 0.0
-                std = np.nanstd(col[rows])
-                filled = np.where(np.isnan(col), mean, col)
-                blocks.append(((filled - mean) / (std if std > 0 else 1.0))[:, None])
-            else:
-                cats = np.unique(col[rows])
-                blocks.append((col[:, None] == cats[None, :]).astype(float))
-        return np.concatenate(blocks, axis=1) if blocks else np.zeros((self.n_rows, 0))
+    def encode(self, rows) -> np.ndarray:
+        """Feature matrix for all rows, with statistics and categories from ``rows`` only; the
+        encoder is kept for ``input_encoder``."""
+        self.encoder = TableEncoder.fit(self.features, self.numeric, {c: self.columns[c][rows] for c in self.features})
+        return self.encoder.matrix(self.columns, self.n_rows)
+
+    def input_encoder(self) -> "TableEncoder":
+        return self.encoder
 
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         return models.build(params, in_features=splits.train[0].shape[1], out_features=self.out_features)
@@ -105,6 +140,7 @@ class TabularClassification(ClassificationHead, _Tabular):
         _Tabular.__init__(self, options, frame, "classification")
         self.classes = np.unique(self.y_raw.astype(str))
         self.num_classes = self.out_features = len(self.classes)
+        self.class_names = [str(c) for c in self.classes]
         self.labels = np.searchsorted(self.classes, self.y_raw.astype(str))
 
     def splits(self, seed: int) -> Splits:
@@ -127,7 +163,7 @@ class TabularRegression(RegressionHead, _Tabular):
         x = torch.tensor(self.encode(parts[0]), dtype=torch.float32)
         mean, std = self.y_raw[parts[0]].mean(), self.y_raw[parts[0]].std()
         # RMSE is reported in the target's units; set per split call, as the training rows decide it.
-        self.target_scale = float(std) if std > 0 else 1.0
+        self.target_scale, self.target_mean = float(std) if std > 0 else 1.0, float(mean)
         y = torch.tensor((self.y_raw - mean) / self.target_scale, dtype=torch.float32)
         tr, va, te = ((x[torch.as_tensor(i)], y[torch.as_tensor(i)]) for i in parts)
         return Splits(train=tr, val=va, test=te)

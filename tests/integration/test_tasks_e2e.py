@@ -2,13 +2,16 @@
 
 import copy
 import os
+from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from distsearch import constants as C
 from distsearch.job import run_job
+from distsearch.load import load_model
 from distsearch.spec import parse_job
 
 from ..conftest import JOBS, ROOT
@@ -61,6 +64,21 @@ def test_shipped_task_runs_end_to_end(embedded_ray, tmp_path, at_root, job_file,
     assert best["final_val"][spec.metric] == pytest.approx(best["val_metric"], rel=1e-4, abs=1e-6)
     epochs = run["epochs"]
     assert {spec.metric, spec.metric.replace("val_", "train_")} <= set(epochs.columns)
+    # the ensemble, scored once on test beside the single best, and both loadable
+    ensemble = run["ensemble"]
+    assert ensemble["skipped"] is None and set(ensemble["test"]) == test_keys and ensemble["single_best"]["test"] == best["test"]
+    assert sum(m["weight"] for m in ensemble["members"]) == pytest.approx(1.0)
+    for which in (False, True):
+        loaded = load_model(result.run_dir, ensemble=which)
+        assert not loaded.module.training
+    if job_file == "wine.yaml":  # new rows of the table, as a user would have them: labels out
+        rows = pd.read_parquet(JOBS / "data" / "wine.parquet")
+        labels = loaded.predict(rows.drop(columns="target"))
+        assert set(labels) <= set(loaded.class_names) and sum(a == str(b) for a, b in zip(labels, rows["target"], strict=True)) > len(rows) / 2
+    if job_file == "diabetes.yaml":  # values in the target's own units
+        rows = pd.read_parquet(JOBS / "data" / "diabetes.parquet")
+        values = loaded.predict(rows.drop(columns="target"))
+        assert abs(sum(values) / len(values) - rows["target"].mean()) < rows["target"].std()
     assert_nothing_left()
 
 
@@ -93,5 +111,8 @@ def test_test_split_is_seen_once_by_the_driver_and_never_by_a_trial(embedded_ray
     assert all(not (set(ids) & test_ids) for ids in workers.values())
     assert set().union(*map(set, workers.values())) >= train_ids  # the workers did train
     mine = seen[os.getpid()]
-    assert sorted(i for i in mine if i in test_ids) == sorted(test_ids)  # every test row, exactly once
+    # every test row, once for each reported model: the single best, and each ensemble member's
+    # pass for the ensemble's one score
+    members = len(result.ensemble["members"])
+    assert Counter(i for i in mine if i in test_ids) == {i: 1 + members for i in test_ids}
     assert Path(result.run_dir, C.BEST_FILE).exists() and result.best["test"]["test_accuracy"] >= 0.0

@@ -1,0 +1,82 @@
+"""Ensembles: greedy forward selection with replacement on validation predictions, and the averaging module.
+
+Caruana, Niculescu-Mizil, Crew and Ksikes, "Ensemble selection from libraries of models" (ICML
+2004): start from nothing, and at each round add the candidate (again, if it is already in) whose
+addition gives the best validation score of the averaged predictions; keep the prefix of rounds
+with the best score. A member added k times of n has weight k / n. Pure torch: no Ray, no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .objective import Objective
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of ``select``: a weight per candidate (zeros for those never picked), the
+    validation score after each round, and how many rounds the kept prefix has."""
+
+    weights: list[float]
+    scores: list[float]
+    rounds_kept: int
+
+    @property
+    def members(self) -> list[int]:
+        """Indices of the candidates with a weight, in candidate order."""
+        return [i for i, w in enumerate(self.weights) if w > 0]
+
+
+def select(predictions: Sequence[torch.Tensor], score: Callable[[torch.Tensor], float], objective: Objective, rounds: int) -> Selection:
+    """Greedy forward selection with replacement over ``predictions`` (one tensor per candidate,
+    all of one shape) for ``rounds`` rounds; ``score`` maps averaged predictions to the metric
+    that ``objective`` ranks. Of equal scores the earlier candidate wins, and the shorter prefix."""
+    if not predictions:
+        raise ValueError("select needs at least one candidate")
+    total = torch.zeros_like(predictions[0])
+    picks: list[int] = []
+    scores: list[float] = []
+    for n in range(1, rounds + 1):
+        best_i, best_s = None, None
+        for i, p in enumerate(predictions):
+            s = score((total + p) / n)
+            if best_i is None or objective.better(s, best_s):
+                best_i, best_s = i, s
+        picks.append(best_i)
+        scores.append(best_s)
+        total += predictions[best_i]
+    best_k = 0  # the first round with the best score: the shortest best prefix
+    for k, s in enumerate(scores):
+        if objective.better(s, scores[best_k]):
+            best_k = k
+    kept = best_k + 1
+    counts = [picks[:kept].count(i) for i in range(len(predictions))]
+    return Selection(weights=[c / kept for c in counts], scores=scores, rounds_kept=kept)
+
+
+class Averaged(nn.Module):
+    """Weighted average of its members' predictions; a single member with weight 1 is that model.
+
+    ``kind`` says what a member's outputs become: ``probabilities`` (a softmax over the last
+    dimension) or ``values`` (the outputs themselves). Call it on the model's input tensor."""
+
+    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float], kind: str):
+        super().__init__()
+        if kind not in ("probabilities", "values"):
+            raise ValueError(f"kind: got {kind!r}; fix: use probabilities or values")
+        self.members = nn.ModuleList(members)
+        self.register_buffer("weights", torch.tensor(list(weights), dtype=torch.float64))
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for w, model in zip(self.weights, self.members, strict=True):
+            out = model(x).double()
+            p = torch.softmax(out, dim=-1) if self.kind == "probabilities" else out
+            total = w * p if total is None else total + w * p
+        return total

@@ -1,0 +1,150 @@
+"""Ensembles: selection on fixed predictions, the test split used once per reported model, loading."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from distsearch import constants as C
+from distsearch import evaluate, loop
+from distsearch.ensemble import Averaged, select
+from distsearch.load import load_model
+from distsearch.objective import Objective
+from distsearch.spec import parse_job
+from distsearch.tasks import make_task
+
+from ..conftest import ROOT, tiny_job
+
+Y = torch.tensor([0, 1, 1, 0])
+
+
+def _accuracy(p):
+    return float((p.argmax(1) == Y).double().mean())
+
+
+A = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.4, 0.6], [0.8, 0.2]])  # 3 of 4 right
+B = torch.tensor([[0.4, 0.6], [0.1, 0.9], [0.45, 0.55], [0.7, 0.3]])  # 3 of 4 right, other mistakes
+D = torch.tensor([[0.6, 0.4], [0.45, 0.55], [0.7, 0.3], [0.4, 0.6]])  # 2 of 4
+
+
+def test_selection_averages_two_models_whose_mistakes_differ():
+    s = select([A, B, D], _accuracy, Objective("val_accuracy", "max"), rounds=5)
+    assert s.scores[0] == 0.75 and s.scores[1] == 1.0  # round 1: the best single model; round 2: the pair
+    assert s.rounds_kept == 2 and s.weights == [0.5, 0.5, 0.0] and s.members == [0, 1]
+
+
+def test_selection_with_replacement_minimises_and_keeps_the_best_prefix():
+    y = torch.tensor([1.0, 2.0, 3.0])
+    low, high, far = y - 0.3, y + 0.1, y + 5.0
+
+    def mse(p):
+        return float(((p - y) ** 2).mean())
+
+    s = select([far, low, high], mse, Objective("val_loss", "min"), rounds=8)
+    assert s.weights[0] == 0.0  # the far model never helps
+    assert s.scores[s.rounds_kept - 1] == min(s.scores)
+    # 1 low : 3 high averages to y exactly: weights 0.25 and 0.75 (replacement at work)
+    assert s.weights[1:] == [0.25, 0.75] and s.scores[s.rounds_kept - 1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_averaged_module_is_the_weighted_soft_vote():
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    x = torch.randn(5, 3)
+    m = Averaged([a, b], [0.25, 0.75], "probabilities")
+    expected = 0.25 * torch.softmax(a(x).double(), -1) + 0.75 * torch.softmax(b(x).double(), -1)
+    assert torch.allclose(m(x), expected)
+    with pytest.raises(ValueError, match="fix: use probabilities or values"):
+        Averaged([a], [1.0], "logits")
+
+
+class _CountingDigits(type(make_task("digits"))):
+    """The digits task, counting the metric computations that saw test targets."""
+
+    test_storage = None
+    test_scored = 0
+
+    def metric_sums(self, outputs, targets):
+        if targets.untyped_storage().data_ptr() == type(self).test_storage:
+            type(self).test_scored += 1
+        return super().metric_sums(outputs, targets)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """Four digits models trained a few epochs here (no Ray), their checkpoints, trials and epochs
+    as a sweep would leave them; then evaluate_run, as the job calls it."""
+    tmp = tmp_path_factory.mktemp("run")
+    spec = parse_job(tiny_job(tmp, ensemble={"top_trials": 3, "rounds": 6}))
+    task = _CountingDigits({})
+    splits = task.splits(spec.seed)
+    _CountingDigits.test_storage = splits.test[1].untyped_storage().data_ptr()
+    trial_rows, epoch_rows = [], []
+    for i, (width, lr) in enumerate([(32, 0.01), (16, 0.003), (32, 0.001), (16, 1e-5)]):
+        params = {"model": "mlp", "model.depth": 1, "model.width": width, "lr": lr, "optimizer": "adam", "batch_size": 64}
+        reports = []
+        loop.train(task, params, lambda m, s, r=reports: r.append((m, s)), max_epochs=3, seed=i, splits=splits)
+        tid = f"t_{i:05d}"
+        for metrics, state in reports:
+            path = tmp / "train" / tid / f"checkpoint_{metrics['epoch']}"
+            path.mkdir(parents=True)
+            torch.save(state, path / C.CHECKPOINT_FILE)
+            epoch_rows.append({C.TRIAL_ID: tid, C.EPOCH: metrics["epoch"], "val_accuracy": metrics["val_accuracy"], C.CHECKPOINT_PATH: str(path)})
+        best = max(m["val_accuracy"] for m, _ in reports)
+        status = C.STATUS_ERROR if i == 3 else C.STATUS_COMPLETED  # a failed trial is never a candidate
+        trial_rows.append({C.TRIAL_ID: tid, C.STATUS: status, C.BEST_METRIC: best})
+    trials, epochs = pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
+    best, ensemble = evaluate.evaluate_run(spec, task, splits, trials, epochs, str(tmp))
+    return tmp, spec, task, splits, best, ensemble
+
+
+def test_each_reported_model_is_scored_once_on_the_test_split(trained_run):
+    tmp, spec, task, splits, best, ensemble = trained_run
+    assert _CountingDigits.test_scored == 2  # the single best, then the ensemble: never during selection
+    assert ensemble["skipped"] is None and ensemble["candidates"] == ["t_00000", "t_00001", "t_00002"][: len(ensemble["candidates"])]
+    assert "t_00003" not in ensemble["candidates"]
+    assert ensemble["single_best"]["test"] == best["test"]
+    assert ensemble["val"]["val_accuracy"] >= best["final_val"]["val_accuracy"]  # selection starts from the best single model
+    assert sum(m["weight"] for m in ensemble["members"]) == pytest.approx(1.0)
+    assert json.loads((tmp / C.ENSEMBLE_FILE).read_text())["test"] == ensemble["test"]
+
+
+def test_a_task_without_predictions_gets_the_ensemble_skipped_with_the_reason(trained_run):
+    tmp, spec, task, splits, best, _ = trained_run
+
+    class Bare:
+        name = "bare"
+
+    record = evaluate.build_ensemble(spec, Bare(), splits, pd.DataFrame(), pd.DataFrame(), best)
+    assert "task bare has no prediction_kind, predictions, outputs_from_predictions" in record["skipped"] and "fix:" in record["skipped"]
+
+
+def test_load_model_predicts_labels_without_ray(trained_run):
+    """load_model in a fresh process where importing Ray fails: the ensemble predicts class names
+    for raw digit images, matching the run's own scoring."""
+    tmp, spec, task, splits, best, ensemble = trained_run
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:20].tolist()
+    code = (
+        "import sys, json; sys.modules['ray'] = None\n"
+        "import distsearch\n"
+        f"m = distsearch.load_model({str(tmp)!r}, ensemble=True)\n"
+        f"b = distsearch.load_model({str(tmp)!r})\n"
+        f"print(json.dumps([m.predict({images!r}), b.predict({images!r}), m.members, m.module.training]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ens, single, members, training = json.loads(proc.stdout)
+    assert members == {m[C.TRIAL_ID]: m["weight"] for m in ensemble["members"]} and training is False
+    truth = [str(d) for d in load_digits().target[:20]]
+    assert sum(p == t for p, t in zip(ens, truth, strict=True)) >= 15 and sum(p == t for p, t in zip(single, truth, strict=True)) >= 15
+    here = load_model(tmp, ensemble=True)
+    assert here.predict(images) == ens and here.class_names == [str(d) for d in range(10)]
+
+
+def test_load_model_says_why_when_there_is_no_ensemble(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fix: load the single best"):
+        load_model(tmp_path, ensemble=True)
