@@ -82,7 +82,7 @@ def test_shipped_task_runs_end_to_end(embedded_ray, tmp_path, at_root, job_file,
     assert_nothing_left()
 
 
-def test_test_split_is_seen_once_by_the_driver_and_never_by_a_trial(embedded_ray, tmp_path, at_root):
+def test_test_split_is_seen_once_per_reported_model_by_the_driver_and_never_by_a_trial(embedded_ray, tmp_path, at_root):
     log_dir = tmp_path / "seen"
     log_dir.mkdir()
     spec = parse_job(
