@@ -126,7 +126,13 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
         return {**record, "skipped": "no trial has a checkpoint left"}
     (x_val, y_val), (x_test, y_test) = splits.val, splits.test
     val_predictions = [_predictions(task, model, x_val) for *_, model in candidates]
-    selection = select(val_predictions, lambda p: _metrics(task, p, y_val, "val")[spec.metric], objective, spec.ensemble.rounds)
+    selection = select(
+        val_predictions,
+        lambda p: _metrics(task, p, y_val, "val")[spec.metric],
+        objective,
+        spec.ensemble.rounds,
+        tiebreak=lambda p: _metrics(task, p, y_val, "val")["val_loss"],  # every head reports a loss
+    )
     chosen = [(candidates[i], selection.weights[i]) for i in selection.members]
     val = sum(w * val_predictions[i] for i, w in zip(selection.members, (w for _, w in chosen), strict=True))
     # the test split, once: each member's test predictions, averaged with the selected weights

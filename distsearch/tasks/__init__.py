@@ -81,6 +81,7 @@ def _families_in_space(spec: JobSpec) -> list[str]:
 
 def check_job(spec: JobSpec) -> Task:
     """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad field."""
+    from ..domains import check_space
     from ..space import param_types
 
     source = f"job {spec.name!r}"
@@ -103,6 +104,7 @@ def check_job(spec: JobSpec) -> Task:
     for family in _families_in_space(spec):
         if family not in task.families:
             problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
+    problems += check_space(spec.space, getattr(task, "param_domains", None))
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):
         if name not in known:
