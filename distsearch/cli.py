@@ -1,4 +1,8 @@
-"""``distsearch validate JOB | run JOB | report RUN [RUN ...]``."""
+"""The command line: ``distsearch validate JOB | run JOB | report RUN [RUN ...]``.
+
+Exit codes: 0, success; 1, the sweep ran but failed as a whole (the error budget ended it, or no
+trial produced a model to select); 2, invalid input (a job spec, a path, a cluster address).
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rep = sub.add_parser("report", help="leaderboard, report.html and figures of a run; two or more runs: side by side")
     rep.add_argument("runs", nargs="+", metavar="RUN", help="run directory: a local path or a storage URI")
     rep.add_argument("--top", type=int, default=10, help="leaderboard rows")
-    rep.add_argument("--out", help="where report.html and the PNG figures go (default: the run directory)")
+    rep.add_argument(
+        "--out",
+        help="where report.html and the PNG figures go (default: the run directory); with two or more runs, "
+        "where compare.html and compare.png go (default: none written)",
+    )
     rep.add_argument("--no-html", action="store_true", help="print only; write no files")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -88,12 +96,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            if result.best is None:
+                print(
+                    f"error: no trial finished an epoch with {spec.metric} ({result.status_counts[C.STATUS_ERROR]} of "
+                    f"{sum(result.status_counts.values())} failed), so nothing was selected or tested. fix: read the trials' errors "
+                    f"in trials.parquet (distsearch report {result.run_dir}), mend the job, and run it again.",
+                    file=sys.stderr,
+                )
+                return 1
             return 0
         if args.command == "report":
             from . import report
 
             if len(args.runs) > 1:
                 print(report.format_compare(args.runs))
+                if args.out and not args.no_html:
+                    written = report.write_compare(args.runs, args.out)
+                    print(f"report: {written[report.COMPARE_FILE]} (figure: {report.COMPARE_FIGURE})")
                 return 0
             print(report.report_run(args.runs[0], args.top))
             if not args.no_html:

@@ -190,6 +190,36 @@ def compare_runs(directories: Sequence[str]) -> pd.DataFrame:
     return table
 
 
+COMPARE_FILE = "compare.html"
+COMPARE_FIGURE = "compare.png"
+
+
+def write_compare(directories: Sequence[str], out_dir: str) -> dict[str, str]:
+    """Write the runs' side-by-side table as ``compare.html`` and their best-so-far against
+    compute as ``compare.png`` into ``out_dir`` (a local path or URI). Returns name -> path."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .figures import best_so_far
+
+    runs = [read_run(d) for d in directories]
+    fig = best_so_far(runs)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    written = {COMPARE_FIGURE: join(out_dir, COMPARE_FIGURE), COMPARE_FILE: join(out_dir, COMPARE_FILE)}
+    write_bytes(written[COMPARE_FIGURE], buf.getvalue())
+    table = compare_runs(directories).to_html(na_rep="", float_format=lambda v: f"{v:.4g}")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>distsearch: runs side by side</title></head><body>"
+        f"<h1>Runs side by side</h1>{table}<figure><img src='{COMPARE_FIGURE}' alt='best so far against compute'>"
+        "<figcaption>Each run's best validation metric so far against the worker-epochs spent.</figcaption></figure></body></html>"
+    )
+    write_bytes(written[COMPARE_FILE], page.encode())
+    return written
+
+
 def format_compare(directories: Sequence[str]) -> str:
     table = compare_runs(directories)
     lines = ["runs side by side (cpu/gpu seconds: trial wall time x reserved CPUs/GPUs):"]
