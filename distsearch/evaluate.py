@@ -78,7 +78,7 @@ def score_best(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, 
     overfitting gap (``train`` against ``val``) sits beside the test score.
     """
     objective = Objective.of(spec)
-    row = objective.best_trial(trials)
+    row = objective.best_trial(trials, epochs)
     if row is None:
         log.warning("no trial reported %s; nothing to test", spec.metric)
         return None
@@ -115,7 +115,7 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
             "skipped": f"task {task.name} has no {', '.join(missing)} (see distsearch.tasks.base.Task); fix: inherit a head or define them",
         }
     candidates = []  # (trial id, epoch, checkpoint path, model)
-    for _, row in objective.rank_trials(trials).iterrows():
+    for _, row in objective.rank_trials(trials, epochs).iterrows():
         if len(candidates) == spec.ensemble.top_trials or row[C.STATUS] == C.STATUS_ERROR or pd.isna(row[C.BEST_METRIC]):
             break
         ckpt = results.best_checkpoint(epochs, row[C.TRIAL_ID], objective)

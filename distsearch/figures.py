@@ -55,7 +55,7 @@ def best_trial_id(run: Mapping[str, Any]) -> Optional[str]:
     """The trial the figures highlight: the one tested (best.json), else the best that did not fail."""
     if run.get("best"):
         return run["best"][C.TRIAL_ID]
-    row = Objective.of(_job(run)).best_trial(run["trials"])
+    row = Objective.of(_job(run)).best_trial(run["trials"], run.get("epochs"))
     return None if row is None else row[C.TRIAL_ID]
 
 

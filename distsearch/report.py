@@ -18,11 +18,13 @@ REPORT_FILE = "report.html"
 CLOSE_TO_BEST = 0.005  # "within 0.5% of the final best", for time-to-near-best
 
 
-def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10, best: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def leaderboard(
+    trials: pd.DataFrame, metric: str, mode: str, top: int = 10, best: Mapping[str, Any] | None = None, epochs: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The ``top`` trials by best metric (errors last): status, epochs, the test score (the
     selected trial only: the test split is used once) and every hyperparameter."""
     hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
-    df = Objective(metric, mode).rank_trials(trials).copy()
+    df = Objective(metric, mode).rank_trials(trials, epochs).copy()
     test_col = "test " + metric.removeprefix("val_")
     test_value = best["test"].get("test_" + metric.removeprefix("val_")) if best else None
     df[test_col] = [test_value if best and t == best[C.TRIAL_ID] else None for t in df[C.TRIAL_ID]]
@@ -33,7 +35,7 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10, bes
 
 def _board(run: Mapping[str, Any], top: int) -> pd.DataFrame:
     job = run["run"]["job"]
-    return leaderboard(run["trials"], job["metric"], job["mode"], top, run.get("best"))
+    return leaderboard(run["trials"], job["metric"], job["mode"], top, run.get("best"), run.get("epochs"))
 
 
 def format_run(run: Mapping[str, Any], top: int = 10) -> str:

@@ -7,17 +7,19 @@ until the sweep ends, then become epochs.parquet; ``trial_rows`` makes trials.pa
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
+import pandas as pd
 from ray import tune
 
 from .. import constants as C
 from .. import space, storage
-from ..objective import Objective
+from ..objective import TIEBREAK_LOSS, Objective
 from ..spec import JobSpec
 
 if TYPE_CHECKING:
@@ -145,6 +147,16 @@ class ErrorBudget(tune.Callback, tune.stopper.Stopper):
         return self.exceeded
 
 
+def _best_epoch(objective: Objective, rows: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """(metric, epoch) of the trial's best epoch: by the metric, then the lower validation loss,
+    then the earlier epoch (``Objective``'s one rule for ties); (None, None) without any."""
+    if not rows:
+        return None, None
+    frame = objective.rank(pd.DataFrame(rows), objective.metric, loss=TIEBREAK_LOSS, epoch=C.EPOCH)
+    top = frame.iloc[0]
+    return top[objective.metric], int(top[C.EPOCH])
+
+
 def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str, float], cancelled: bool = False) -> list[dict[str, Any]]:
     """One row per trial Tune knew at the end: status, epochs, best and last metric, times."""
     by_trial: dict[str, list[dict[str, Any]]] = {}
@@ -163,7 +175,7 @@ def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str,
         else:
             status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
             error = None
-        best = objective.best(values, key=lambda v: v[0]) or (None, None)
+        best = _best_epoch(objective, [r for r in epochs if r.get(spec.metric) is not None and math.isfinite(r[spec.metric])])
         start, end = rec.record(tid)[C.STARTED_AT], rec.record(tid)[C.ENDED_AT]
         rows.append(
             {
