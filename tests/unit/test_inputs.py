@@ -93,3 +93,48 @@ def test_seed_and_storage_are_usable(quickstart_raw, tmp_path):
 
 def test_yaml_parse_of_the_quickstart_is_unchanged():
     assert spec_yaml.load((JOBS / "quickstart.yaml").read_text()) == yaml.safe_load((JOBS / "quickstart.yaml").read_text())
+
+
+def _table_job(tmp_path, frame, **options):
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    return {
+        "name": "t", "task": "tabular", "metric": "val_accuracy", "mode": "max", "space": {"lr": 0.01},
+        "task_options": {"path": str(path), "target": "y", **options}, "storage": str(tmp_path / "runs"),
+    }  # fmt: skip
+
+
+def test_tables_that_would_fail_every_trial_are_refused(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    good = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "y": [0, 1, 2] * 20})
+    check_job(parse_job(_table_job(tmp_path, good)))
+    inf = good.assign(a=good["a"].where(good.index != 3, np.inf))
+    _refused(_table_job(tmp_path, inf), "column 'a'", "1 infinite value(s); fix:", task=True)
+    _refused(_table_job(tmp_path, good, target=["y", "a"]), "task_options.target: got ['y', 'a']; fix: name one column", task=True)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("a,a,y\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(40)))
+    raw = _table_job(tmp_path, good)
+    raw["task_options"]["path"] = str(dup)
+    _refused(raw, "more than once; fix: give each column one name", task=True)
+
+
+def test_integer_labels_with_a_missing_value_stay_classes(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": range(61), "y": [0, 1, 2] * 20 + [None]})  # a missing label makes the column float
+    assert frame["y"].dtype.kind == "f"
+    task = check_job(parse_job(_table_job(tmp_path, frame)))
+    assert task.problem == "classification" and task.class_names == ["0", "1", "2"] and task.dropped_rows == 1
+
+
+def test_a_factory_that_raises_gets_its_error_and_last_frame(tmp_path, monkeypatch):
+    (tmp_path / "broken_factory.py").write_text("def make():\n    raise KeyError('no such column')\n")
+    monkeypatch.chdir(tmp_path)
+    raw = {
+        "name": "b", "task": "custom", "metric": "val_accuracy", "mode": "max", "space": {"lr": 0.01},
+        "task_options": {"factory": "broken_factory:make"}, "storage": str(tmp_path / "runs"),
+    }  # fmt: skip
+    _refused(raw, "broken_factory:make raised KeyError: 'no such column' (at", "broken_factory.py:2, in make); fix:", task=True)
