@@ -15,7 +15,7 @@ from . import constants as C
 from .spec import SpecError, load_job, parse_job
 
 
-def _load(path: str, storage: Optional[str] = None):
+def _load(path: str, storage: Optional[str] = None, dry_run: bool = True):
     """The job at ``path`` (with ``storage`` in place of its own, if given) and its task, both
     validated, once, before Ray starts."""
     from .tasks import check_job
@@ -23,7 +23,7 @@ def _load(path: str, storage: Optional[str] = None):
     spec = load_job(path)
     if storage:
         spec = parse_job({**spec.to_dict(), "storage": storage}, f"{path} with --storage")
-    return spec, check_job(spec)
+    return spec, check_job(spec, dry_run=dry_run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -31,8 +31,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check a job spec without starting Ray")
     v.add_argument("job")
+    v.add_argument("--no-dry-run", action="store_true", help="skip building each model family and running one small batch through it")
     r = sub.add_parser("run", help="run a job's sweep (embedded Ray unless --address or RAY_ADDRESS)")
     r.add_argument("job")
+    r.add_argument("--no-dry-run", action="store_true", help="skip building each model family and running one small batch through it")
     r.add_argument("--address", help="Ray cluster address, e.g. auto or ray://host:10001; default: $RAY_ADDRESS, else embedded")
     r.add_argument("--run-id", help="name of the run folder (default: UTC time and a random suffix); an unfinished run of that id is resumed")
     how = r.add_mutually_exclusive_group()
@@ -63,14 +65,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         if args.command == "validate":
-            spec, _ = _load(args.job)
+            spec, _ = _load(args.job, dry_run=not args.no_dry_run)
             print(
                 f"{args.job}: valid ({spec.task}, {spec.budget.num_trials} trials x {spec.budget.max_epochs} epochs, "
                 f"{spec.scaling.num_workers} workers per trial)"
             )
             return 0
         if args.command == "run":
-            spec, task = _load(args.job, args.storage)
+            spec, task = _load(args.job, args.storage, dry_run=not args.no_dry_run)
             from . import report
             from .job import run_job
 

@@ -138,3 +138,42 @@ def test_a_factory_that_raises_gets_its_error_and_last_frame(tmp_path, monkeypat
         "task_options": {"factory": "broken_factory:make"}, "storage": str(tmp_path / "runs"),
     }  # fmt: skip
     _refused(raw, "broken_factory:make raised KeyError: 'no such column' (at", "broken_factory.py:2, in make); fix:", task=True)
+
+
+SHAPE_BUG = """
+import torch
+from torch import nn
+from distsearch.tasks import ClassificationHead, Splits
+
+
+class Task(ClassificationHead):
+    name, families, num_classes = "bug", ("wide",), 2
+    hyperparameters = frozenset({"model"})
+
+    def splits(self, seed):
+        x, y = torch.randn(40, 5), torch.arange(40) % 2
+        return Splits(train=(x[:24], y[:24]), val=(x[24:32], y[24:32]), test=(x[32:], y[32:]))
+
+    def build_model(self, params, splits):
+        return nn.Linear(7, 2)  # the data has 5 features
+
+
+def make():
+    return Task()
+"""
+
+
+def test_a_model_with_a_shape_bug_fails_validate_not_every_trial(tmp_path, monkeypatch):
+    from distsearch.cli import main
+
+    (tmp_path / "shape_bug.py").write_text(SHAPE_BUG)
+    monkeypatch.chdir(tmp_path)
+    raw = {
+        "name": "bug", "task": "custom", "metric": "val_accuracy", "mode": "max", "space": {"model": "wide", "lr": 0.01},
+        "task_options": {"factory": "shape_bug:make"}, "storage": str(tmp_path / "runs"),
+    }  # fmt: skip
+    _refused(raw, "space.model: family 'wide' fails a dry run", "RuntimeError: mat1 and mat2 shapes cannot be multiplied", "fix:", task=True)
+    job = tmp_path / "bug.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(job)]) == 2
+    assert main(["validate", str(job), "--no-dry-run"]) == 0  # the flag for models too big to build here
