@@ -1,7 +1,8 @@
 """The command line: ``distsearch validate JOB | run JOB | report RUN [RUN ...]``.
 
 Exit codes: 0, success; 1, the sweep ran but failed as a whole (the error budget ended it, or no
-trial produced a model to select); 2, invalid input (a job spec, a path, a cluster address).
+trial produced a model to select); 2, invalid input (a job spec, a path, a cluster address);
+130, interrupted (SIGINT, Ctrl-C): the run is left unfinished, and the same command resumes it.
 """
 
 from __future__ import annotations

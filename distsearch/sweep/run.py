@@ -124,11 +124,13 @@ def run_sweep(
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # TensorBoardLogger writes the event files; Tune would add its own TBX logger beside it.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # Tune's SIGINT handler ends fit() normally, as if the sweep were over; cleanup's is a stop.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     ray_train.start_train_coordinator()
     t0 = time.monotonic()
     try:
-        with cleanup.released_on_sigterm(reaper):
+        with cleanup.released_on_stop(reaper):
             tuner.fit()
     finally:
         reaper.finish()

@@ -136,13 +136,13 @@ def test_sigterm_releases_the_job_then_exits_as_before(embedded_ray, capsys):
     maker = _group_maker().remote()
     made = ray.get(maker.make.remote())
 
-    class Reaper:  # the one method released_on_sigterm asks of WorkerGroupReaper
+    class Reaper:  # the one method released_on_stop asks of WorkerGroupReaper
         def live_trial_actors(self):
             return [maker]
 
     before = signal.getsignal(signal.SIGTERM)  # Ray's driver handler: SystemExit
     with pytest.raises(SystemExit):
-        with cleanup.released_on_sigterm(Reaper()):
+        with cleanup.released_on_stop(Reaper()):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(10)  # the handler runs here and ends the sleep with SystemExit
             pytest.fail("SIGTERM did not end the sweep")
