@@ -68,6 +68,16 @@ class Budget(_Section):
     max_failed_trials: Optional[int] = Field(
         None, ge=0, description="failed trials the sweep tolerates (count, >= 0); one more ends it, results so far written; unset: no limit"
     )
+    time_s: Optional[float] = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="wall seconds the sweep may take, counted from its driver's start (seconds, > 0); after it no trial starts, "
+        "running ones are cancelled and recorded as such, and the results so far are written; unset: no limit",
+    )  # fmt: skip
+    trial_timeout_s: Optional[float] = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="wall seconds one trial may run from its start (seconds, > 0); a trial past it is ended, recorded as an error "
+        "that says it timed out, its worker group released, and the sweep goes on; unset: no limit",
+    )  # fmt: skip
 
 
 class Asha(_Section):

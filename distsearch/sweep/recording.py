@@ -73,8 +73,12 @@ class ResultRecorder(tune.Callback):
     Each (trial, epoch) is kept once, the first time it arrives.
     """
 
-    def __init__(self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None):
+    def __init__(
+        self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None, timed_out: Optional[Mapping[str, str]] = None
+    ):
         self.metric, self.ledger_dir = metric, ledger_dir
+        # trial id -> why it was ended (cleanup.TrialTimeouts): its error, instead of Ray's "actor died"
+        self.timed_out = timed_out if timed_out is not None else {}
         self.epoch_rows: list[dict[str, Any]] = list(prior.epoch_rows) if prior else []
         self._seen = {(r[C.TRIAL_ID], r[C.EPOCH]) for r in self.epoch_rows}
         self.ledger: dict[str, dict[str, Any]] = {t: dict(r) for t, r in prior.ledger.items()} if prior else {}
@@ -107,7 +111,7 @@ class ResultRecorder(tune.Callback):
         self._end(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial, error_text(trial))
+        self._end(trial, self.timed_out.get(trial.trial_id) or error_text(trial))
 
     def _end(self, trial, error: Optional[str]) -> None:
         record = self.record(trial.trial_id)
@@ -124,27 +128,38 @@ class ResultRecorder(tune.Callback):
         self.trials = list(trials)
 
 
-class ErrorBudget(tune.Callback, tune.stopper.Stopper):
-    """Ends the sweep once more than ``max_failed`` trials have failed: Tune then stops every
-    running trial and starts no new one. Both a callback (it counts failures) and the stopper."""
+class SweepBudget(tune.Callback, tune.stopper.Stopper):
+    """Ends the sweep once more than ``max_failed`` trials have failed, or ``time_s`` seconds after
+    this driver started it: Tune then stops every running trial and starts no new one. Both a
+    callback (it counts failures) and the stopper."""
 
-    def __init__(self, max_failed: Optional[int], failed: Iterable[str] = ()):
+    def __init__(self, max_failed: Optional[int], failed: Iterable[str] = (), time_s: Optional[float] = None):
         self.max_failed = max_failed
         # a set: a trial that failed under an earlier driver may fail once more when restarted
         self.failed: set[str] = set(failed)
+        self.time_s = time_s
+        self._t0 = time.monotonic()
+
+    def __getstate__(self):  # Tune pickles the stopper; a resumed driver starts its own clock
+        return {**self.__dict__, "_t0": None}
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.failed.add(trial.trial_id)
 
     @property
     def exceeded(self) -> bool:
+        """Whether the failures ended the sweep."""
         return self.max_failed is not None and len(self.failed) > self.max_failed
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.time_s is not None and self._t0 is not None and time.monotonic() - self._t0 > self.time_s
 
     def __call__(self, trial_id, result) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return self.exceeded
+        return self.exceeded or self.out_of_time
 
 
 def _best_epoch(objective: Objective, rows: list[dict[str, Any]]) -> tuple[Any, Any]:
@@ -171,7 +186,7 @@ def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str,
         done = max((r[C.EPOCH] for r in epochs), default=0)
         if trial.status == "ERROR":
             status = C.STATUS_ERROR
-            error = rec.record(tid)[C.ERROR] or error_text(trial)
+            error = rec.record(tid)[C.ERROR] or rec.timed_out.get(tid) or error_text(trial)
         else:
             status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
             error = None
