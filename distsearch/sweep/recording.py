@@ -139,6 +139,7 @@ class SweepBudget(tune.Callback, tune.stopper.Stopper):
         self.failed: set[str] = set(failed)
         self.time_s = time_s
         self._t0 = time.monotonic()
+        self.ran_out_of_time = False  # set when the time limit, not the trials, ended the sweep
 
     def __getstate__(self):  # Tune pickles the stopper; a resumed driver starts its own clock
         return {**self.__dict__, "_t0": None}
@@ -151,15 +152,15 @@ class SweepBudget(tune.Callback, tune.stopper.Stopper):
         """Whether the failures ended the sweep."""
         return self.max_failed is not None and len(self.failed) > self.max_failed
 
-    @property
-    def out_of_time(self) -> bool:
-        return self.time_s is not None and self._t0 is not None and time.monotonic() - self._t0 > self.time_s
-
     def __call__(self, trial_id, result) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return self.exceeded or self.out_of_time
+        if self._t0 is None:  # a copy Tune restored: the clock starts at its first question
+            self._t0 = time.monotonic()
+        if self.time_s is not None and not self.exceeded and time.monotonic() - self._t0 > self.time_s:
+            self.ran_out_of_time = True
+        return self.exceeded or self.ran_out_of_time
 
 
 def _best_epoch(objective: Objective, rows: list[dict[str, Any]]) -> tuple[Any, Any]:

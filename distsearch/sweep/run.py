@@ -144,13 +144,13 @@ def run_sweep(
     except Exception as e:  # noqa: BLE001 - leak accounting must never fail the run
         actors = [f"unknown: {e}"]
     return SweepOutcome(
-        trial_rows=trial_rows(spec, recorder, reaper.release_seconds, cancelled=budget.exceeded or budget.out_of_time),
+        trial_rows=trial_rows(spec, recorder, reaper.release_seconds, cancelled=budget.exceeded or budget.ran_out_of_time),
         epoch_rows=recorder.epoch_rows,
         max_concurrent_trials=concurrency,
         cluster_resources=dict(ray.cluster_resources()),
         wall_seconds=wall,
         leaks={"placement_groups_swept_at_end": leftover, "train_actors_alive_at_end": actors, "unreleased_by_trial": reaper.unreleased},
         error_budget_exceeded=budget.exceeded,
-        out_of_time=budget.out_of_time,
+        out_of_time=budget.ran_out_of_time,
         splits=splits,
     )

@@ -157,7 +157,7 @@ def test_the_time_budget_ends_the_sweep_once_it_is_spent(monkeypatch):
     budget = recording.SweepBudget(None, time_s=60)
     assert not budget.stop_all()
     clock[0] = 161.0
-    assert budget.out_of_time and budget.stop_all() and not budget.exceeded
+    assert budget.stop_all() and budget.ran_out_of_time and not budget.exceeded
     assert not recording.SweepBudget(None).stop_all()  # unset: no limit
 
 
