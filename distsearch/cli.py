@@ -1,4 +1,9 @@
-"""``distsearch validate JOB | run JOB | report RUN [RUN ...]``."""
+"""The command line: ``distsearch validate JOB | run JOB | report RUN [RUN ...]``.
+
+Exit codes: 0, success; 1, the sweep ran but failed as a whole (the error budget ended it, or no
+trial produced a model to select); 2, invalid input (a job spec, a path, a cluster address);
+130, interrupted (SIGINT, Ctrl-C): the run is left unfinished, and the same command resumes it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from . import constants as C
 from .spec import SpecError, load_job, parse_job
 
 
-def _load(path: str, storage: Optional[str] = None):
+def _load(path: str, storage: Optional[str] = None, dry_run: bool = True):
     """The job at ``path`` (with ``storage`` in place of its own, if given) and its task, both
     validated, once, before Ray starts."""
     from .tasks import check_job
@@ -19,7 +24,7 @@ def _load(path: str, storage: Optional[str] = None):
     spec = load_job(path)
     if storage:
         spec = parse_job({**spec.to_dict(), "storage": storage}, f"{path} with --storage")
-    return spec, check_job(spec)
+    return spec, check_job(spec, dry_run=dry_run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -27,8 +32,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check a job spec without starting Ray")
     v.add_argument("job")
+    v.add_argument("--no-dry-run", action="store_true", help="skip building each model family and running one small batch through it")
     r = sub.add_parser("run", help="run a job's sweep (embedded Ray unless --address or RAY_ADDRESS)")
     r.add_argument("job")
+    r.add_argument("--no-dry-run", action="store_true", help="skip building each model family and running one small batch through it")
     r.add_argument("--address", help="Ray cluster address, e.g. auto or ray://host:10001; default: $RAY_ADDRESS, else embedded")
     r.add_argument("--run-id", help="name of the run folder (default: UTC time and a random suffix); an unfinished run of that id is resumed")
     how = r.add_mutually_exclusive_group()
@@ -43,7 +50,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rep = sub.add_parser("report", help="leaderboard, report.html and figures of a run; two or more runs: side by side")
     rep.add_argument("runs", nargs="+", metavar="RUN", help="run directory: a local path or a storage URI")
     rep.add_argument("--top", type=int, default=10, help="leaderboard rows")
-    rep.add_argument("--out", help="where report.html and the PNG figures go (default: the run directory)")
+    rep.add_argument(
+        "--out",
+        help="where report.html and the PNG figures go (default: the run directory); with two or more runs, "
+        "where compare.html and compare.png go (default: none written)",
+    )
     rep.add_argument("--no-html", action="store_true", help="print only; write no files")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -55,14 +66,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         if args.command == "validate":
-            spec, _ = _load(args.job)
+            spec, _ = _load(args.job, dry_run=not args.no_dry_run)
             print(
                 f"{args.job}: valid ({spec.task}, {spec.budget.num_trials} trials x {spec.budget.max_epochs} epochs, "
                 f"{spec.scaling.num_workers} workers per trial)"
             )
             return 0
         if args.command == "run":
-            spec, task = _load(args.job, args.storage)
+            spec, task = _load(args.job, args.storage, dry_run=not args.no_dry_run)
             from . import report
             from .job import run_job
 
@@ -88,12 +99,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            if result.best is None:
+                print(
+                    f"error: no trial finished an epoch with {spec.metric} ({result.status_counts[C.STATUS_ERROR]} of "
+                    f"{sum(result.status_counts.values())} failed), so nothing was selected or tested. fix: read the trials' errors "
+                    f"in trials.parquet (distsearch report {result.run_dir}), mend the job, and run it again.",
+                    file=sys.stderr,
+                )
+                return 1
             return 0
         if args.command == "report":
             from . import report
 
             if len(args.runs) > 1:
                 print(report.format_compare(args.runs))
+                if args.out and not args.no_html:
+                    written = report.write_compare(args.runs, args.out)
+                    print(f"report: {written[report.COMPARE_FILE]} (figure: {report.COMPARE_FIGURE})")
                 return 0
             print(report.report_run(args.runs[0], args.top))
             if not args.no_html:

@@ -3,13 +3,13 @@
 Caruana, Niculescu-Mizil, Crew and Ksikes, "Ensemble selection from libraries of models" (ICML
 2004): start from nothing, and at each round add the candidate (again, if it is already in) whose
 addition gives the best validation score of the averaged predictions; keep the prefix of rounds
-with the best score. A member added k times of n has weight k / n. Pure torch: no Ray, no files.
+with the best score. Equal scores are told apart by a second, finer score (the loss). A member added k times of n has weight k / n. Pure torch: no Ray, no files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -32,31 +32,48 @@ class Selection:
         return [i for i, w in enumerate(self.weights) if w > 0]
 
 
-def select(predictions: Sequence[torch.Tensor], score: Callable[[torch.Tensor], float], objective: Objective, rounds: int) -> Selection:
+def select(
+    predictions: Sequence[torch.Tensor],
+    score: Callable[[torch.Tensor], float],
+    objective: Objective,
+    rounds: int,
+    tiebreak: Optional[Callable[[torch.Tensor], float]] = None,
+) -> Selection:
     """Greedy forward selection with replacement over ``predictions`` (one tensor per candidate,
     all of one shape) for ``rounds`` rounds; ``score`` maps averaged predictions to the metric
-    that ``objective`` ranks. Of equal scores the earlier candidate wins, and the shorter prefix."""
+    that ``objective`` ranks. Equal scores are told apart by ``tiebreak`` (lower is better; the
+    validation loss, so that a coarse metric such as accuracy still lets a better-calibrated
+    ensemble grow), then the earlier candidate wins, and the shorter prefix."""
     if not predictions:
         raise ValueError("select needs at least one candidate")
+
+    def key(p: torch.Tensor) -> tuple[float, float]:
+        return score(p), tiebreak(p) if tiebreak is not None else 0.0
+
+    def better(a: tuple[float, float], b: Optional[tuple[float, float]]) -> bool:
+        if b is None or objective.better(a[0], b[0]):
+            return True
+        return not objective.better(b[0], a[0]) and a[1] < b[1]
+
     total = torch.zeros_like(predictions[0])
     picks: list[int] = []
-    scores: list[float] = []
+    keys: list[tuple[float, float]] = []
     for n in range(1, rounds + 1):
-        best_i, best_s = None, None
+        best_i, best_k = None, None
         for i, p in enumerate(predictions):
-            s = score((total + p) / n)
-            if best_i is None or objective.better(s, best_s):
-                best_i, best_s = i, s
+            k = key((total + p) / n)
+            if better(k, best_k):
+                best_i, best_k = i, k
         picks.append(best_i)
-        scores.append(best_s)
+        keys.append(best_k)
         total += predictions[best_i]
-    best_k = 0  # the first round with the best score: the shortest best prefix
-    for k, s in enumerate(scores):
-        if objective.better(s, scores[best_k]):
-            best_k = k
-    kept = best_k + 1
+    best_round = 0  # the first round with the best score: the shortest best prefix
+    for r, k in enumerate(keys):
+        if better(k, keys[best_round]):
+            best_round = r
+    kept = best_round + 1
     counts = [picks[:kept].count(i) for i in range(len(predictions))]
-    return Selection(weights=[c / kept for c in counts], scores=scores, rounds_kept=kept)
+    return Selection(weights=[c / kept for c in counts], scores=[k[0] for k in keys], rounds_kept=kept)
 
 
 class Averaged(nn.Module):

@@ -78,7 +78,7 @@ def score_best(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, 
     overfitting gap (``train`` against ``val``) sits beside the test score.
     """
     objective = Objective.of(spec)
-    row = objective.best_trial(trials)
+    row = objective.best_trial(trials, epochs)
     if row is None:
         log.warning("no trial reported %s; nothing to test", spec.metric)
         return None
@@ -115,7 +115,7 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
             "skipped": f"task {task.name} has no {', '.join(missing)} (see distsearch.tasks.base.Task); fix: inherit a head or define them",
         }
     candidates = []  # (trial id, epoch, checkpoint path, model)
-    for _, row in objective.rank_trials(trials).iterrows():
+    for _, row in objective.rank_trials(trials, epochs).iterrows():
         if len(candidates) == spec.ensemble.top_trials or row[C.STATUS] == C.STATUS_ERROR or pd.isna(row[C.BEST_METRIC]):
             break
         ckpt = results.best_checkpoint(epochs, row[C.TRIAL_ID], objective)
@@ -126,7 +126,13 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
         return {**record, "skipped": "no trial has a checkpoint left"}
     (x_val, y_val), (x_test, y_test) = splits.val, splits.test
     val_predictions = [_predictions(task, model, x_val) for *_, model in candidates]
-    selection = select(val_predictions, lambda p: _metrics(task, p, y_val, "val")[spec.metric], objective, spec.ensemble.rounds)
+    selection = select(
+        val_predictions,
+        lambda p: _metrics(task, p, y_val, "val")[spec.metric],
+        objective,
+        spec.ensemble.rounds,
+        tiebreak=lambda p: _metrics(task, p, y_val, "val")["val_loss"],  # every head reports a loss
+    )
     chosen = [(candidates[i], selection.weights[i]) for i in selection.members]
     val = sum(w * val_predictions[i] for i, w in zip(selection.members, (w for _, w in chosen), strict=True))
     # the test split, once: each member's test predictions, averaged with the selected weights

@@ -18,6 +18,8 @@ from typing import Any, Mapping, Optional
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window, whatever the environment says
+# Hyperparameter values are text to show as written: "$a$" must not become mathtext (or fail as it).
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -53,7 +55,7 @@ def best_trial_id(run: Mapping[str, Any]) -> Optional[str]:
     """The trial the figures highlight: the one tested (best.json), else the best that did not fail."""
     if run.get("best"):
         return run["best"][C.TRIAL_ID]
-    row = Objective.of(_job(run)).best_trial(run["trials"])
+    row = Objective.of(_job(run)).best_trial(run["trials"], run.get("epochs"))
     return None if row is None else row[C.TRIAL_ID]
 
 
@@ -171,6 +173,26 @@ def overfitting_gap(run: Mapping[str, Any]):
     ax.set(xlabel="epoch", ylabel=name, title=f"best trial {best}: train against validation")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def best_so_far(runs: list[Mapping[str, Any]]):
+    """For runs of one job side by side: each run's best validation metric so far (failed trials
+    left out) against the worker-epochs spent, in the order the reports arrived."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    metric = _job(runs[0])["metric"]
+    for run in runs:
+        objective = Objective.of(_job(run))
+        failed = set(run["trials"].loc[run["trials"][C.STATUS] == C.STATUS_ERROR, C.TRIAL_ID])
+        epochs = run["epochs"]
+        rows = epochs[~epochs[C.TRIAL_ID].isin(failed)].dropna(subset=[metric]).sort_values(C.TIMESTAMP) if metric in epochs else epochs.iloc[0:0]
+        world = rows[C.WORLD_SIZE].astype("float64") if C.WORLD_SIZE in rows else pd.Series(1.0, index=rows.index)
+        best = rows[metric].cummin() if objective.mode == "min" else rows[metric].cummax()
+        ax.step(world.cumsum(), best, where="post", label=str(run["run"].get("run_id", "?")))
+    ax.set(xlabel="worker-epochs", ylabel=f"best {metric} so far", title=f"best {metric} against compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

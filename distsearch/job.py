@@ -196,6 +196,7 @@ def run_job(
                 "status_counts": counts,
                 "leaks": outcome.leaks,
                 "error_budget_exceeded": outcome.error_budget_exceeded,
+                "out_of_time": outcome.out_of_time,
             }
         )
         storage.write_json(run_file, meta)

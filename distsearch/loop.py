@@ -154,6 +154,13 @@ def train(
                 _add(train_sums, task.metric_sums(out.detach(), yb))
         if sched is not None:
             sched.step()
+        if world > 1:
+            # DDP hands rank 0's buffers (BatchNorm's running statistics) to every rank at the start
+            # of each training forward, so the last batch's updates are each rank's own. Rank 0's
+            # model is the checkpoint: every rank evaluates with its buffers, so the reported
+            # validation score is the saved model's.
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
         val_sums = evaluate(task, model, (x_val, y_val), device)
         train_m = task.metrics_from_sums(_all_reduce_sums(train_sums, world, device))
         val_m = task.metrics_from_sums(_all_reduce_sums(val_sums, world, device))

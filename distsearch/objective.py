@@ -2,7 +2,9 @@
 
 Every place that compares metric values (the progress line, trial rows, model selection, the
 best checkpoint, the figures, the report and run comparison) asks an ``Objective``, so "better"
-is decided once. A failed trial, or one without a finite metric, is never the best.
+is decided once. A failed trial, or one without a finite metric, is never the best. Ties are
+broken by one rule: the metric, then the validation loss, then the earlier epoch, then the
+trial id.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import pandas as pd
 from . import constants as C
 
 T = TypeVar("T")
+
+#: What tells equal metrics apart: the validation loss, which every task reports.
+TIEBREAK_LOSS = "val_loss"
+_LOSS_AT_BEST = "_val_loss_at_best_epoch"
 
 
 @dataclass(frozen=True)
@@ -65,19 +71,37 @@ class Objective:
             return None
         return float(values.min() if self.mode == "min" else values.max())
 
-    def rank(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:
-        """``frame`` sorted best first by ``column``: missing values last, order of equals kept."""
-        return frame.sort_values(column, ascending=self.ascending, na_position="last", kind="stable")
+    def rank(self, frame: pd.DataFrame, column: str, loss: Optional[str] = None, epoch: Optional[str] = None) -> pd.DataFrame:
+        """``frame`` sorted best first by ``column``, missing values last. Equal values are
+        ordered by the ``loss`` column (lower first), then the ``epoch`` column (earlier first),
+        where given and present, then as they came."""
+        keys, ascending = [column], [self.ascending]
+        for tiebreak in (loss, epoch):
+            if tiebreak is not None and tiebreak in frame and tiebreak != column:
+                keys.append(tiebreak)
+                ascending.append(True)
+        return frame.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
 
-    def rank_trials(self, trials: pd.DataFrame) -> pd.DataFrame:
-        """Trials best first by ``best_metric``, failed trials after every other."""
-        failed = trials[C.STATUS] == C.STATUS_ERROR
-        return pd.concat([self.rank(trials[~failed], C.BEST_METRIC), self.rank(trials[failed], C.BEST_METRIC)])
+    def rank_trials(self, trials: pd.DataFrame, epochs: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+        """Trials best first by ``best_metric``, failed trials after every other. Equal metrics
+        (common on small validation sets: several trials at accuracy 1.0) are ordered by the
+        validation loss at each trial's best epoch, when ``epochs`` holds it, then by the earlier
+        best epoch, then by trial id: the same run always ranks the same way."""
+        frame = trials.sort_values(C.TRIAL_ID, kind="stable")
+        if epochs is not None and TIEBREAK_LOSS in epochs and C.BEST_EPOCH in frame:
+            at_best = epochs[[C.TRIAL_ID, C.EPOCH, TIEBREAK_LOSS]].rename(columns={C.EPOCH: C.BEST_EPOCH, TIEBREAK_LOSS: _LOSS_AT_BEST})
+            frame = frame.merge(at_best.astype({C.BEST_EPOCH: frame[C.BEST_EPOCH].dtype}), on=[C.TRIAL_ID, C.BEST_EPOCH], how="left")
+        failed = frame[C.STATUS] == C.STATUS_ERROR
+        parts = [
+            self.rank(frame[~failed], C.BEST_METRIC, _LOSS_AT_BEST, C.BEST_EPOCH),
+            self.rank(frame[failed], C.BEST_METRIC, _LOSS_AT_BEST, C.BEST_EPOCH),
+        ]
+        return pd.concat(parts).drop(columns=[_LOSS_AT_BEST], errors="ignore")
 
-    def best_trial(self, trials: pd.DataFrame) -> Optional[pd.Series]:
-        """The row of the best trial that did not fail and has a metric, or None."""
+    def best_trial(self, trials: pd.DataFrame, epochs: Optional[pd.DataFrame] = None) -> Optional[pd.Series]:
+        """The row of the best trial that did not fail and has a metric, or None; ties as in ``rank_trials``."""
         ok = trials[(trials[C.STATUS] != C.STATUS_ERROR) & trials[C.BEST_METRIC].notna()]
-        return None if ok.empty else self.rank(ok, C.BEST_METRIC).iloc[0]
+        return None if ok.empty else self.rank_trials(ok, epochs).iloc[0]
 
     def within(self, value: float, best: float, fraction: float) -> bool:
         """Whether ``value`` is at most ``fraction`` of ``|best|`` worse than ``best``."""

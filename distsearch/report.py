@@ -18,11 +18,13 @@ REPORT_FILE = "report.html"
 CLOSE_TO_BEST = 0.005  # "within 0.5% of the final best", for time-to-near-best
 
 
-def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10, best: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def leaderboard(
+    trials: pd.DataFrame, metric: str, mode: str, top: int = 10, best: Mapping[str, Any] | None = None, epochs: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The ``top`` trials by best metric (errors last): status, epochs, the test score (the
     selected trial only: the test split is used once) and every hyperparameter."""
     hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
-    df = Objective(metric, mode).rank_trials(trials).copy()
+    df = Objective(metric, mode).rank_trials(trials, epochs).copy()
     test_col = "test " + metric.removeprefix("val_")
     test_value = best["test"].get("test_" + metric.removeprefix("val_")) if best else None
     df[test_col] = [test_value if best and t == best[C.TRIAL_ID] else None for t in df[C.TRIAL_ID]]
@@ -33,7 +35,7 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str, top: int = 10, bes
 
 def _board(run: Mapping[str, Any], top: int) -> pd.DataFrame:
     job = run["run"]["job"]
-    return leaderboard(run["trials"], job["metric"], job["mode"], top, run.get("best"))
+    return leaderboard(run["trials"], job["metric"], job["mode"], top, run.get("best"), run.get("epochs"))
 
 
 def format_run(run: Mapping[str, Any], top: int = 10) -> str:
@@ -188,6 +190,36 @@ def compare_runs(directories: Sequence[str]) -> pd.DataFrame:
     rows = [run_summary(read_run(d)) for d in directories]
     table = pd.DataFrame(rows).set_index("run").T
     return table
+
+
+COMPARE_FILE = "compare.html"
+COMPARE_FIGURE = "compare.png"
+
+
+def write_compare(directories: Sequence[str], out_dir: str) -> dict[str, str]:
+    """Write the runs' side-by-side table as ``compare.html`` and their best-so-far against
+    compute as ``compare.png`` into ``out_dir`` (a local path or URI). Returns name -> path."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .figures import best_so_far
+
+    runs = [read_run(d) for d in directories]
+    fig = best_so_far(runs)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    written = {COMPARE_FIGURE: join(out_dir, COMPARE_FIGURE), COMPARE_FILE: join(out_dir, COMPARE_FILE)}
+    write_bytes(written[COMPARE_FIGURE], buf.getvalue())
+    table = compare_runs(directories).to_html(na_rep="", float_format=lambda v: f"{v:.4g}")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>distsearch: runs side by side</title></head><body>"
+        f"<h1>Runs side by side</h1>{table}<figure><img src='{COMPARE_FIGURE}' alt='best so far against compute'>"
+        "<figcaption>Each run's best validation metric so far against the worker-epochs spent.</figcaption></figure></body></html>"
+    )
+    write_bytes(written[COMPARE_FILE], page.encode())
+    return written
 
 
 def format_compare(directories: Sequence[str]) -> str:

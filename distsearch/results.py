@@ -123,7 +123,7 @@ def load_state(checkpoint_path: str) -> dict[str, Any]:
 def best_checkpoint(epochs: pd.DataFrame, trial_id: str, objective: Objective) -> Optional[pd.Series]:
     """The epoch row of ``trial_id`` with the best metric whose checkpoint still exists."""
     rows = epochs[(epochs[C.TRIAL_ID] == trial_id) & epochs[C.CHECKPOINT_PATH].notna()] if C.CHECKPOINT_PATH in epochs else epochs.iloc[0:0]
-    for _, row in objective.rank(rows, objective.metric).iterrows():
+    for _, row in objective.rank(rows, objective.metric, loss="val_loss", epoch=C.EPOCH).iterrows():
         if exists(join(row[C.CHECKPOINT_PATH], C.CHECKPOINT_FILE)):
             return row
     return None

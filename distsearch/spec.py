@@ -19,6 +19,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import spec_yaml
 from .params import Choice, Conditional, Fixed, Param, RandInt, Uniform, _Param, parse_space
 from .spec_errors import format_validation_error
 
@@ -41,6 +42,8 @@ __all__ = [
     "parse_job",
 ]
 
+#: URI schemes of the filesystems pyarrow opens, which storage can name.
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -65,6 +68,16 @@ class Budget(_Section):
     max_failed_trials: Optional[int] = Field(
         None, ge=0, description="failed trials the sweep tolerates (count, >= 0); one more ends it, results so far written; unset: no limit"
     )
+    time_s: Optional[float] = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="wall seconds the sweep may take, counted from its driver's start (seconds, > 0); after it no trial starts, "
+        "running ones are cancelled and recorded as such, and the results so far are written; unset: no limit",
+    )  # fmt: skip
+    trial_timeout_s: Optional[float] = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="wall seconds one trial may run from its start (seconds, > 0); a trial past it is ended, recorded as an error "
+        "that says it timed out, its worker group released, and the sweep goes on; unset: no limit",
+    )  # fmt: skip
 
 
 class Asha(_Section):
@@ -211,7 +224,9 @@ class JobSpec(_Section):
 
     name: str = Field(description="job name, the folder under storage (letters, digits, _ . -; up to 64 characters)")
     task: str = Field(description="task name: digits, tabular, charlm or custom (see docs/tasks.md)")
-    seed: int = Field(0, ge=0, description="seed for the data splits, the search and the weights (integer >= 0)")
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="seed for the data splits, the search and the weights (integer, 0..4294967295, what NumPy accepts)"
+    )
     metric: str = Field(description="the reported metric ASHA and model selection optimise, e.g. val_accuracy")
     mode: Literal["min", "max"] = Field(description="min or max: whether a lower or higher metric is better")
     space: dict[str, Param] = Field(description="the search space: parameter name -> distribution (the grammar is in docs/job-spec.md)")
@@ -251,7 +266,13 @@ class JobSpec(_Section):
     @classmethod
     def _storage_ok(cls, v: str) -> str:
         if not v.strip():
-            raise ValueError("storage: got ''; give a local path such as ./runs or a URI such as s3://bucket/prefix")
+            raise ValueError("storage: got ''; fix: give a local path such as ./runs or a URI such as s3://bucket/prefix")
+        if "://" in v:
+            scheme = v.split("://", 1)[0].lower()
+            if scheme not in STORAGE_SCHEMES:
+                raise ValueError(f"storage: got {v!r}; fix: use a local path or a URI of {', '.join(f'{s}://' for s in STORAGE_SCHEMES)}")
+        elif Path(v).expanduser().is_file():
+            raise ValueError(f"storage: got {v!r}, which is a file; fix: give a directory (it is created if missing)")
         return v
 
     @model_validator(mode="after")
@@ -288,7 +309,9 @@ def load_job(path: Union[str, Path]) -> JobSpec:
             [f"(file): cannot read {str(path)!r}: {e.strerror}; give the path of a YAML job spec, e.g. jobs/quickstart.yaml"], str(path)
         ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = spec_yaml.load(text)
+    except spec_yaml.YamlProblem as e:
+        raise SpecError([f"(file): {e}"], str(path)) from None
     except yaml.YAMLError as e:
         raise SpecError([f"(file): not valid YAML: {e}"], str(path)) from None
     return parse_job(raw, str(path))

@@ -17,8 +17,9 @@ and the next trial waits on them forever (ray-project/ray#54305, #65443, #65881)
 4. bounds worker-group start: a per-attempt timeout and a finite attempt count, so a trial whose
    workers cannot be placed fails with a clear error instead of retrying forever;
 5. sweeps any PG of this job still alive when the sweep ends, and records what it found;
-6. on SIGTERM (``ray job stop``), kills its trial actors and sweeps the job's PGs before it
-   exits (``released_on_sigterm``): GCS misses a PG that a dying controller registers late.
+6. on SIGTERM (``ray job stop``) and SIGINT (Ctrl-C), kills its trial actors and sweeps the
+   job's PGs before it exits, leaving the run resumable (``released_on_stop``): GCS misses a PG
+   that a dying controller registers late.
 
 None of it needs the dashboard.
 """
@@ -166,6 +167,40 @@ class WorkerGroupReaper(tune.Callback):
             t.join(timeout=3 * self.release_timeout_s)
 
 
+class TrialTimeouts(tune.Callback):
+    """Ends every trial that has run longer than ``timeout_s`` (``budget.trial_timeout_s``): a
+    hung trial reports nothing, so no stopper, which Tune asks only on a report, can end it.
+    Killing its actor ends its Train controller and workers with it; Tune records the trial as
+    failed, the reaper releases its worker group, and the sweep goes on. ``timed_out`` holds, per
+    trial ended here, the error to record instead of Ray's "actor died"."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+        self.timed_out: dict[str, str] = {}
+        self._started: dict[str, tuple[float, Any]] = {}  # trial id -> (monotonic start, actor)
+
+    def __getstate__(self):  # Tune pickles callbacks into its experiment state; handles stay here
+        return {"timeout_s": self.timeout_s, "timed_out": {}, "_started": {}}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._started[trial.trial_id] = (time.monotonic(), ray_tune.trial_actor(trial))
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.monotonic()
+        for trial in trials:
+            started = self._started.get(trial.trial_id)
+            if trial.status != "RUNNING" or started is None or trial.trial_id in self.timed_out or now - started[0] <= self.timeout_s:
+                continue
+            self.timed_out[trial.trial_id] = (
+                f"timed out: the trial ran longer than budget.trial_timeout_s = {self.timeout_s:g} s, so its actor, Train controller "
+                f"and workers were ended; fix: raise budget.trial_timeout_s, or find what the trial waits on (a hung forward pass, data)"
+            )
+            log.warning("trial %s ran longer than budget.trial_timeout_s = %g s; ending it", trial.trial_id, self.timeout_s)
+            if started[1] is not None:
+                with contextlib.suppress(Exception):  # already dead is as good
+                    ray.kill(started[1], no_restart=True)
+
+
 def _job_id() -> str:
     return ray.get_runtime_context().get_job_id()
 
@@ -222,37 +257,55 @@ def release_everything(trial_actors: Iterable[Any] = (), deadline_s: float = STO
         time.sleep(0.1)
 
 
+#: The exit status of a sweep stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+RESUME_HINT = "the run is unfinished: run the same command again to resume it"
+
+
 @contextlib.contextmanager
-def released_on_sigterm(reaper: WorkerGroupReaper):
-    """While the sweep runs, SIGTERM (`ray job stop`, `kill`, a pod's deletion) first releases
-    every trial, worker group and placement group of this job (``release_everything``), prints
-    what it did, and only then exits as before (Ray's driver handler raises ``SystemExit``).
-    The run stays unfinished, so the same command resumes it. Main thread only (Python's rule)."""
-    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else signal.SIG_IGN
-    if previous == signal.SIG_IGN:  # not the main thread, or SIGTERM is ignored on purpose
+def released_on_stop(reaper: WorkerGroupReaper):
+    """While the sweep runs, SIGTERM (`ray job stop`, `kill`, a pod's deletion) and SIGINT
+    (Ctrl-C) first release every trial, worker group and placement group of this job
+    (``release_everything``), print what they did and that the same command resumes the run,
+    and only then exit: SIGTERM as before (Ray's driver handler raises ``SystemExit``), SIGINT
+    with ``INTERRUPTED_EXIT``. Nothing after the sweep runs (no test scoring, no report of a
+    partial run as final), and the run stays unfinished. Tune's own SIGINT handler, which ends
+    ``fit()`` normally as if the sweep were over, must be off (``TUNE_DISABLE_SIGINT_HANDLER``).
+    Main thread only (Python's rule)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    restore = previous if previous is not None else signal.SIG_DFL  # None: installed outside Python
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGTERM ignored on purpose stays ignored; None: a handler installed outside Python
+    handled = [s for s, h in previous.items() if h != signal.SIG_IGN]
 
-    def on_sigterm(signum, frame):
-        signal.signal(signal.SIGTERM, restore)  # a second SIGTERM exits at once
+    def on_stop(signum, frame):
+        name = signal.Signals(signum).name
+        # a second SIGTERM exits at once; a second Ctrl-C waits for the (bounded) cleanup
+        signal.signal(signal.SIGTERM, previous[signal.SIGTERM] if previous[signal.SIGTERM] is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             done = release_everything(reaper.live_trial_actors())
             print(
-                f"distsearch: SIGTERM: stopped the sweep; removed {len(done['placement_groups_removed'])} placement groups in "
-                f"{done['seconds']:.2f} s; Train actors still alive: {done['train_actors_alive'] or 'none'}",
+                f"distsearch: {name}: stopped the sweep; removed {len(done['placement_groups_removed'])} placement groups in "
+                f"{done['seconds']:.2f} s; Train actors still alive: {done['train_actors_alive'] or 'none'}; {RESUME_HINT}",
                 file=sys.stderr,
                 flush=True,
             )
         except Exception:  # noqa: BLE001 - exiting matters more than the cleanup report
-            log.exception("cleanup on SIGTERM failed")
-        if callable(previous):
-            previous(signum, frame)
+            log.exception("cleanup on %s failed", name)
+        if signum == signal.SIGINT:
+            raise SystemExit(INTERRUPTED_EXIT)
+        if callable(previous[signal.SIGTERM]):
+            previous[signal.SIGTERM](signum, frame)
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    for s in handled:
+        signal.signal(s, on_stop)
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is on_sigterm:
-            signal.signal(signal.SIGTERM, restore)
+        for s in handled:
+            if signal.getsignal(s) in (on_stop, signal.SIG_IGN):
+                restore = previous[s]
+                signal.signal(s, restore if restore is not None else signal.SIG_DFL)

@@ -7,17 +7,19 @@ until the sweep ends, then become epochs.parquet; ``trial_rows`` makes trials.pa
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
+import pandas as pd
 from ray import tune
 
 from .. import constants as C
 from .. import space, storage
-from ..objective import Objective
+from ..objective import TIEBREAK_LOSS, Objective
 from ..spec import JobSpec
 
 if TYPE_CHECKING:
@@ -71,8 +73,12 @@ class ResultRecorder(tune.Callback):
     Each (trial, epoch) is kept once, the first time it arrives.
     """
 
-    def __init__(self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None):
+    def __init__(
+        self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None, timed_out: Optional[Mapping[str, str]] = None
+    ):
         self.metric, self.ledger_dir = metric, ledger_dir
+        # trial id -> why it was ended (cleanup.TrialTimeouts): its error, instead of Ray's "actor died"
+        self.timed_out = timed_out if timed_out is not None else {}
         self.epoch_rows: list[dict[str, Any]] = list(prior.epoch_rows) if prior else []
         self._seen = {(r[C.TRIAL_ID], r[C.EPOCH]) for r in self.epoch_rows}
         self.ledger: dict[str, dict[str, Any]] = {t: dict(r) for t, r in prior.ledger.items()} if prior else {}
@@ -105,7 +111,7 @@ class ResultRecorder(tune.Callback):
         self._end(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial, error_text(trial))
+        self._end(trial, self.timed_out.get(trial.trial_id) or error_text(trial))
 
     def _end(self, trial, error: Optional[str]) -> None:
         record = self.record(trial.trial_id)
@@ -122,27 +128,49 @@ class ResultRecorder(tune.Callback):
         self.trials = list(trials)
 
 
-class ErrorBudget(tune.Callback, tune.stopper.Stopper):
-    """Ends the sweep once more than ``max_failed`` trials have failed: Tune then stops every
-    running trial and starts no new one. Both a callback (it counts failures) and the stopper."""
+class SweepBudget(tune.Callback, tune.stopper.Stopper):
+    """Ends the sweep once more than ``max_failed`` trials have failed, or ``time_s`` seconds after
+    this driver started it: Tune then stops every running trial and starts no new one. Both a
+    callback (it counts failures) and the stopper."""
 
-    def __init__(self, max_failed: Optional[int], failed: Iterable[str] = ()):
+    def __init__(self, max_failed: Optional[int], failed: Iterable[str] = (), time_s: Optional[float] = None):
         self.max_failed = max_failed
         # a set: a trial that failed under an earlier driver may fail once more when restarted
         self.failed: set[str] = set(failed)
+        self.time_s = time_s
+        self._t0 = time.monotonic()
+        self.ran_out_of_time = False  # set when the time limit, not the trials, ended the sweep
+
+    def __getstate__(self):  # Tune pickles the stopper; a resumed driver starts its own clock
+        return {**self.__dict__, "_t0": None}
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.failed.add(trial.trial_id)
 
     @property
     def exceeded(self) -> bool:
+        """Whether the failures ended the sweep."""
         return self.max_failed is not None and len(self.failed) > self.max_failed
 
     def __call__(self, trial_id, result) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return self.exceeded
+        if self._t0 is None:  # a copy Tune restored: the clock starts at its first question
+            self._t0 = time.monotonic()
+        if self.time_s is not None and not self.exceeded and time.monotonic() - self._t0 > self.time_s:
+            self.ran_out_of_time = True
+        return self.exceeded or self.ran_out_of_time
+
+
+def _best_epoch(objective: Objective, rows: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """(metric, epoch) of the trial's best epoch: by the metric, then the lower validation loss,
+    then the earlier epoch (``Objective``'s one rule for ties); (None, None) without any."""
+    if not rows:
+        return None, None
+    frame = objective.rank(pd.DataFrame(rows), objective.metric, loss=TIEBREAK_LOSS, epoch=C.EPOCH)
+    top = frame.iloc[0]
+    return top[objective.metric], int(top[C.EPOCH])
 
 
 def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str, float], cancelled: bool = False) -> list[dict[str, Any]]:
@@ -159,11 +187,11 @@ def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str,
         done = max((r[C.EPOCH] for r in epochs), default=0)
         if trial.status == "ERROR":
             status = C.STATUS_ERROR
-            error = rec.record(tid)[C.ERROR] or error_text(trial)
+            error = rec.record(tid)[C.ERROR] or rec.timed_out.get(tid) or error_text(trial)
         else:
             status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
             error = None
-        best = objective.best(values, key=lambda v: v[0]) or (None, None)
+        best = _best_epoch(objective, [r for r in epochs if r.get(spec.metric) is not None and math.isfinite(r[spec.metric])])
         start, end = rec.record(tid)[C.STARTED_AT], rec.record(tid)[C.ENDED_AT]
         rows.append(
             {

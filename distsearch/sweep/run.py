@@ -19,7 +19,7 @@ from ..spec import JobSpec
 from ..tasks import Splits, Task
 from . import cleanup, search
 from .progress import Heartbeat, ProgressView, TensorBoardLogger
-from .recording import ErrorBudget, ResultRecorder, trial_rows
+from .recording import ResultRecorder, SweepBudget, trial_rows
 from .resume import asha_scheduler, load_prior
 from .trial import TRIAL_ACTOR_RESOURCES, run_trial, start_first_spares
 
@@ -35,6 +35,7 @@ class SweepOutcome:
     wall_seconds: float
     leaks: dict[str, Any] = field(default_factory=dict)
     error_budget_exceeded: bool = False
+    out_of_time: bool = False  # budget.time_s ended the sweep
     splits: Optional[Splits] = None  # the task's splits, test included, as the sweep made them
 
 
@@ -74,11 +75,13 @@ def run_sweep(
     data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
     prior = load_prior(run_dir) if resume else None
     ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
-    recorder = ResultRecorder(spec.metric, ledger_dir, prior)
+    timeouts = cleanup.TrialTimeouts(spec.budget.trial_timeout_s) if spec.budget.trial_timeout_s else None
+    recorder = ResultRecorder(spec.metric, ledger_dir, prior, timed_out=timeouts.timed_out if timeouts else None)
     h = spec.harness
     reaper = cleanup.WorkerGroupReaper(h.release_timeout_s, actors_outlive_trials=h.reuses_trial_actors, groups_outlive_trials=h.reuses_worker_groups)
-    budget = ErrorBudget(spec.budget.max_failed_trials, failed=recorder.errors)
+    budget = SweepBudget(spec.budget.max_failed_trials, failed=recorder.errors, time_s=spec.budget.time_s)
     callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
+    callbacks += [timeouts] if timeouts else []
     callbacks += [ProgressView(spec, prior=prior)] if progress else []
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
@@ -124,11 +127,13 @@ def run_sweep(
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # TensorBoardLogger writes the event files; Tune would add its own TBX logger beside it.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # Tune's SIGINT handler ends fit() normally, as if the sweep were over; cleanup's is a stop.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     ray_train.start_train_coordinator()
     t0 = time.monotonic()
     try:
-        with cleanup.released_on_sigterm(reaper):
+        with cleanup.released_on_stop(reaper):
             tuner.fit()
     finally:
         reaper.finish()
@@ -139,12 +144,13 @@ def run_sweep(
     except Exception as e:  # noqa: BLE001 - leak accounting must never fail the run
         actors = [f"unknown: {e}"]
     return SweepOutcome(
-        trial_rows=trial_rows(spec, recorder, reaper.release_seconds, cancelled=budget.exceeded),
+        trial_rows=trial_rows(spec, recorder, reaper.release_seconds, cancelled=budget.exceeded or budget.ran_out_of_time),
         epoch_rows=recorder.epoch_rows,
         max_concurrent_trials=concurrency,
         cluster_resources=dict(ray.cluster_resources()),
         wall_seconds=wall,
         leaks={"placement_groups_swept_at_end": leftover, "train_actors_alive_at_end": actors, "unreleased_by_trial": reaper.unreleased},
         error_budget_exceeded=budget.exceeded,
+        out_of_time=budget.ran_out_of_time,
         splits=splits,
     )

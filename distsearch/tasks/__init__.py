@@ -79,8 +79,11 @@ def _families_in_space(spec: JobSpec) -> list[str]:
     return []
 
 
-def check_job(spec: JobSpec) -> Task:
-    """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad field."""
+def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
+    """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad
+    field. ``dry_run``: also build each model family and take one small batch through it
+    (distsearch.dryrun), so that a shape bug fails here, not in every trial."""
+    from ..domains import check_space
     from ..space import param_types
 
     source = f"job {spec.name!r}"
@@ -103,10 +106,15 @@ def check_job(spec: JobSpec) -> Task:
     for family in _families_in_space(spec):
         if family not in task.families:
             problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
+    problems += check_space(spec.space, getattr(task, "param_domains", None))
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):
         if name not in known:
             problems.append(f"space.{name}: task {task.name} does not read this parameter; fix: remove it or use one of {', '.join(sorted(known))}")
+    if not problems and dry_run:
+        from ..dryrun import dry_run as run_dry
+
+        problems += run_dry(task, spec.space, spec.seed)
     if problems:
         raise SpecError(problems, source)
     return task

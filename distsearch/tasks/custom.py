@@ -56,7 +56,18 @@ def make(options: Mapping[str, Any]):
         raise TaskInputError([f"task_options: {options['factory']} cannot take {sorted(kwargs)} ({e}); pass the options it declares"]) from None
     except ValueError:
         pass  # no signature to check (some builtins); the call below still tells
-    task = fn(**kwargs)
+    try:
+        task = fn(**kwargs)
+    except Exception as e:  # noqa: BLE001 - the user's code: its error, where it came from, and the fix
+        import traceback
+
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        raise TaskInputError(
+            [
+                f"task_options.factory: {options['factory']} raised {type(e).__name__}: {e} (at {last.filename}:{last.lineno}, "
+                f"in {last.name}); fix: make the factory work for these options: {sorted(kwargs) or 'none'}"
+            ]
+        ) from None
     missing = [m for m in PROTOCOL_MEMBERS if not hasattr(task, m)]
     if missing:
         raise TaskInputError(

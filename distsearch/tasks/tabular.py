@@ -4,7 +4,8 @@ Options:
 
 - ``path`` (required): a ``.parquet``/``.pq`` or ``.csv`` file, local (relative to the current
   directory) or a URI pyarrow opens (``s3://``, ``gs://``, ``file://``).
-- ``target`` (required): the column to predict. Rows whose target is missing are dropped.
+- ``target`` (required): the column to predict. Rows whose target is missing are dropped, and
+  counted in the log; integer labels that a missing value made float stay class labels.
 - ``problem``: ``classification``, ``regression`` or ``auto`` (default). ``auto`` picks
   classification for a string, boolean or categorical target, or an integer target with at
   most ``MAX_AUTO_CLASSES`` distinct values; regression otherwise.
@@ -20,6 +21,7 @@ target is standardised the same way, and RMSE is reported in its own units. Mode
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,6 +30,8 @@ from torch import nn
 
 from .. import models, storage
 from .base import ClassificationHead, RegressionHead, Splits, TaskInputError, check_fractions, check_options, split_indices
+
+log = logging.getLogger("distsearch")
 
 DEFAULTS = {"problem": "auto", "val_fraction": 0.15, "test_fraction": 0.15}
 REQUIRED = ("path", "target")
@@ -114,6 +118,7 @@ class _Tabular:
         self.options = dict(options)
         self.problem = problem
         target = options["target"]
+        self.dropped_rows = int(frame[target].isna().sum())
         frame = frame[frame[target].notna()].reset_index(drop=True)
         self.features = [c for c in frame.columns if c != target]
         self.numeric = [c for c in self.features if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
@@ -138,6 +143,8 @@ class _Tabular:
 class TabularClassification(ClassificationHead, _Tabular):
     def __init__(self, options, frame):
         _Tabular.__init__(self, options, frame, "classification")
+        if self.y_raw.dtype.kind == "f":  # integer labels read as float because of a missing value
+            self.y_raw = self.y_raw.astype(np.int64)
         self.classes = np.unique(self.y_raw.astype(str))
         self.num_classes = self.out_features = len(self.classes)
         self.class_names = [str(c) for c in self.classes]
@@ -169,15 +176,47 @@ class TabularRegression(RegressionHead, _Tabular):
         return Splits(train=tr, val=va, test=te)
 
 
+def integral(column) -> bool:
+    """Whether a numeric column's values are all whole numbers: integer labels that a missing
+    value made float still count as integers."""
+    import pandas as pd
+
+    if pd.api.types.is_integer_dtype(column):
+        return True
+    values = column.dropna().to_numpy(dtype=float)
+    return pd.api.types.is_float_dtype(column) and bool(np.isfinite(values).all() and (values == np.round(values)).all())
+
+
 def infer_problem(column) -> str:
     """``classification`` or ``regression`` for a target column, by the rule in the module doc."""
     import pandas as pd
 
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return "classification"
-    if pd.api.types.is_integer_dtype(column) and column.nunique() <= MAX_AUTO_CLASSES:
+    if integral(column) and column.nunique() <= MAX_AUTO_CLASSES:
         return "classification"
     return "regression"
+
+
+def table_problems(frame, path: str, target: str) -> list[str]:
+    """What makes a table unusable before any trial sees it: duplicate columns, infinite cells."""
+    import pandas as pd
+
+    problems = []
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        problems.append(f"task_options.path: {path} has the column(s) {', '.join(duplicated)} more than once; fix: give each column one name")
+        return problems
+    for c in frame.columns:
+        col = frame[c]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            bad = int(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)).sum())
+            if bad:
+                problems.append(
+                    f"task_options.path: column {c!r} of {path} holds {bad} infinite value(s); fix: replace them with a number, "
+                    f"or leave the cells empty (a missing feature becomes the training mean; a row without a target is dropped)"
+                )
+    return problems
 
 
 def make(options: Mapping[str, Any]):
@@ -190,8 +229,13 @@ def make(options: Mapping[str, Any]):
         problems.append(f"task_options.problem: got {opts['problem']!r}; use auto, classification or regression")
     if problems:
         raise TaskInputError(problems)
-    frame = read_table(opts["path"])
     target = opts["target"]
+    if not isinstance(target, str):
+        raise TaskInputError([f"task_options.target: got {target!r}; fix: name one column, e.g. target: label"])
+    frame = read_table(opts["path"])
+    problems = table_problems(frame, opts["path"], target)
+    if problems:
+        raise TaskInputError(problems)
     if target not in frame.columns:
         raise TaskInputError(
             [f"task_options.target: got {target!r}; {opts['path']} has no such column; its columns are {', '.join(map(str, frame.columns))}"]
@@ -206,6 +250,8 @@ def make(options: Mapping[str, Any]):
             [f"task_options.problem: got regression for column {target!r} of type {y.dtype}; use classification or a numeric target"]
         )
     task = TabularClassification(opts, frame) if problem == "classification" else TabularRegression(opts, frame)
+    if task.dropped_rows:
+        log.warning("tabular: %d row(s) of %s have no %r and are left out", task.dropped_rows, opts["path"], target)
     if problem == "classification":
         try:
             split_indices(task.n_rows, 0, opts["val_fraction"], opts["test_fraction"], stratify=task.labels)

@@ -13,8 +13,8 @@ from distsearch import constants as C
 from distsearch.job import run_job
 from distsearch.spec import parse_job
 
-from ..conftest import tiny_job
-from .conftest import assert_nothing_left
+from ..conftest import ROOT, tiny_job
+from .conftest import assert_nothing_left, check_run_files
 
 pytestmark = pytest.mark.integration
 
@@ -136,13 +136,13 @@ def test_sigterm_releases_the_job_then_exits_as_before(embedded_ray, capsys):
     maker = _group_maker().remote()
     made = ray.get(maker.make.remote())
 
-    class Reaper:  # the one method released_on_sigterm asks of WorkerGroupReaper
+    class Reaper:  # the one method released_on_stop asks of WorkerGroupReaper
         def live_trial_actors(self):
             return [maker]
 
     before = signal.getsignal(signal.SIGTERM)  # Ray's driver handler: SystemExit
     with pytest.raises(SystemExit):
-        with cleanup.released_on_sigterm(Reaper()):
+        with cleanup.released_on_stop(Reaper()):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(10)  # the handler runs here and ends the sleep with SystemExit
             pytest.fail("SIGTERM did not end the sweep")
@@ -150,3 +150,28 @@ def test_sigterm_releases_the_job_then_exits_as_before(embedded_ray, capsys):
     err = capsys.readouterr().err
     assert "distsearch: SIGTERM: stopped the sweep; removed 1 placement groups" in err, err
     assert made not in live_job_placement_groups()
+
+
+def test_a_hung_trial_is_ended_at_its_timeout_and_the_sweep_goes_on(embedded_ray, tmp_path, monkeypatch):
+    """The first trial's model hangs in its forward pass for good; budget.trial_timeout_s ends
+    it, records why, releases its worker group, and the other trials finish."""
+    monkeypatch.chdir(ROOT)
+    spec = parse_job(
+        {
+            "name": "hang", "task": "custom", "metric": "val_accuracy", "mode": "max", "seed": 0,
+            "task_options": {"factory": "tests.integration.hang_task:make", "marker": str(tmp_path / "hung")},
+            "space": {"model": "hanging", "lr": {"loguniform": [1.0e-2, 1.0e-1]}, "batch_size": 16},
+            "budget": {"num_trials": 3, "max_epochs": 2, "trial_timeout_s": 15}, "asha": {"enabled": False},
+            "scaling": {"num_workers": 1, "cpus_per_worker": 1}, "harness": {"release_timeout_s": 5},
+            "storage": str(tmp_path / "runs"),
+        }
+    )  # fmt: skip
+    t0 = time.monotonic()
+    result = run_job(spec)
+    trials = check_run_files(result.run_dir, spec, expect_stopped=False)["trials"]
+    assert time.monotonic() - t0 < 240
+    failed = trials[trials[C.STATUS] == C.STATUS_ERROR]
+    assert len(failed) == 1 and failed[C.ERROR].iloc[0].startswith("timed out: the trial ran longer than budget.trial_timeout_s = 15 s")
+    assert (trials[trials[C.STATUS] != C.STATUS_ERROR][C.STATUS] == C.STATUS_COMPLETED).all() and len(trials) == 3
+    assert result.best is not None
+    assert_nothing_left()

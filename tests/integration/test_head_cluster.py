@@ -133,7 +133,7 @@ def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
     while _job_status("ds-stop") not in ("STOPPED", "FAILED", "SUCCEEDED") and time.monotonic() < deadline:
         time.sleep(1)
     assert _job_status("ds-stop") == "STOPPED"
-    # The driver released everything itself before exiting (cleanup.released_on_sigterm): GCS
+    # The driver released everything itself before exiting (cleanup.released_on_stop): GCS
     # alone misses a worker group that a controller registers while it is being killed.
     logs = _job_cli("logs", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-stop").stdout
     released = re.search(

@@ -1,4 +1,5 @@
-"""The driver is SIGKILLed mid-sweep; the same `distsearch run` command, run again, finishes the run."""
+"""The driver is SIGKILLed, or interrupted with Ctrl-C (SIGINT), mid-sweep; the same `distsearch run`
+command, run again, finishes the run."""
 
 import json
 import os
@@ -84,7 +85,8 @@ def _end_leftovers(before: dict, timeout_s: float = 60) -> None:
             pass
 
 
-def test_killed_driver_resumes_with_the_same_command(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "sigint"])
+def test_killed_driver_resumes_with_the_same_command(tmp_path, stop):
     raw = tiny_job(
         # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
         # workers add before they die) has epochs left to train before ASHA may cut it.
@@ -113,8 +115,14 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("no trial ended while another had checkpoints")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    first.send_signal(stop)
+    out = first.communicate(timeout=60)[0]
+    if stop == signal.SIGINT:  # a stop, not an end: released, unfinished, resumable, and it says so
+        assert first.returncode == 130, out[-3000:]
+        assert "distsearch: SIGINT: stopped the sweep" in out and "run the same command again to resume" in out, out[-3000:]
+        assert "Tuner.restore" not in out and "held-out test" not in out
+        assert not json.loads((run / C.RUN_FILE).read_text()).get("finished_at")
+        assert not (run / C.BEST_FILE).exists()
     _end_leftovers(ray_before)
     # What storage holds now is all a new driver has: the ledger, and the Train checkpoints
     # (the old workers may have finished an epoch or two between the kill and their end).

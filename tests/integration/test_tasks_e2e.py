@@ -116,3 +116,23 @@ def test_test_split_is_seen_once_per_reported_model_by_the_driver_and_never_by_a
     members = len(result.ensemble["members"])
     assert Counter(i for i in mine if i in test_ids) == {i: 1 + members for i in test_ids}
     assert Path(result.run_dir, C.BEST_FILE).exists() and result.best["test"]["test_accuracy"] >= 0.0
+
+
+def test_the_reported_validation_score_is_the_saved_models_with_batchnorm_on_two_ranks(embedded_ray, tmp_path, at_root):
+    """Each rank updates BatchNorm's running statistics on its own batches; the checkpoint is
+    rank 0's model. The validation score reported for the selected epoch must be that model's."""
+    spec = parse_job(
+        {
+            "name": "bn", "task": "custom", "metric": "val_loss", "mode": "min", "seed": 5,
+            "task_options": {"factory": "tests.integration.bn_task:make"},
+            "space": {"model": "bnmlp", "lr": {"choice": [0.05, 0.01]}, "batch_size": 8, "optimizer": "sgd"},
+            "budget": {"num_trials": 2, "max_epochs": 3}, "asha": {"enabled": False},
+            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}, "ensemble": {"enabled": False},
+            "storage": str(tmp_path / "runs"),
+        }
+    )  # fmt: skip
+    result = run_job(spec)
+    assert result.status_counts[C.STATUS_ERROR] == 0
+    best = result.best
+    assert best["final_val"]["val_loss"] == pytest.approx(best["val_metric"], rel=1e-5)
+    assert_nothing_left()

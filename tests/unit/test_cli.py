@@ -42,3 +42,17 @@ def test_validate_builds_the_task_once(monkeypatch, capsys):
     monkeypatch.setitem(tasks.TASKS, "digits", lambda options: built.append(1) or real(options))
     assert main(["validate", str(JOBS / "quickstart.yaml")]) == 0
     assert len(built) == 1 and "valid" in capsys.readouterr().out
+
+
+def test_a_sweep_with_no_model_to_select_is_not_a_success(monkeypatch, tmp_path, capsys):
+    """Every trial failed: the run's files are written, and the exit code says it failed."""
+    from distsearch import constants as C
+    from distsearch import report
+    from distsearch.job import RunResult
+
+    counts = {s: 0 for s in C.STATUSES} | {C.STATUS_ERROR: 16}
+    monkeypatch.setattr(job, "run_job", lambda spec, **kw: RunResult(run_dir=str(tmp_path), best=None, status_counts=counts))
+    monkeypatch.setattr(report, "report_run", lambda d: "")
+    monkeypatch.setattr(report, "write_report", lambda d: {report.REPORT_FILE: "r.html"})
+    assert main(["run", str(JOBS / "quickstart.yaml")]) == 1
+    assert "16 of 16 failed" in capsys.readouterr().err

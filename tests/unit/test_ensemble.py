@@ -50,6 +50,20 @@ def test_selection_with_replacement_minimises_and_keeps_the_best_prefix():
     assert s.weights[1:] == [0.25, 0.75] and s.scores[s.rounds_kept - 1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_equal_scores_are_told_apart_by_the_tiebreak():
+    """Accuracy ties from round 2 on; the loss keeps improving as the third model joins."""
+
+    def log_loss(p):
+        return float(-(p[torch.arange(len(Y)), Y]).clamp_min(1e-12).log().mean())
+
+    plain = select([A, B, D], _accuracy, Objective("val_accuracy", "max"), rounds=6)
+    broken = select([A, B, D], _accuracy, Objective("val_accuracy", "max"), rounds=6, tiebreak=log_loss)
+    assert plain.rounds_kept == 2
+    assert broken.scores[broken.rounds_kept - 1] == 1.0 and broken.rounds_kept >= 2
+    chosen = sum(w * p for w, p in zip(broken.weights, [A, B, D], strict=True))
+    assert log_loss(chosen) <= log_loss((A + B) / 2)
+
+
 def test_averaged_module_is_the_weighted_soft_vote():
     a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     x = torch.randn(5, 3)

@@ -81,3 +81,33 @@ def test_figures_report_and_comparison_never_show_a_failed_trial_as_best():
     board = report.leaderboard(trials, "val_accuracy", "max")
     assert list(board[C.TRIAL_ID]) == ["ok_b", "ok_a", "failed"]
     assert report.run_summary(run)["best val_accuracy"] == 0.90
+
+
+def test_ties_are_broken_by_the_validation_loss_then_the_earlier_epoch():
+    """Three trials at accuracy 1.0, as small validation sets give: the one with the lowest
+    validation loss at its best epoch wins, whatever order the trials come in."""
+    trials = pd.DataFrame(
+        {
+            C.TRIAL_ID: ["t0", "t1", "t2", "t3"],
+            C.STATUS: [C.STATUS_COMPLETED] * 4,
+            C.BEST_METRIC: [1.0, 1.0, 1.0, 0.9],
+            C.BEST_EPOCH: pd.array([3, 5, 2, 1], dtype="Int64"),
+            C.EPOCHS_COMPLETED: [9, 9, 9, 9],
+        }
+    )
+    epochs = pd.DataFrame(
+        {
+            C.TRIAL_ID: ["t0", "t1", "t2", "t3"],
+            C.EPOCH: pd.array([3, 5, 2, 1], dtype="Int64"),
+            "val_accuracy": [1.0, 1.0, 1.0, 0.9],
+            "val_loss": [0.51, 2e-7, 2e-7, 0.01],
+        }
+    )
+    o = Objective("val_accuracy", "max")
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        shuffled = trials.iloc[order]
+        # t1 and t2 tie on the loss too: the earlier best epoch (t2's 2) wins
+        assert list(o.rank_trials(shuffled, epochs)[C.TRIAL_ID]) == ["t2", "t1", "t0", "t3"]
+        assert o.best_trial(shuffled, epochs)[C.TRIAL_ID] == "t2"
+    # without the epochs: metric, then the earlier best epoch, then the trial id
+    assert list(o.rank_trials(trials.iloc[[1, 0, 2, 3]])[C.TRIAL_ID]) == ["t2", "t0", "t1", "t3"]

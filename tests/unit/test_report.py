@@ -145,6 +145,22 @@ def test_cli_report_one_run_writes_html_and_two_runs_compare(tmp_path, capsys):
     assert "test accuracy" in out and "report.html" in out and (tmp_path / "a" / report.REPORT_FILE).exists()
     assert cli(["report", a, b]) == 0
     assert "runs side by side" in capsys.readouterr().out
+    # --out with two runs writes the comparison there: the table and best-so-far against compute
+    assert cli(["report", a, b, "--out", str(tmp_path / "cmp")]) == 0
+    page = (tmp_path / "cmp" / report.COMPARE_FILE).read_text()
+    assert "worker_epochs" in page and (tmp_path / "cmp" / report.COMPARE_FIGURE).stat().st_size > 10_000
+
+
+def test_hyperparameter_values_are_shown_literally(tmp_path):
+    """A value with dollar signs is text, not mathtext: the figures render it as written."""
+    import pandas as pd
+
+    path = make_run(tmp_path / "r")
+    trials = pd.read_parquet(f"{path}/{C.TRIALS_FILE}")
+    trials["hp_tag"] = pd.array(["$x^2$", "a$b", "$$"] * (len(trials) // 3) + ["plain"] * (len(trials) % 3), dtype="string")
+    results.write_frame(f"{path}/{C.TRIALS_FILE}", trials)
+    written = report.write_report(path, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "hparams.png").stat().st_size > 10_000 and report.REPORT_FILE in written
 
 
 def test_progress_line_counts_states_epochs_and_best(tmp_path):
