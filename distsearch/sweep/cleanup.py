@@ -167,40 +167,6 @@ class WorkerGroupReaper(tune.Callback):
             t.join(timeout=3 * self.release_timeout_s)
 
 
-class TrialTimeouts(tune.Callback):
-    """Ends every trial that has run longer than ``timeout_s`` (``budget.trial_timeout_s``): a
-    hung trial reports nothing, so no stopper, which Tune asks only on a report, can end it.
-    Killing its actor ends its Train controller and workers with it; Tune records the trial as
-    failed, the reaper releases its worker group, and the sweep goes on. ``timed_out`` holds, per
-    trial ended here, the error to record instead of Ray's "actor died"."""
-
-    def __init__(self, timeout_s: float):
-        self.timeout_s = timeout_s
-        self.timed_out: dict[str, str] = {}
-        self._started: dict[str, tuple[float, Any]] = {}  # trial id -> (monotonic start, actor)
-
-    def __getstate__(self):  # Tune pickles callbacks into its experiment state; handles stay here
-        return {"timeout_s": self.timeout_s, "timed_out": {}, "_started": {}}
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self._started[trial.trial_id] = (time.monotonic(), ray_tune.trial_actor(trial))
-
-    def on_step_end(self, iteration, trials, **info):
-        now = time.monotonic()
-        for trial in trials:
-            started = self._started.get(trial.trial_id)
-            if trial.status != "RUNNING" or started is None or trial.trial_id in self.timed_out or now - started[0] <= self.timeout_s:
-                continue
-            self.timed_out[trial.trial_id] = (
-                f"timed out: the trial ran longer than budget.trial_timeout_s = {self.timeout_s:g} s, so its actor, Train controller "
-                f"and workers were ended; fix: raise budget.trial_timeout_s, or find what the trial waits on (a hung forward pass, data)"
-            )
-            log.warning("trial %s ran longer than budget.trial_timeout_s = %g s; ending it", trial.trial_id, self.timeout_s)
-            if started[1] is not None:
-                with contextlib.suppress(Exception):  # already dead is as good
-                    ray.kill(started[1], no_restart=True)
-
-
 def _job_id() -> str:
     return ray.get_runtime_context().get_job_id()
 
@@ -276,11 +242,13 @@ def released_on_stop(reaper: WorkerGroupReaper):
         yield
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stopped_by: list[int] = []
     # SIGTERM ignored on purpose stays ignored; None: a handler installed outside Python
     handled = [s for s, h in previous.items() if h != signal.SIG_IGN]
 
     def on_stop(signum, frame):
         name = signal.Signals(signum).name
+        stopped_by.append(signum)
         # a second SIGTERM exits at once; a second Ctrl-C waits for the (bounded) cleanup
         signal.signal(signal.SIGTERM, previous[signal.SIGTERM] if previous[signal.SIGTERM] is not None else signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -304,6 +272,10 @@ def released_on_stop(reaper: WorkerGroupReaper):
         signal.signal(s, on_stop)
     try:
         yield
+    except SystemExit:
+        if stopped_by:  # Ray's wait turns an exit raised inside it into SystemExit(1): restore the code
+            raise SystemExit(INTERRUPTED_EXIT if stopped_by[0] == signal.SIGINT else 128 + stopped_by[0]) from None
+        raise
     finally:
         for s in handled:
             if signal.getsignal(s) in (on_stop, signal.SIG_IGN):

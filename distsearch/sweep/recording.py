@@ -73,12 +73,8 @@ class ResultRecorder(tune.Callback):
     Each (trial, epoch) is kept once, the first time it arrives.
     """
 
-    def __init__(
-        self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None, timed_out: Optional[Mapping[str, str]] = None
-    ):
+    def __init__(self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None):
         self.metric, self.ledger_dir = metric, ledger_dir
-        # trial id -> why it was ended (cleanup.TrialTimeouts): its error, instead of Ray's "actor died"
-        self.timed_out = timed_out if timed_out is not None else {}
         self.epoch_rows: list[dict[str, Any]] = list(prior.epoch_rows) if prior else []
         self._seen = {(r[C.TRIAL_ID], r[C.EPOCH]) for r in self.epoch_rows}
         self.ledger: dict[str, dict[str, Any]] = {t: dict(r) for t, r in prior.ledger.items()} if prior else {}
@@ -111,7 +107,7 @@ class ResultRecorder(tune.Callback):
         self._end(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial, self.timed_out.get(trial.trial_id) or error_text(trial))
+        self._end(trial, error_text(trial))
 
     def _end(self, trial, error: Optional[str]) -> None:
         record = self.record(trial.trial_id)
@@ -187,7 +183,7 @@ def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str,
         done = max((r[C.EPOCH] for r in epochs), default=0)
         if trial.status == "ERROR":
             status = C.STATUS_ERROR
-            error = rec.record(tid)[C.ERROR] or rec.timed_out.get(tid) or error_text(trial)
+            error = rec.record(tid)[C.ERROR] or error_text(trial)
         else:
             status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
             error = None

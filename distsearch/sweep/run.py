@@ -75,13 +75,11 @@ def run_sweep(
     data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
     prior = load_prior(run_dir) if resume else None
     ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
-    timeouts = cleanup.TrialTimeouts(spec.budget.trial_timeout_s) if spec.budget.trial_timeout_s else None
-    recorder = ResultRecorder(spec.metric, ledger_dir, prior, timed_out=timeouts.timed_out if timeouts else None)
+    recorder = ResultRecorder(spec.metric, ledger_dir, prior)
     h = spec.harness
     reaper = cleanup.WorkerGroupReaper(h.release_timeout_s, actors_outlive_trials=h.reuses_trial_actors, groups_outlive_trials=h.reuses_worker_groups)
     budget = SweepBudget(spec.budget.max_failed_trials, failed=recorder.errors, time_s=spec.budget.time_s)
     callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
-    callbacks += [timeouts] if timeouts else []
     callbacks += [ProgressView(spec, prior=prior)] if progress else []
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(

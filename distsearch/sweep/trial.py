@@ -115,6 +115,10 @@ def start_first_spares(spec: JobSpec, concurrency: int, plan: planning.SparePlan
     return count
 
 
+class TrialTimedOut(RuntimeError):
+    """The trial ran longer than ``budget.trial_timeout_s``; its Train run was ended."""
+
+
 def _ended_under_earlier_driver(trial_id: str, ledger_dir: str) -> bool:
     """Replay the end that the ledger records for ``trial_id``, if any: report its last result
     again (Tune wants the metric in a trial's final result) or fail with its error. Returns
@@ -205,8 +209,19 @@ def run_trial(
 
     runner = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     runner.start()
+    # A hung trial reports nothing, so nothing outside it (Tune's stoppers, which are asked on a
+    # report) can end it: the trial watches its own clock, and ends its Train run as a stop does.
+    deadline = time.monotonic() + spec.budget.trial_timeout_s if spec.budget.trial_timeout_s else None
     try:
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                trainer.abort.set()
+                if in_trial:
+                    runner.join(timeout=float(os.environ[_TUNE_THREAD_TIMEOUT_ENV]) - 1)
+                raise TrialTimedOut(
+                    f"timed out: the trial ran longer than budget.trial_timeout_s = {spec.budget.trial_timeout_s:g} s, so its Train run "
+                    f"was ended; fix: raise budget.trial_timeout_s, or find what the trial waits on (a hung forward pass, data)"
+                )
             try:
                 item = reports.get(timeout=0.25)
             except queue.Empty:  # ray.util.queue.Empty is a subclass

@@ -171,7 +171,7 @@ def test_a_hung_trial_is_ended_at_its_timeout_and_the_sweep_goes_on(embedded_ray
     trials = check_run_files(result.run_dir, spec, expect_stopped=False)["trials"]
     assert time.monotonic() - t0 < 240
     failed = trials[trials[C.STATUS] == C.STATUS_ERROR]
-    assert len(failed) == 1 and failed[C.ERROR].iloc[0].startswith("timed out: the trial ran longer than budget.trial_timeout_s = 15 s")
+    assert len(failed) == 1 and "timed out: the trial ran longer than budget.trial_timeout_s = 15 s" in failed[C.ERROR].iloc[0]
     assert (trials[trials[C.STATUS] != C.STATUS_ERROR][C.STATUS] == C.STATUS_COMPLETED).all() and len(trials) == 3
     assert result.best is not None
     assert_nothing_left()

@@ -159,24 +159,3 @@ def test_the_time_budget_ends_the_sweep_once_it_is_spent(monkeypatch):
     clock[0] = 161.0
     assert budget.stop_all() and budget.ran_out_of_time and not budget.exceeded
     assert not recording.SweepBudget(None).stop_all()  # unset: no limit
-
-
-def test_a_trial_past_its_timeout_is_ended_and_recorded_as_timed_out(monkeypatch, tmp_path):
-    from distsearch.sweep import cleanup
-
-    clock, killed = [0.0], []
-    monkeypatch.setattr(cleanup.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(cleanup.ray, "kill", lambda actor, no_restart: killed.append(actor))
-    timeouts = cleanup.TrialTimeouts(30)
-    hung, fine = (SimpleNamespace(trial_id=t, status="RUNNING", temporary_state=SimpleNamespace(ray_actor=f"actor-{t}")) for t in ("t0", "t1"))
-    timeouts.on_trial_start(0, [], hung)
-    clock[0] = 20.0
-    timeouts.on_trial_start(0, [], fine)
-    clock[0] = 31.0
-    timeouts.on_step_end(0, [hung, fine])
-    timeouts.on_step_end(0, [hung, fine])  # once only
-    assert killed == ["actor-t0"] and set(timeouts.timed_out) == {"t0"}
-    rec = recording.ResultRecorder("val_accuracy", str(tmp_path / "ledger"), timed_out=timeouts.timed_out)
-    hung.get_error = lambda: "RayActorError: the actor died unexpectedly"
-    rec.on_trial_error(0, [], hung)
-    assert rec.record("t0")[C.ERROR].startswith("timed out: the trial ran longer than budget.trial_timeout_s = 30 s")
