@@ -29,10 +29,8 @@ SPLITS = ("train", "val", "test")
 _BATCH = 512
 
 
-def evaluate_checkpoint(task: Task, splits: Splits, params: Mapping[str, Any], state: Mapping[str, Any], split_names=SPLITS) -> dict[str, float]:
-    """Restore ``state`` into ``task``'s model for ``params`` and score it on each named split, on
-    CPU, in eval mode: ``{"<split>_<metric>": value}``."""
-    model = _restore(task, splits, params, state)
+def evaluate_model(task: Task, splits: Splits, model: torch.nn.Module, split_names=SPLITS) -> dict[str, float]:
+    """Score ``model`` (restored, in eval mode) on each named split, on CPU: ``{"<split>_<metric>": value}``."""
     scores = {}
     for split in split_names:
         sums = loop.evaluate(task, model, getattr(splits, split), torch.device("cpu"))
@@ -71,8 +69,11 @@ def _loaded(task: Task, models: list[torch.nn.Module], members: Mapping[str, flo
     )
 
 
-def score_best(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame) -> Optional[dict[str, Any]]:
-    """Restore the best trial's best checkpoint and score it on the test split, once: best.json's content.
+def score_best(
+    spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame
+) -> tuple[Optional[dict[str, Any]], Optional[torch.nn.Module]]:
+    """Restore the best trial's best checkpoint and score it on the test split, once: best.json's
+    content, and the restored model (None, None when there is none).
 
     The same model is scored on the train and validation splits too, in eval mode, so the
     overfitting gap (``train`` against ``val``) sits beside the test score.
@@ -81,22 +82,24 @@ def score_best(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, 
     row = objective.best_trial(trials, epochs)
     if row is None:
         log.warning("no trial reported %s; nothing to test", spec.metric)
-        return None
+        return None, None
     trial_id = row[C.TRIAL_ID]
     ckpt = results.best_checkpoint(epochs, trial_id, objective)
     if ckpt is None:
         log.warning("trial %s has no checkpoint left to test", trial_id)
-        return None
+        return None, None
     t0 = time.perf_counter()
     state = results.load_state(ckpt[C.CHECKPOINT_PATH])
     params = state["params"]
-    scores = evaluate_checkpoint(task, splits, params, state)
+    model = _restore(task, splits, params, state)
+    scores = evaluate_model(task, splits, model)
     by_split = {s: {k: v for k, v in scores.items() if k.startswith(f"{s}_")} for s in SPLITS}
-    return {
+    record = {
         C.TRIAL_ID: trial_id, "params": params, "metric": spec.metric, "mode": spec.mode,
         "val_metric": float(ckpt[spec.metric]), C.EPOCH: int(ckpt[C.EPOCH]), C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
         "test": by_split["test"], "final_train": by_split["train"], "final_val": by_split["val"], "test_seconds": time.perf_counter() - t0,
     }  # fmt: skip
+    return record, model
 
 
 def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame, best: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,21 +158,18 @@ def evaluate_run(
 ) -> tuple[Optional[dict], Optional[dict]]:
     """Score the single best, and the ensemble where ``ensemble.enabled``, once each on the test
     split; write best.json, ensemble.json and both models under ``out``. Returns both records."""
-    best = score_best(spec, task, splits, trials, epochs)
+    best, model = score_best(spec, task, splits, trials, epochs)
     if best is None:
         return None, None
     storage.write_json(storage.join(out, C.BEST_FILE), best)
-    state = results.load_state(best[C.CHECKPOINT_PATH])
-    load.save(
-        _loaded(task, [_restore(task, splits, best["params"], state)], {best[C.TRIAL_ID]: 1.0}), storage.join(out, C.MODEL_DIR, C.BEST_MODEL_FILE)
-    )
+    load.save(_loaded(task, [model], {best[C.TRIAL_ID]: 1.0}), storage.join(out, C.MODEL_DIR, C.BEST_MODEL_FILE))
     if not spec.ensemble.enabled:
         return best, None
     t0 = time.perf_counter()
     ensemble = build_ensemble(spec, task, splits, trials, epochs, best)
-    model = ensemble.pop("model", None)
-    if model is not None:
-        load.save(model, storage.join(out, C.MODEL_DIR, C.ENSEMBLE_MODEL_FILE))
+    ensemble_model = ensemble.pop("model", None)
+    if ensemble_model is not None:
+        load.save(ensemble_model, storage.join(out, C.MODEL_DIR, C.ENSEMBLE_MODEL_FILE))
     else:
         log.warning("ensemble skipped: %s", ensemble["skipped"])
     ensemble["ensemble_seconds"] = time.perf_counter() - t0  # selection, the test score and the saved model
