@@ -27,7 +27,8 @@ def _load(path: str, storage: Optional[str] = None, dry_run: bool = True):
     return spec, check_job(spec, dry_run=dry_run)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: subcommands validate, run and report."""
     p = argparse.ArgumentParser(prog="distsearch", description="Distributed hyperparameter and model search on Ray.")
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check a job spec without starting Ray")
@@ -56,7 +57,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "where compare.html and compare.png go (default: none written)",
     )
     rep.add_argument("--no-html", action="store_true", help="print only; write no files")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "worker_logs", False):
         # Tune's per-trial INFO lines (result files written, hparams dropped) drown the progress

@@ -15,6 +15,7 @@ BEST_MODEL_FILE = "best.pt"
 ENSEMBLE_MODEL_FILE = "ensemble.pt"
 TUNE_DIR = "tune"  # Tune's experiment dir: per-trial TensorBoard events, experiment state
 TRAIN_DIR = "train"  # one Ray Train run per trial: its checkpoints
+DRIVERS_DIR = "drivers"  # <generation>/<claim id>.json: who started the run and each driver that took it over (distsearch.lease)
 LEDGER_DIR = "ledger"  # <trial id>.json per trial: started_at, ended_at, error, last_report; read by a resumed driver
 CHECKPOINT_FILE = "model.pt"  # inside each checkpoint directory
 CHECKPOINT_META_FILE = "meta.json"  # epoch and metrics of that checkpoint
@@ -63,8 +64,9 @@ TIMESTAMP = "timestamp"  # UTC time the driver received the report
 STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped_early"
 STATUS_ERROR = "error"
-STATUS_CANCELLED = "cancelled"  # ended (or never started) because the job's error budget ran out
-STATUSES = (STATUS_COMPLETED, STATUS_STOPPED, STATUS_ERROR, STATUS_CANCELLED)
+STATUS_CANCELLED = "cancelled"  # running when the sweep was ended by its error budget or budget.time_s
+STATUS_NOT_STARTED = "not_started"  # drawn by the searcher, but the sweep ended before it started
+STATUSES = (STATUS_COMPLETED, STATUS_STOPPED, STATUS_ERROR, STATUS_CANCELLED, STATUS_NOT_STARTED)
 
 # ---- environment ----------------------------------------------------------------------------
 ADDRESS_ENV = "RAY_ADDRESS"  # a cluster to join; unset means an embedded local Ray

@@ -32,6 +32,7 @@ _STATUS_STYLE = {
     C.STATUS_COMPLETED: {"color": None, "linestyle": "-", "alpha": 0.9, "linewidth": 1.4},
     C.STATUS_STOPPED: {"color": "0.6", "linestyle": "--", "alpha": 0.8, "linewidth": 1.0},
     C.STATUS_ERROR: {"color": "tab:red", "linestyle": ":", "alpha": 0.9, "linewidth": 1.0},
+    C.STATUS_CANCELLED: {"color": "tab:orange", "linestyle": "-.", "alpha": 0.8, "linewidth": 1.0},
 }
 
 
@@ -95,7 +96,11 @@ def hparams_vs_metric(run: Mapping[str, Any]):
     ncols = min(3, n)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
-    colors = trials[C.STATUS].map({C.STATUS_COMPLETED: "tab:green", C.STATUS_STOPPED: "0.55", C.STATUS_ERROR: "tab:red"}).fillna("0.3")
+    colors = (
+        trials[C.STATUS]
+        .map({C.STATUS_COMPLETED: "tab:green", C.STATUS_STOPPED: "0.55", C.STATUS_ERROR: "tab:red", C.STATUS_CANCELLED: "tab:orange"})
+        .fillna("0.3")
+    )
     rng = np.random.default_rng(0)
     for ax, col in zip(axes.flat, cols, strict=False):  # the grid may have spare axes
         values, y = trials[col], trials[C.BEST_METRIC]

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
-import socket
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from . import __version__, cluster, evaluate, results, space, storage
+from . import __version__, cluster, evaluate, lease, results, space, storage
 from . import constants as C
 from .spec import JobSpec
 from .tasks import Task, check_job
@@ -49,46 +46,28 @@ def _versions() -> dict[str, str]:
 # How a run is started: "auto" resumes the newest unfinished run of the same job and spec whose
 # driver is gone, else starts a new one; "require" resumes or fails; "never" always starts anew.
 RESUME_MODES = ("auto", "require", "never")
-# A driver on another host counts as gone once its heartbeat is this old (seconds): three beats.
-HEARTBEAT_INTERVAL_S = 10.0
-HEARTBEAT_STALE_S = 3 * HEARTBEAT_INTERVAL_S
 
 
 def _normalised(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def _driver_gone(meta: dict[str, Any], now: float) -> bool:
-    """Whether the driver that wrote ``meta`` has stopped: on this host, its process is gone;
-    elsewhere, its heartbeat in run.json is older than ``HEARTBEAT_STALE_S``."""
-    drv = meta.get("driver") or {}
-    if drv.get("host") == socket.gethostname() and drv.get("pid"):
-        try:
-            os.kill(int(drv["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    beat = meta.get("heartbeat_at") or meta.get("started_at")
-    return beat is None or now - datetime.fromisoformat(beat).timestamp() > HEARTBEAT_STALE_S
-
-
 _FINISHED = "it finished at"  # the reason that needs no warning: a finished run is simply not resumed
 
 
-def why_not_resumable(out: str, spec: JobSpec) -> Optional[str]:
-    """None if the run at ``out`` can be resumed with ``spec``; otherwise the reason, in words."""
-    meta = storage.read_json(storage.join(out, C.RUN_FILE))
+def why_not_resumable(out: str, spec: JobSpec, meta: Optional[dict[str, Any]] = None) -> Optional[str]:
+    """None if the run at ``out`` can be resumed with ``spec``; otherwise the reason, in words.
+    ``meta`` is its run.json, when the caller has read it."""
+    meta = meta if meta is not None else storage.read_json(storage.join(out, C.RUN_FILE))
     if meta.get("finished_at"):
         return f"{_FINISHED} {meta['finished_at']}"
     if _normalised(meta.get("job")) != _normalised(spec.to_dict()):
         old, new = _normalised(meta.get("job")) or {}, _normalised(spec.to_dict())
         fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         return f"it was started with a different job spec (fields {', '.join(fields)} differ)"
-    if not _driver_gone(meta, time.time()):
-        drv = meta.get("driver") or {}
-        return f"its driver (pid {drv.get('pid')} on {drv.get('host')}) is still running"
+    current, beat = lease.owner(out, meta)
+    if current is not None and lease.alive(current, beat):
+        return f"its driver ({lease.describe(current)}) is still running"
     from .sweep.resume import has_sweep_state
 
     if not has_sweep_state(out):
@@ -96,12 +75,27 @@ def why_not_resumable(out: str, spec: JobSpec) -> Optional[str]:
     return None
 
 
+def newest_run(spec: JobSpec) -> Optional[tuple[str, dict[str, Any]]]:
+    """(id, run.json) of the run of ``spec``'s job that started last; runs whose run.json cannot
+    be read are skipped with a warning naming the file."""
+    runs = []
+    for run_id in results.run_ids(spec.storage, spec.name):
+        path = storage.join(results.run_dir(spec.storage, spec.name, run_id), C.RUN_FILE)
+        try:
+            meta = storage.read_json(path)
+            runs.append((datetime.fromisoformat(meta["started_at"]).timestamp(), run_id, meta))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("skipping run %s: its %s cannot be read (%s: %s); fix: repair or delete %s", run_id, C.RUN_FILE, type(e).__name__, e, path)
+    return max(runs, key=lambda r: (r[0], r[1]))[1:] if runs else None
+
+
 def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto") -> tuple[str, bool]:
     """``(run id, resume?)`` for ``spec`` under ``resume`` (one of ``RESUME_MODES``).
 
     An explicit ``run_id`` of an existing run resumes it unless ``resume == "never"``; a
     ``run_id`` that exists but cannot be resumed is an error, never overwritten. Without one,
-    the newest run of the job is the candidate. Raises ``ValueError`` with the reason."""
+    the run of the job that started last is the candidate. Raises ``ValueError`` with the reason.
+    Only decides: ``take_run`` makes it this driver's."""
     if resume not in RESUME_MODES:
         raise ValueError(f"resume: got {resume!r}; use one of {', '.join(RESUME_MODES)}")
     if run_id is not None:
@@ -117,18 +111,36 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
             raise ValueError(f"--run-id: run {run_id!r} cannot be resumed: {reason}; choose another --run-id")
         return run_id, True
     if resume != "never":
-        ids = results.run_ids(spec.storage, spec.name)
-        if ids:
-            reason = why_not_resumable(results.run_dir(spec.storage, spec.name, ids[-1]), spec)
+        newest = newest_run(spec)
+        if newest:
+            newest_id, meta = newest
+            reason = why_not_resumable(results.run_dir(spec.storage, spec.name, newest_id), spec, meta)
             if reason is None:
-                return ids[-1], True
+                return newest_id, True
             if resume == "require":
-                raise ValueError(f"--resume: the newest run of job {spec.name!r}, {ids[-1]}, cannot be resumed: {reason}")
+                raise ValueError(f"--resume: the newest run of job {spec.name!r}, {newest_id}, cannot be resumed: {reason}")
             if not reason.startswith(_FINISHED):
-                log.warning("not resuming run %s: %s; starting a new run", ids[-1], reason)
+                log.warning("not resuming run %s: %s; starting a new run", newest_id, reason)
         elif resume == "require":
             raise ValueError(f"--resume: job {spec.name!r} has no run under {spec.storage} to resume")
     return new_run_id(), False
+
+
+def take_run(spec: JobSpec, run_id: str, resuming: bool, explicit_id: bool = False) -> dict[str, Any]:
+    """Make the run ``choose_run`` chose this driver's; returns this driver's record for run.json.
+    Of drivers that chose the same run at once, exactly one gets it; the others raise
+    ``ValueError`` saying which driver did. A new run with a generated id has no rival."""
+    out = results.run_dir(spec.storage, spec.name, run_id)
+    driver = lease.me()
+    meta = storage.read_json(storage.join(out, C.RUN_FILE)) if resuming else None
+    try:
+        generation = lease.take(out, driver, meta, settle_s=None if resuming or explicit_id else 0.0)
+    except lease.RunTaken as e:
+        raise ValueError(
+            f"run {run_id} of job {spec.name!r} is not resumed by this driver: {e}; fix: wait for that driver to finish, "
+            "or pass --new-run to start a separate run"
+        ) from None
+    return {**driver, "generation": generation}
 
 
 def run_job(
@@ -152,13 +164,14 @@ def run_job(
     ``tasks.check_job(spec)``'s, when the caller has validated the job already; else it is built
     here, before Ray starts."""
     task = task if task is not None else check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
+    explicit_id = run_id is not None
     run_id, resuming = choose_run(spec, run_id, resume)
+    me = take_run(spec, run_id, resuming, explicit_id)  # before Ray starts: a driver that loses the race costs seconds
     out = results.run_dir(spec.storage, spec.name, run_id)
     started_here = cluster.connect(address, dashboard=dashboard, worker_logs=worker_logs)
     try:
         import ray
 
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
         now = datetime.now(timezone.utc).isoformat()
         if resuming:
             meta = storage.read_json(storage.join(out, C.RUN_FILE))
@@ -182,7 +195,7 @@ def run_job(
 
         from .sweep import run_sweep
 
-        outcome = run_sweep(spec, out, task, progress=progress, resume=resuming, heartbeat=beat, heartbeat_interval_s=HEARTBEAT_INTERVAL_S)
+        outcome = run_sweep(spec, out, task, progress=progress, resume=resuming, heartbeat=beat, heartbeat_interval_s=lease.HEARTBEAT_INTERVAL_S)
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)
@@ -194,6 +207,7 @@ def run_job(
                 "sweep_wall_seconds": outcome.wall_seconds,
                 "max_concurrent_trials": outcome.max_concurrent_trials,
                 "status_counts": counts,
+                "trials_ran": int(len(trials) - counts[C.STATUS_NOT_STARTED]),
                 "leaks": outcome.leaks,
                 "error_budget_exceeded": outcome.error_budget_exceeded,
                 "out_of_time": outcome.out_of_time,

@@ -38,12 +38,21 @@ def _board(run: Mapping[str, Any], top: int) -> pd.DataFrame:
     return leaderboard(run["trials"], job["metric"], job["mode"], top, run.get("best"), run.get("epochs"))
 
 
+def trials_ran(run: Mapping[str, Any]) -> tuple[int, int]:
+    """(trials the job asked for, trials that started): a sweep ended by a budget runs fewer."""
+    trials = run["trials"]
+    ran = int((trials[C.STATUS] != C.STATUS_NOT_STARTED).sum())
+    return max(int(run["run"]["job"]["budget"]["num_trials"]), len(trials)), ran
+
+
 def format_run(run: Mapping[str, Any], top: int = 10) -> str:
     """The leaderboard and the best model's test score, as text."""
     job = run["run"]["job"]
     trials = run["trials"]
-    lines = [f"run {run['run'].get('run_id', '?')} of job {job['name']} ({job['task']}): {len(trials)} trials"]
     counts = trials[C.STATUS].value_counts().to_dict()
+    planned, ran = trials_ran(run)
+    lines = [f"run {run['run'].get('run_id', '?')} of job {job['name']} ({job['task']}): {ran} of {planned} trials ran"]
+    counts[C.STATUS_NOT_STARTED] = planned - ran  # with those the searcher never drew, which have no row
     lines.append("  " + ", ".join(f"{s}: {counts.get(s, 0)}" for s in C.STATUSES))
     if "sweep_wall_seconds" in run["run"]:
         lines.append(f"  sweep wall time: {run['run']['sweep_wall_seconds']:.1f} s, {run['run'].get('max_concurrent_trials')} trials at a time")

@@ -1,4 +1,7 @@
 import copy
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,25 @@ def tiny_job(tmp_path, **overrides):
         else:
             raw[key] = value
     return raw
+
+
+_TAKE = """
+import sys, time
+from distsearch import job
+from distsearch.spec import load_job
+spec = load_job(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at once, imports done
+run_id, resuming = job.choose_run(spec, resume="require")
+try:
+    print("WON", job.take_run(spec, run_id, resuming)["generation"])
+except ValueError as e:
+    print("LOST", e)
+"""
+
+
+def race_to_take(job_file, n=3, env=None) -> list[str]:
+    """``n`` driver processes started together, each choosing and taking over the newest run of
+    the job in ``job_file`` (as ``distsearch run`` does before Ray starts): their last lines."""
+    at = str(time.time() + 5)
+    procs = [subprocess.Popen([sys.executable, "-c", _TAKE, str(job_file), at], stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
+    return [p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in procs]

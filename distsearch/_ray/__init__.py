@@ -44,6 +44,10 @@ The inventory (module: what it does; why no public route serves; upstream issue)
     driver waits on and kills. Tune's callbacks are given no handle.
   - ``trial_actor_env``: Tune's ``DEFAULT_ENV_VARS`` and ``ENV_VARS_TO_PROPAGATE`` for trial
     actors, for the same byte-for-byte runtime env as ``train_propagated_env``.
+  - ``keep_credentials_out_of_runtime_envs``: drops ``CREDENTIAL_ENV_VARS`` (AWS keys) from Tune's
+    ``ENV_VARS_TO_PROPAGATE``, which copies them into every trial actor's runtime env, and Ray's
+    runtime-env agent logs runtime envs in full to a world-readable file (ray-project/ray#29985).
+    Tune has no option to stop the copy.
   - ``HEAD_NODE_RESOURCE``: ``node:__internal_head__``, which pins trial actors to the head.
     The public ``node:<ip>`` resource is not unique where nodes share an address.
 ``core``

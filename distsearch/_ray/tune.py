@@ -31,3 +31,18 @@ def trial_actor_env(environ: dict[str, str]) -> dict[str, str]:
     from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
 
     return {**DEFAULT_ENV_VARS, **{k: environ[k] for k in ENV_VARS_TO_PROPAGATE if k in environ}}
+
+
+#: Cloud credentials Tune copies from the driver's environment into every trial actor's runtime
+#: env. Ray's runtime-env agent logs each runtime env in full, by design, to runtime_env_agent.log
+#: in the session directory (ray-project/ray#29985), a file any local user can read.
+CREDENTIAL_ENV_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"})
+
+
+def keep_credentials_out_of_runtime_envs() -> None:
+    """Stop Tune from putting ``CREDENTIAL_ENV_VARS`` into trial actors' runtime envs: workers take
+    credentials from their node's environment instead (inherited from the driver on an embedded
+    Ray or a ``ray start`` from the same shell; an instance role or the pod's env on a cluster)."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(CREDENTIAL_ENV_VARS)

@@ -136,6 +136,9 @@ class SweepBudget(tune.Callback, tune.stopper.Stopper):
         self.time_s = time_s
         self._t0 = time.monotonic()
         self.ran_out_of_time = False  # set when the time limit, not the trials, ended the sweep
+        # UTC seconds the sweep was ended: a trial that ends after it without reaching max_epochs
+        # was cancelled by the end, not stopped by ASHA.
+        self.ended_at: Optional[float] = None
 
     def __getstate__(self):  # Tune pickles the stopper; a resumed driver starts its own clock
         return {**self.__dict__, "_t0": None}
@@ -156,7 +159,10 @@ class SweepBudget(tune.Callback, tune.stopper.Stopper):
             self._t0 = time.monotonic()
         if self.time_s is not None and not self.exceeded and time.monotonic() - self._t0 > self.time_s:
             self.ran_out_of_time = True
-        return self.exceeded or self.ran_out_of_time
+        stop = self.exceeded or self.ran_out_of_time
+        if stop and self.ended_at is None:
+            self.ended_at = time.time()
+        return stop
 
 
 def _best_epoch(objective: Objective, rows: list[dict[str, Any]]) -> tuple[Any, Any]:
@@ -169,8 +175,26 @@ def _best_epoch(objective: Objective, rows: list[dict[str, Any]]) -> tuple[Any, 
     return top[objective.metric], int(top[C.EPOCH])
 
 
-def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str, float], cancelled: bool = False) -> list[dict[str, Any]]:
-    """One row per trial Tune knew at the end: status, epochs, best and last metric, times."""
+def _status(spec: JobSpec, tune_status: str, record: Mapping[str, Any], epochs_done: int, sweep_ended_at: Optional[float]) -> str:
+    """What happened to a trial, in ``C.STATUSES`` terms. Tune marks a trial that the sweep's end
+    stopped, and one it never started, TERMINATED like an ASHA stop; the ledger tells them apart."""
+    if tune_status == "ERROR":
+        return C.STATUS_ERROR
+    if epochs_done >= spec.budget.max_epochs:
+        return C.STATUS_COMPLETED
+    if record[C.STARTED_AT] is None and epochs_done == 0:
+        return C.STATUS_NOT_STARTED
+    ended = record[C.ENDED_AT]
+    if sweep_ended_at is not None and (ended is None or ended >= sweep_ended_at):
+        return C.STATUS_CANCELLED
+    return C.STATUS_STOPPED
+
+
+def trial_rows(
+    spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str, float], sweep_ended_at: Optional[float] = None
+) -> list[dict[str, Any]]:
+    """One row per trial Tune knew at the end: status, epochs, best and last metric, times.
+    ``sweep_ended_at`` (UTC seconds) is when a budget ended the sweep, if one did."""
     by_trial: dict[str, list[dict[str, Any]]] = {}
     for row in rec.epoch_rows:
         by_trial.setdefault(row[C.TRIAL_ID], []).append(row)
@@ -181,12 +205,8 @@ def trial_rows(spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str,
         epochs = by_trial.get(tid, [])
         values = [(r[spec.metric], r[C.EPOCH]) for r in epochs if r.get(spec.metric) is not None]
         done = max((r[C.EPOCH] for r in epochs), default=0)
-        if trial.status == "ERROR":
-            status = C.STATUS_ERROR
-            error = rec.record(tid)[C.ERROR] or error_text(trial)
-        else:
-            status = C.STATUS_COMPLETED if done >= spec.budget.max_epochs else C.STATUS_CANCELLED if cancelled else C.STATUS_STOPPED
-            error = None
+        status = _status(spec, trial.status, rec.record(tid), done, sweep_ended_at)
+        error = (rec.record(tid)[C.ERROR] or error_text(trial)) if status == C.STATUS_ERROR else None
         best = _best_epoch(objective, [r for r in epochs if r.get(spec.metric) is not None and math.isfinite(r[spec.metric])])
         start, end = rec.record(tid)[C.STARTED_AT], rec.record(tid)[C.ENDED_AT]
         rows.append(

@@ -127,6 +127,7 @@ def run_sweep(
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # Tune's SIGINT handler ends fit() normally, as if the sweep were over; cleanup's is a stop.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    ray_tune.keep_credentials_out_of_runtime_envs()  # before the first trial actor's runtime env is made
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     ray_train.start_train_coordinator()
     t0 = time.monotonic()
@@ -142,7 +143,7 @@ def run_sweep(
     except Exception as e:  # noqa: BLE001 - leak accounting must never fail the run
         actors = [f"unknown: {e}"]
     return SweepOutcome(
-        trial_rows=trial_rows(spec, recorder, reaper.release_seconds, cancelled=budget.exceeded or budget.ran_out_of_time),
+        trial_rows=trial_rows(spec, recorder, reaper.release_seconds, sweep_ended_at=budget.ended_at),
         epoch_rows=recorder.epoch_rows,
         max_concurrent_trials=concurrency,
         cluster_resources=dict(ray.cluster_resources()),

@@ -72,14 +72,18 @@ def test_error_budget_ends_the_sweep_and_keeps_what_it_has(embedded_ray, tmp_pat
     t0 = time.monotonic()
     result = run_job(spec)
     took = time.monotonic() - t0
+    from distsearch.report import format_run
     from distsearch.results import read_run
 
     run = read_run(result.run_dir)
     trials = run["trials"]
     assert result.error_budget_exceeded and run["run"]["error_budget_exceeded"] is True
     assert 2 <= (trials[C.STATUS] == C.STATUS_ERROR).sum() <= 3  # one more than the budget, plus any already running
-    assert len(trials) < spec.budget.num_trials  # the rest were never started
-    assert set(trials[C.STATUS]) <= {C.STATUS_ERROR, C.STATUS_CANCELLED}
+    assert set(trials[C.STATUS]) <= {C.STATUS_ERROR, C.STATUS_CANCELLED, C.STATUS_NOT_STARTED}
+    ran = int((trials[C.STATUS] != C.STATUS_NOT_STARTED).sum())
+    assert ran < spec.budget.num_trials and run["run"]["trials_ran"] == ran  # the rest never started
+    assert trials.loc[trials[C.STATUS] == C.STATUS_NOT_STARTED, C.STARTED_AT].isna().all()
+    assert f"{ran} of {spec.budget.num_trials} trials ran" in format_run(run)
     assert trials.loc[trials[C.STATUS] == C.STATUS_ERROR, C.ERROR].str.contains("NonFiniteLossError").all()
     print(f"error budget: sweep ended after {took:.1f} s with {len(trials)} of {spec.budget.num_trials} trials")
     assert_nothing_left()
@@ -152,20 +156,25 @@ def test_sigterm_releases_the_job_then_exits_as_before(embedded_ray, capsys):
     assert made not in live_job_placement_groups()
 
 
-def test_a_hung_trial_is_ended_at_its_timeout_and_the_sweep_goes_on(embedded_ray, tmp_path, monkeypatch):
-    """The first trial's model hangs in its forward pass for good; budget.trial_timeout_s ends
-    it, records why, releases its worker group, and the other trials finish."""
-    monkeypatch.chdir(ROOT)
-    spec = parse_job(
+def _hang_job(tmp_path, name, budget):
+    """A job of hang_task: its first trial's model hangs for good; one CPU per trial, no ASHA."""
+    return parse_job(
         {
-            "name": "hang", "task": "custom", "metric": "val_accuracy", "mode": "max", "seed": 0,
+            "name": name, "task": "custom", "metric": "val_accuracy", "mode": "max", "seed": 0,
             "task_options": {"factory": "tests.integration.hang_task:make", "marker": str(tmp_path / "hung")},
             "space": {"model": "hanging", "lr": {"loguniform": [1.0e-2, 1.0e-1]}, "batch_size": 16},
-            "budget": {"num_trials": 3, "max_epochs": 2, "trial_timeout_s": 15}, "asha": {"enabled": False},
+            "budget": budget, "asha": {"enabled": False},
             "scaling": {"num_workers": 1, "cpus_per_worker": 1}, "harness": {"release_timeout_s": 5},
             "storage": str(tmp_path / "runs"),
         }
     )  # fmt: skip
+
+
+def test_a_hung_trial_is_ended_at_its_timeout_and_the_sweep_goes_on(embedded_ray, tmp_path, monkeypatch):
+    """The first trial's model hangs in its forward pass for good; budget.trial_timeout_s ends
+    it, records why, releases its worker group, and the other trials finish."""
+    monkeypatch.chdir(ROOT)
+    spec = _hang_job(tmp_path, "hang", {"num_trials": 3, "max_epochs": 2, "trial_timeout_s": 15})
     t0 = time.monotonic()
     result = run_job(spec)
     trials = check_run_files(result.run_dir, spec, expect_stopped=False)["trials"]
@@ -174,4 +183,30 @@ def test_a_hung_trial_is_ended_at_its_timeout_and_the_sweep_goes_on(embedded_ray
     assert len(failed) == 1 and "timed out: the trial ran longer than budget.trial_timeout_s = 15 s" in failed[C.ERROR].iloc[0]
     assert (trials[trials[C.STATUS] != C.STATUS_ERROR][C.STATUS] == C.STATUS_COMPLETED).all() and len(trials) == 3
     assert result.best is not None
+    assert_nothing_left()
+
+
+def test_the_time_budget_cancels_what_runs_and_records_what_never_started(embedded_ray, tmp_path, monkeypatch):
+    """budget.time_s ends the sweep while the first trial hangs for good: it and any other trial
+    still running are `cancelled`, drawn trials that never started are `not_started`, and the
+    trials that finished before still give a tested best model."""
+    monkeypatch.chdir(ROOT)
+    spec = _hang_job(tmp_path, "clock", {"num_trials": 30, "max_epochs": 2, "time_s": 15})
+    t0 = time.monotonic()
+    result = run_job(spec)
+    took = time.monotonic() - t0
+    from distsearch.report import format_run
+    from distsearch.results import read_run
+
+    run = read_run(result.run_dir)
+    trials = run["trials"]
+    assert run["run"]["out_of_time"] is True and not result.error_budget_exceeded
+    assert set(trials[C.STATUS]) <= {C.STATUS_COMPLETED, C.STATUS_CANCELLED, C.STATUS_NOT_STARTED}
+    hung = trials[(trials[C.STATUS] == C.STATUS_CANCELLED) & (trials[C.EPOCHS_COMPLETED] == 0)]
+    assert len(hung) == 1  # the hanging trial, never stopped_early
+    assert (trials[C.STATUS] == C.STATUS_COMPLETED).sum() >= 1 and result.best is not None
+    ran = run["run"]["trials_ran"]
+    assert ran == (trials[C.STATUS] != C.STATUS_NOT_STARTED).sum() < spec.budget.num_trials
+    assert f"{ran} of {spec.budget.num_trials} trials ran" in format_run(run)
+    print(f"time budget: ended after {took:.1f} s, {ran} of {spec.budget.num_trials} trials ran: {trials[C.STATUS].value_counts().to_dict()}")
     assert_nothing_left()

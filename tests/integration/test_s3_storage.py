@@ -6,11 +6,14 @@ trial actors and Train workers through the standard AWS_ENDPOINT_URL variable.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,12 +21,13 @@ import yaml
 from distsearch import constants as C
 from distsearch.results import read_run
 
-from ..conftest import ROOT, tiny_job
+from ..conftest import ROOT, race_to_take, tiny_job
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "distsearch-test"
 SECRET = "sekret-" + uuid.uuid4().hex
+TOKEN = "tokn-" + uuid.uuid4().hex  # a session token: Tune propagates it like the secret key
 
 
 def _free_port() -> int:
@@ -43,6 +47,7 @@ def s3_env():
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_SESSION_TOKEN": TOKEN,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -69,8 +74,12 @@ def s3_env():
 
 
 def test_sweep_writes_everything_to_s3(s3_env, tmp_path, monkeypatch):
+    """Also the secrets check: the credentials reach every worker (the checkpoints are in the
+    bucket) but no file of the run or of the Ray session holds them."""
     for k, v in s3_env.items():
         monkeypatch.setenv(k, v)
+    # short: the session's Unix socket paths must fit in 107 bytes
+    ray_tmp = tempfile.mkdtemp(prefix="dss3-", dir="/tmp")
     raw = tiny_job(tmp_path, budget={"num_trials": 2, "max_epochs": 2})
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
@@ -78,12 +87,17 @@ def test_sweep_writes_everything_to_s3(s3_env, tmp_path, monkeypatch):
     proc = subprocess.run(
         [sys.executable, "-m", "distsearch", "run", str(job), "--storage", uri, "--run-id", "r1", "--quiet"],
         cwd=tmp_path,
-        env={**os.environ, **s3_env},
+        env={**os.environ, **s3_env, "RAY_TMPDIR": ray_tmp},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    session_files = [p for p in Path(ray_tmp).rglob("*") if p.is_file() and not p.is_socket()]
+    assert any(p.name == "runtime_env_agent.log" for p in session_files)  # the file Ray logs runtime envs to
+    leaked_local = [str(p) for p in session_files + [p for p in tmp_path.rglob("*") if p.is_file()] if _holds_secret(p)]
+    assert leaked_local == []
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     run_dir = f"{uri}/{raw['name']}/r1"
     run = read_run(run_dir)  # Parquet and JSON read back through pyarrow's S3 filesystem
     assert len(run["trials"]) == 2 and (run["trials"][C.STATUS] != C.STATUS_ERROR).all()
@@ -99,8 +113,19 @@ def test_sweep_writes_everything_to_s3(s3_env, tmp_path, monkeypatch):
     assert not any(".tmp" in k for k in keys)  # atomic writes left no temporaries behind
     # security: the cloud secret in the environment is in no file the run wrote, nor in its output
     s3 = boto3.client("s3")
-    leaked = [k for k in keys if SECRET.encode() in s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()]
-    assert leaked == [] and SECRET not in proc.stdout + proc.stderr
+    leaked = [k for k in keys if _secret_in(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read())]
+    assert leaked == [] and not _secret_in((proc.stdout + proc.stderr).encode())
+
+
+def _secret_in(data: bytes) -> bool:
+    return SECRET.encode() in data or TOKEN.encode() in data
+
+
+def _holds_secret(path: Path) -> bool:
+    try:
+        return _secret_in(path.read_bytes())
+    except OSError:  # vanished while listed (a log rotated, a socket)
+        return False
 
 
 def test_tabular_task_reads_its_file_from_s3(s3_env, monkeypatch):
@@ -114,3 +139,26 @@ def test_tabular_task_reads_its_file_from_s3(s3_env, monkeypatch):
     remote = make_task("tabular", {"path": f"s3://{BUCKET}/data/wine.parquet", "target": "target"})
     local = make_task("tabular", {"path": str(ROOT / "jobs" / "data" / "wine.parquet"), "target": "target"})
     assert remote.num_classes == local.num_classes == 3 and remote.n_rows == local.n_rows == 178
+
+
+def test_of_drivers_that_take_over_a_run_on_s3_at_once_exactly_one_does(s3_env, tmp_path, monkeypatch):
+    """The takeover holds on object storage, which has no exclusive create: three drivers race
+    for a run on S3 whose driver died; one takes it over, the others say which driver did."""
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    from distsearch import job, results, storage
+    from distsearch.spec import parse_job
+
+    raw = tiny_job(tmp_path, name="race", storage=f"s3://{BUCKET}/races")
+    spec = parse_job(raw)
+    out = results.run_dir(spec.storage, spec.name, "r1")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    now = "2026-01-01T00:00:00+00:00"
+    meta = {"run_id": "r1", "job": spec.to_dict(), "started_at": now, "heartbeat_at": now, "driver": {"host": socket.gethostname(), "pid": int(dead)}}
+    storage.write_json(storage.join(out, C.RUN_FILE), meta)
+    storage.write_json(storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json"), {})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw))
+    answers = race_to_take(tmp_path / "job.yaml", env={**os.environ, **s3_env})
+    assert sorted(a.split()[0] for a in answers) == ["LOST", "LOST", "WON"], answers
+    assert all("run r1 of job 'race' is not resumed by this driver: " in a for a in answers if a.startswith("LOST")), answers
+    assert job.choose_run(spec, resume="require") == ("r1", True)  # the winner has exited since

@@ -12,11 +12,11 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from distsearch import constants as C
-from distsearch import job, results, storage
+from distsearch import job, lease, results, storage
 from distsearch.spec import parse_job
 from distsearch.sweep import recording, resume
 
-from ..conftest import tiny_job
+from ..conftest import race_to_take, tiny_job
 
 
 def _dead_pid() -> int:
@@ -25,15 +25,15 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def _make_run(spec, run_id, *, finished=False, pid=None, host=None, heartbeat_age_s=0.0, job=None, sweep_state=True):
+def _make_run(spec, run_id, *, finished=False, pid=None, host=None, heartbeat_age_s=0.0, job=None, sweep_state=True, started_days_ago=0, **driver):
     out = results.run_dir(spec.storage, spec.name, run_id)
     beat = datetime.now(timezone.utc) - timedelta(seconds=heartbeat_age_s)
     meta = {
         "run_id": run_id,
         "job": job if job is not None else spec.to_dict(),
-        "started_at": beat.isoformat(),
+        "started_at": (beat - timedelta(days=started_days_ago)).isoformat(),
         "heartbeat_at": beat.isoformat(),
-        "driver": {"host": host or socket.gethostname(), "pid": pid or _dead_pid()},
+        "driver": {"host": host or socket.gethostname(), "pid": pid or _dead_pid(), **driver},
     }
     if finished:
         meta["finished_at"] = beat.isoformat()
@@ -78,8 +78,47 @@ def test_a_run_that_cannot_be_resumed_says_why(spec, case, expect):
 
 
 def test_driver_on_another_host_counts_as_gone_once_its_heartbeat_is_stale(spec):
-    _make_run(spec, "20260101-000000-aaaaaa", host="elsewhere", heartbeat_age_s=job.HEARTBEAT_STALE_S + 5)
+    _make_run(spec, "20260101-000000-aaaaaa", host="elsewhere", heartbeat_age_s=lease.HEARTBEAT_STALE_S + 5)
     assert job.choose_run(spec, resume="require") == ("20260101-000000-aaaaaa", True)
+
+
+def test_a_live_pid_that_is_not_the_driver_does_not_keep_its_run(spec):
+    """A driver that was PID 1 of a container: after a restart PID 1 exists again (a new
+    process, started later), and the heartbeat of the dead driver is still fresh."""
+    _make_run(spec, "r1", pid=1, process_start="some-boot:123")
+    assert job.choose_run(spec, resume="require") == ("r1", True)
+    # the same pid with the start time it had: alive, even with a stale heartbeat
+    _make_run(spec, "r1", pid=os.getppid(), process_start=lease._proc_start(os.getppid()), heartbeat_age_s=3600)
+    with pytest.raises(ValueError, match="is still running"):
+        job.choose_run(spec, resume="require")
+
+
+def test_newest_means_latest_start_and_an_unreadable_run_is_skipped_with_a_warning(spec, caplog):
+    _make_run(spec, "zzz-older", started_days_ago=2)
+    _make_run(spec, "aaa-newer", started_days_ago=1)
+    assert job.choose_run(spec, resume="require") == ("aaa-newer", True)
+    broken = results.run_dir(spec.storage, spec.name, "bbb-broken")
+    os.makedirs(broken)
+    with open(f"{broken}/{C.RUN_FILE}", "w") as f:
+        f.write('{"run_id": "bbb-bro')  # cut short
+    assert job.choose_run(spec, resume="require") == ("aaa-newer", True)
+    assert "skipping run bbb-broken: its run.json cannot be read (JSONDecodeError" in caplog.text and f"{broken}/{C.RUN_FILE}" in caplog.text
+
+
+def test_of_drivers_that_take_over_a_run_at_once_exactly_one_does(spec, tmp_path):
+    import yaml
+
+    _make_run(spec, "r1")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    answers = race_to_take(tmp_path / "job.yaml")
+    assert sorted(a.split()[0] for a in answers) == ["LOST", "LOST", "WON"], answers
+    # a loser either saw the winner's claim before writing its own, or lost on the claims' order
+    lost = [a for a in answers if a.startswith("LOST")]
+    assert all("run r1 of job 'tiny' is not resumed by this driver: " in a for a in lost), answers
+    assert all(("another driver (pid " in a and "took it over at" in a) or ("its driver (pid " in a and "is still running" in a) for a in lost)
+    assert [a for a in answers if a.startswith("WON")] == ["WON 0"]  # a run from before claims: generation 0
+    # the winner has exited: the next driver takes the run over as generation 1
+    assert job.take_run(spec, *job.choose_run(spec, resume="require"))["generation"] == 1
 
 
 def test_explicit_run_ids(spec):
@@ -159,3 +198,69 @@ def test_the_time_budget_ends_the_sweep_once_it_is_spent(monkeypatch):
     clock[0] = 161.0
     assert budget.stop_all() and budget.ran_out_of_time and not budget.exceeded
     assert not recording.SweepBudget(None).stop_all()  # unset: no limit
+
+
+def test_statuses_tell_an_asha_stop_from_a_budget_end_and_a_trial_that_never_started(tmp_path, monkeypatch):
+    """Tune marks all three TERMINATED: the ledger and the budget's end time tell them apart."""
+    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 5, "max_epochs": 3, "max_failed_trials": 0}))
+    now = [1000.0]
+    monkeypatch.setattr(recording.time, "time", lambda: now[0])
+    rec, budget = recording.ResultRecorder(spec.metric), recording.SweepBudget(0)
+    trial = {t: SimpleNamespace(trial_id=t, status="TERMINATED", config={"lr": 0.1}) for t in ("done", "asha", "err", "running", "pending")}
+    for t in ("done", "asha", "err", "running"):
+        rec.on_trial_start(0, [], trial[t])
+    for t, epochs in (("done", 3), ("asha", 1), ("running", 2)):
+        for e in range(1, epochs + 1):
+            rec.on_trial_result(0, [], trial[t], {C.EPOCH: e, spec.metric: 0.5})
+    rec.on_trial_complete(0, [], trial["done"])
+    rec.on_trial_complete(0, [], trial["asha"])  # ASHA stopped it at its first rung
+    now[0] = 1010.0
+    trial["err"].status = "ERROR"
+    trial["err"].error_file = None
+    trial["err"].get_error = lambda: "boom"
+    rec.on_trial_error(0, [], trial["err"])
+    budget.on_trial_error(0, [], trial["err"])
+    now[0] = 1020.0
+    assert budget.stop_all() and budget.ended_at == 1020.0  # the error budget ends the sweep
+    now[0] = 1021.0
+    rec.on_trial_complete(0, [], trial["running"])  # Tune stops what still runs; pending never starts
+    rec.on_experiment_end(list(trial.values()))
+    rows = {r[C.TRIAL_ID]: r for r in recording.trial_rows(spec, rec, {}, sweep_ended_at=budget.ended_at)}
+    assert {t: r[C.STATUS] for t, r in rows.items()} == {
+        "done": C.STATUS_COMPLETED,
+        "asha": C.STATUS_STOPPED,
+        "err": C.STATUS_ERROR,
+        "running": C.STATUS_CANCELLED,
+        "pending": C.STATUS_NOT_STARTED,
+    }
+    assert rows["err"][C.ERROR] == "boom" and rows["pending"][C.STARTED_AT] is None and rows["pending"][C.EPOCHS_COMPLETED] == 0
+    # with no budget end, a trial that stopped short is ASHA's
+    assert recording.trial_rows(spec, rec, {})[3][C.STATUS] == C.STATUS_STOPPED
+
+
+def test_claims_written_at_once_have_exactly_one_winner(tmp_path):
+    """The order of the claims decides, not who writes or reads first: three drivers claim one
+    generation of a run at the same instant."""
+    import threading
+
+    run_dir = str(tmp_path / "run")
+    drivers = [{**lease.me(), "pid": 100 + i} for i in range(3)]
+    start, answers = threading.Barrier(3), {}
+
+    def claim(d):
+        start.wait()
+        try:
+            lease.claim(run_dir, d, 0, settle_s=0.5)
+            answers[d["pid"]] = 0
+        except lease.RunTaken as e:
+            answers[d["pid"]] = str(e)
+
+    threads = [threading.Thread(target=claim, args=(d,)) for d in drivers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(os.listdir(f"{run_dir}/{C.DRIVERS_DIR}/000000")) == 3
+    won = [pid for pid, a in answers.items() if a == 0]
+    assert len(won) == 1, answers
+    assert all(f"another driver (pid {won[0]} on " in a for pid, a in answers.items() if pid not in won)

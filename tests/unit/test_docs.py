@@ -1,0 +1,53 @@
+"""The docs' command lines, YAML and task code are checked against the code (no Ray); their
+Python examples run in tests/integration/test_docs_run.py."""
+
+import copy
+
+import pytest
+
+from distsearch import cli, spec_yaml
+from distsearch.spec import parse_job
+from distsearch.tasks import check_job
+
+from ..conftest import ROOT, tiny_job
+from ..docs_blocks import blocks, distsearch_commands
+
+COMMANDS = distsearch_commands()
+
+
+def test_the_docs_have_the_blocks_these_tests_check():
+    assert len(COMMANDS) >= 8 and len(blocks("yaml")) >= 3 and len(blocks("python")) >= 4
+
+
+@pytest.mark.parametrize("where, argv", COMMANDS, ids=[f"{w}:{' '.join(a)}" for w, a in COMMANDS])
+def test_every_distsearch_command_in_the_docs_parses_and_names_a_valid_job(where, argv, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = cli.build_parser().parse_args(argv)  # an unknown flag or a missing argument exits here
+    if args.command in ("run", "validate"):
+        spec, _ = cli._load(args.job, getattr(args, "storage", None), dry_run=False)
+        assert spec.name
+
+
+def test_the_readme_minimal_job_validates_with_its_dry_run(tmp_path):
+    (text,) = [t for w, t in blocks("yaml") if w.startswith("README.md")]
+    raw = {**spec_yaml.load(text), "storage": str(tmp_path)}
+    check_job(parse_job(raw, "README's minimal job"), dry_run=True)
+
+
+def test_the_job_spec_reference_space_parses():
+    (text,) = [t for w, t in blocks("yaml") if w.startswith("docs/job-spec.md")]
+    raw = tiny_job(ROOT)
+    raw["space"] = spec_yaml.load(text)
+    assert "model" in parse_job(raw, "docs/job-spec.md's space").space
+
+
+def test_the_custom_task_example_defines_a_task_and_its_job_parses():
+    (code,) = [t for w, t in blocks("python") if w.startswith("docs/tasks.md")]
+    scope: dict = {}
+    exec(compile(code, "docs/tasks.md", "exec"), scope)  # the imports it names exist
+    task = scope["make_task"]()
+    assert task.name == "mine" and task.families == ("mynet",)
+    (snippet,) = [t for w, t in blocks("yaml") if w.startswith("docs/tasks.md")]
+    raw = copy.deepcopy(tiny_job(ROOT))
+    raw.update(spec_yaml.load(snippet))
+    assert parse_job(raw, "docs/tasks.md's job").task_options == {"factory": "mypkg.task:make_task"}
