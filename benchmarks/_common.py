@@ -125,6 +125,9 @@ class _Tee:
         for s in self.streams:
             s.flush()
 
+    def __getattr__(self, name):  # encoding, isatty, fileno: the terminal's (Tune asks in-process)
+        return getattr(self.streams[0], name)
+
 
 def run_recorded(script: str, main, default_out: str) -> int:
     """Run a benchmark's ``main`` and keep its record: everything it printed, as markdown, and the

@@ -9,6 +9,9 @@ trial within 0.5% of that run's final best appeared (and, for ASHA, within 0.5% 
 search's best).
 
     python benchmarks/search.py [digits] [charlm] [digits-long] [charlm-long] [digits-long-serial] [--out search.parquet]
+    python benchmarks/search.py searchers [digits] [wine] [charlm] [--seeds 5] [--trials 48]  # random+ASHA vs TPE+ASHA vs FIFO
+
+The second form compares searchers; benchmarks/searchers.py says how.
 
 - digits: jobs/quickstart.yaml as shipped (16 trials x 20 epochs, MLP or CNN).
 - charlm: jobs/charlm.yaml's space on the first 80,000 characters of its corpus, 12 trials x
@@ -136,12 +139,39 @@ def bench(task: str, raw: dict, workdir: Path) -> list[dict]:
     return rows
 
 
+def searchers(args) -> int:
+    """random+ASHA, TPE+ASHA and FIFO random search (benchmarks/searchers.py)."""
+    import ray
+
+    from benchmarks import searchers as S
+
+    tasks = args.searcher_tasks or ["digits", "wine", "charlm"]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as d:
+        per_sweep, table, curves = S.bench(tasks, args.seeds, args.trials, Path(d))
+    fig = Path(args.out).with_suffix(".png")
+    S.figure(curves, tasks, fig)
+    per_sweep.to_parquet(args.out, index=False)
+    modes = {t: S.jobs(Path(tempfile.mkdtemp()))[t]["mode"] for t in tasks}
+    met, lines = S.verdict(table, modes)
+    print(f"\n{args.seeds} seeds x {args.trials} trials per method and task\n\n" + markdown(table))
+    print("\n" + "\n".join(lines))
+    print(f"\ntarget (at most {S.TARGET_RATIO:.0%} of random+ASHA's worker-epochs, median final best no worse): met on {met} of {len(tasks)} tasks")
+    print(f"\nper sweep: {args.out}; figure: {fig}")
+    return 0 if met >= 2 else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("tasks", nargs="*", help=f"{', '.join(TASKS)} (default: digits charlm)")
+    ap.add_argument("tasks", nargs="*", help=f"{', '.join(TASKS)} (default: digits charlm); or searchers [digits wine charlm]")
     ap.add_argument("--out", default="search.parquet")
+    ap.add_argument("--seeds", type=int, default=5, help="searchers: seeds per method and task")
+    ap.add_argument("--trials", type=int, default=48, help="searchers: trials per sweep")
     args = ap.parse_args()
     print(machine_line(), flush=True)
+    if args.tasks[:1] == ["searchers"]:
+        args.searcher_tasks = args.tasks[1:]
+        return searchers(args)
     args.tasks = args.tasks or ["digits", "charlm"]
     if set(args.tasks) - set(TASKS):
         ap.error(f"unknown task(s) {sorted(set(args.tasks) - set(TASKS))}; use any of {', '.join(TASKS)}")

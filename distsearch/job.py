@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from . import __version__, cluster, evaluate, lease, results, space, storage
+from . import __version__, cluster, evaluate, lease, results, search_space, space, storage
 from . import constants as C
 from .spec import JobSpec
 from .tasks import Task, check_job
@@ -185,6 +185,7 @@ def run_job(
                 "cluster_resources": dict(ray.cluster_resources()),
                 "started_at": now,
                 "schema_version": C.SCHEMA_VERSION,
+                "search": search_space.describe(spec.search, spec.seed),
             }
         meta.update(driver=me, heartbeat_at=now)
         run_file = storage.join(out, C.RUN_FILE)
@@ -213,6 +214,8 @@ def run_job(
                 "out_of_time": outcome.out_of_time,
             }
         )
+        if outcome.search:
+            meta["search"] = {**meta.get("search", {}), **outcome.search}
         storage.write_json(run_file, meta)
         return RunResult(
             run_dir=out, best=best, ensemble=ensemble, status_counts=counts, error_budget_exceeded=outcome.error_budget_exceeded, resumed=resuming

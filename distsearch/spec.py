@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import spec_yaml
 from .params import Choice, Conditional, Fixed, Param, RandInt, Uniform, _Param, parse_space
+from .search_space import Search, point_problems
 from .spec_errors import format_validation_error
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Param",
     "RandInt",
     "Scaling",
+    "Search",
     "SpecError",
     "TRIAL_PROCESSES",
     "Uniform",
@@ -237,6 +239,7 @@ class JobSpec(_Section):
         None, ge=1, description="trials running at once (count >= 1); unset derives it from the cluster's CPUs and GPUs"
     )
     checkpointing: Checkpointing = Field(default_factory=Checkpointing, description="per-trial checkpoint retention")
+    search: Search = Field(default_factory=Search, description="the searcher that proposes trials")
     ensemble: Ensemble = Field(default_factory=Ensemble, description="the ensemble of the sweep's best checkpoints")
     harness: Harness = Field(default_factory=Harness, description="Ray harness knobs; the defaults suit small trials")
     task_options: dict[str, Any] = Field(default_factory=dict, description="task-specific options (see docs/tasks.md)")
@@ -282,6 +285,14 @@ class JobSpec(_Section):
                 f"asha.grace_period_epochs: got {self.asha.grace_period_epochs} > budget.max_epochs {self.budget.max_epochs}; "
                 f"set grace_period_epochs to at most {self.budget.max_epochs}"
             )
+        problems = [
+            f"search.points_to_evaluate[{i}].{p}" for i, pt in enumerate(self.search.points_to_evaluate) for p in point_problems(self.space, pt)
+        ]
+        for key in ("warm_start", "points_to_evaluate"):
+            if getattr(self.search, key) and self.search.algorithm == "random":
+                problems.append(f"search.{key}: given with algorithm: random, which takes neither; fix: set search.algorithm: tpe, or drop {key}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def to_dict(self) -> dict[str, Any]:

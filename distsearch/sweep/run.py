@@ -37,6 +37,15 @@ class SweepOutcome:
     error_budget_exceeded: bool = False
     out_of_time: bool = False  # budget.time_s ended the sweep
     splits: Optional[Splits] = None  # the task's splits, test included, as the sweep made them
+    search: Optional[dict[str, Any]] = None  # TPE: how the study was told each trial ended (tpe.saved_summary)
+
+
+def _tpe_summary(spec: JobSpec, run_dir: str) -> Optional[dict[str, Any]]:
+    if spec.search.algorithm != "tpe":
+        return None
+    from .tpe import saved_summary  # imports Optuna: only for TPE jobs
+
+    return saved_summary(storage.join(run_dir, C.TUNE_DIR))
 
 
 def alive_nodes() -> list[dict[str, float]]:
@@ -98,10 +107,10 @@ def run_sweep(
     if prior:
         tuner = tune.Tuner.restore(storage.join(run_dir, C.TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False)
         ray_tune.replace_restored_config(tuner, callbacks=callbacks, stop=budget, scheduler=scheduler)
-    else:
+    else:  # on resume, Tune restores the searcher the first driver made, with what it had learned
         tuner = tune.Tuner(
             trainable,
-            param_space=search.to_tune(spec.space),
+            param_space=search.param_space(spec),
             tune_config=tune.TuneConfig(
                 num_samples=spec.budget.num_trials,
                 search_alg=search.searcher(spec, concurrency),
@@ -128,6 +137,11 @@ def run_sweep(
     # Tune's SIGINT handler ends fit() normally, as if the sweep were over; cleanup's is a stop.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     ray_tune.keep_credentials_out_of_runtime_envs()  # before the first trial actor's runtime env is made
+    # With a searcher other than random sampling, Tune keeps one trial pending at a time, so
+    # slots freed at once fill one by one; the searcher's own limit is the job's concurrency.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = "auto" if spec.search.algorithm == "random" else str(concurrency)
+    # A searcher's trial waits until Tune's saved state lists it (tpe.wait_until_saved): save often.
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "auto" if spec.search.algorithm == "random" else "1"
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     ray_train.start_train_coordinator()
     t0 = time.monotonic()
@@ -152,4 +166,5 @@ def run_sweep(
         error_budget_exceeded=budget.exceeded,
         out_of_time=budget.ran_out_of_time,
         splits=splits,
+        search=_tpe_summary(spec, run_dir),
     )

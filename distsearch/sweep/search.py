@@ -1,4 +1,4 @@
-"""The search: the job's space as Ray Tune domains, and the searcher that draws trials from it.
+"""The search: the job's space as Ray Tune domains, and the searcher that draws trials from it (random or TPE).
 
 A conditional parameter becomes ``tune.choice`` over one dict per option; Tune resolves the
 domains nested inside the chosen dict. The option's name sits under ``space.OPTION_KEY`` in that
@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ray import tune
+from ray.tune.search import Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from .. import warmstart
 from ..params import Choice, Conditional, Fixed, Param, RandInt, Uniform
+from ..search_space import searcher_names
 from ..space import OPTION_KEY
 from ..spec import JobSpec
 
@@ -44,9 +47,34 @@ def _domain(p: Param) -> Any:
     raise TypeError(f"unknown parameter type {type(p).__name__}")
 
 
-def searcher(spec: JobSpec, concurrency: int) -> BasicVariantGenerator:
-    """Random search seeded by the job's seed, at most ``concurrency`` trials at once.
+def param_space(spec: JobSpec) -> dict[str, Any]:
+    """Tune's ``param_space``: the space's domains for random search; empty for TPE, which
+    samples the job's space itself (Tune would otherwise resolve the domains beside it)."""
+    return to_tune(spec.space) if spec.search.algorithm == "random" else {}
+
+
+def searcher(spec: JobSpec, concurrency: int) -> Searcher | BasicVariantGenerator:
+    """The job's searcher, seeded by the job's seed, at most ``concurrency`` trials at once.
 
     Tune ignores ``TuneConfig.max_concurrent_trials`` when the search algorithm is a generator,
     and the Train workers' resources are invisible to Tune, so the limit must sit here."""
-    return BasicVariantGenerator(random_state=spec.seed, max_concurrent=concurrency)
+    s = spec.search
+    if s.algorithm == "random":
+        return BasicVariantGenerator(random_state=spec.seed, max_concurrent=concurrency)
+    from .tpe import TPESearch, prior_trials
+
+    tpe = TPESearch(
+        spec.space,
+        metric=spec.metric,
+        mode=spec.mode,
+        max_epochs=spec.budget.max_epochs,
+        seed=spec.seed,
+        startup_trials=s.startup_trials,
+        multivariate=s.multivariate,
+        constant_liar=s.constant_liar,
+        max_concurrent=concurrency,
+        points=[searcher_names(spec.space, p) for p in s.points_to_evaluate],
+    )
+    if s.warm_start:
+        tpe.seed_with(prior_trials(tpe, warmstart.load(spec)))
+    return tpe

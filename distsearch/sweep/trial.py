@@ -119,6 +119,18 @@ class TrialTimedOut(RuntimeError):
     """The trial ran longer than ``budget.trial_timeout_s``; its Train run was ended."""
 
 
+def _trial_number(trial_id: str, ledger_dir: str) -> int:
+    """The trial's place in start order, from 0: random search's ids end with it (``..._00003``);
+    a searcher's ids are random, so count the trials the ledger has seen start before it."""
+    tail = trial_id.rsplit("_", 1)[-1]
+    if "_" in trial_id and tail.isdigit():
+        return int(tail)
+    import pyarrow.fs as pafs
+
+    fs, base = storage.filesystem(ledger_dir)
+    return max(0, sum(1 for i in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if i.base_name.endswith(".json")) - 1)
+
+
 def _ended_under_earlier_driver(trial_id: str, ledger_dir: str) -> bool:
     """Replay the end that the ledger records for ``trial_id``, if any: report its last result
     again (Tune wants the metric in a trial's final result) or fail with its error. Returns
@@ -164,6 +176,12 @@ def run_trial(
     trial_id = tune.get_context().get_trial_id()
     if _ended_under_earlier_driver(trial_id, ledger_dir):
         return
+    if spec.search.algorithm != "random":
+        # A searcher's trial ids are random, so a trial that Tune's saved state does not list
+        # would be lost to a resumed driver along with its checkpoints: train only once it is.
+        from .tpe import wait_until_saved
+
+        wait_until_saved(storage.join(train_storage.rsplit("/", 1)[0], C.TUNE_DIR), trial_id)
     h = spec.harness
     os.environ.update(trial_env(h))
     in_trial = h.controller_in_trial
@@ -172,7 +190,7 @@ def run_trial(
     # Queue (itself one more actor).
     reports = queue.Queue() if in_trial else Queue(actor_options={"num_cpus": 0})
     group_cls = warm_worker_group_cls(h.settle_wait_s) if h.reuses_worker_groups else None
-    trial_number = int(trial_id.rsplit("_", 1)[-1])
+    trial_number = _trial_number(trial_id, ledger_dir)
     trainer = ray_train.lean_trainer_cls(in_trial, group_cls)(
         train_worker,
         train_loop_config={

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from .. import warmstart
 from ..spec import Choice, Conditional, Fixed, JobSpec, SpecError
 from .base import PROTOCOL_MEMBERS, ClassificationHead, RegressionHead, SequenceHead, Splits, Task, TaskInputError, split_indices
 
@@ -107,6 +108,7 @@ def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
         if family not in task.families:
             problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
     problems += check_space(spec.space, getattr(task, "param_domains", None))
+    problems += warmstart.problems(spec)
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):
         if name not in known:

@@ -85,8 +85,10 @@ def _end_leftovers(before: dict, timeout_s: float = 60) -> None:
             pass
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "sigint"])
-def test_killed_driver_resumes_with_the_same_command(tmp_path, stop):
+@pytest.mark.parametrize(
+    "stop, algorithm", [(signal.SIGKILL, "random"), (signal.SIGINT, "random"), (signal.SIGKILL, "tpe")], ids=["sigkill", "sigint", "sigkill-tpe"]
+)
+def test_killed_driver_resumes_with_the_same_command(tmp_path, stop, algorithm):
     raw = tiny_job(
         # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
         # workers add before they die) has epochs left to train before ASHA may cut it.
@@ -94,6 +96,7 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, stop):
         budget={"num_trials": 4, "max_epochs": 12},
         asha={"grace_period_epochs": 8, "reduction_factor": 2},
         space={"model": {"choice": {"mlp": {"depth": 2, "width": 32}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 4},
+        search={"algorithm": algorithm, **({"startup_trials": 2} if algorithm == "tpe" else {})},
     )
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
@@ -167,6 +170,11 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, stop):
     meta = read_run(run)["run"]
     assert len(meta["resumes"]) == 1 and meta["finished_at"]
     assert result["best"] is not None
+    if algorithm == "tpe":  # the searcher knew every trial: each told once, as it ended
+        told = meta["search"]["told"]
+        statuses = trials[C.STATUS].value_counts().to_dict()
+        assert told == {k: v for k, v in {"complete": statuses.get(C.STATUS_COMPLETED, 0), "pruned": statuses.get(C.STATUS_STOPPED, 0)}.items() if v}
+        assert sum(told.values()) == raw["budget"]["num_trials"]
     for tid, ck, after_s in resumed:
         print(f"trial {tid}: last checkpoint epoch {ck}, epoch {ck + 1} reported {after_s:.1f} s after the second command started")
     print(

@@ -1,0 +1,265 @@
+"""TPE under ASHA: Optuna's TPE sampler as a Tune searcher, told the truth about each trial's fidelity.
+
+Every epoch's metric reaches the Optuna trial as an intermediate value at its epoch. A trial that
+ended before ``max_epochs`` (ASHA stopped it, or a budget ended the sweep) is told as PRUNED, so
+TPE ranks it with the trials that got as far, by how far it got and then by its value; one that
+reached ``max_epochs`` is COMPLETE with its best value; a failed one is FAIL. (Ray's
+``OptunaSearch`` tells a stopped trial COMPLETE with its last value, so two-epoch and twenty-epoch
+results look alike to the model.) The space is sampled define-by-run: a conditional
+sub-parameter is sampled only under its option, and named with it (``search_space.searcher_names``).
+
+Only Optuna's public API is used; the searcher's state is saved as plain records and rebuilt
+with ``add_trial`` (ended trials) and ``enqueue_trial`` + ``ask`` (running ones).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import time
+import warnings
+from collections import Counter
+from typing import Any, Mapping, Optional, Sequence
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from .. import constants as C
+from ..params import Choice, Conditional, Fixed, Param, RandInt, Uniform
+from ..space import OPTION_KEY
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
+
+
+def sample(trial: optuna.Trial, space: Mapping[str, Param], prefix: str = "") -> dict[str, Any]:
+    """A config of ``space`` in Tune's nested form (``search.to_tune``'s), drawn define-by-run."""
+    config: dict[str, Any] = {}
+    for name, p in space.items():
+        key = f"{prefix}{name}"
+        if isinstance(p, Fixed):
+            config[name] = p.value
+        elif isinstance(p, Choice):
+            config[name] = trial.suggest_categorical(key, list(p.values))
+        elif isinstance(p, Conditional):
+            option = trial.suggest_categorical(key, list(p.options))
+            config[name] = {OPTION_KEY: option, **sample(trial, p.options[option], f"{key}.{option}.")}
+        elif isinstance(p, RandInt):
+            high = p.high - 1 if p.kind == "randint" else p.high
+            step = p.q or 1
+            config[name] = trial.suggest_int(key, p.low, p.low + (high - p.low) // step * step, step=step)
+        elif isinstance(p, Uniform) and p.kind == "qloguniform":  # Optuna has no log scale with a step: round the draw
+            config[name] = max(p.q, round(trial.suggest_float(key, p.low, p.high, log=True) / p.q) * p.q)
+        else:
+            step = p.q if p.kind == "quniform" else None
+            high = p.low + math.floor((p.high - p.low) / step + 1e-9) * step if step else p.high
+            config[name] = trial.suggest_float(key, p.low, high, log=p.kind == "loguniform", step=step)
+    return config
+
+
+def distributions(space: Mapping[str, Param], point: Mapping[str, Any]) -> dict[str, BaseDistribution]:
+    """The distribution ``sample`` uses for each parameter in ``point`` (searcher names)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(dict(point), skip_if_exists=False)
+    trial = study.ask()
+    sample(trial, space)
+    return {k: v for k, v in trial.distributions.items() if k in point}
+
+
+class TPESearch(Searcher):
+    """Optuna's ``TPESampler`` over a job's space; see the module docstring for what it is told.
+
+    ``points`` are configurations (searcher names) to run first; ``seed_with`` adds earlier
+    runs' trials to learn from. At most ``max_concurrent`` trials run at once."""
+
+    def __init__(
+        self,
+        space: Mapping[str, Param],
+        *,
+        metric: str,
+        mode: str,
+        max_epochs: int,
+        seed: int,
+        startup_trials: int = 10,
+        multivariate: bool = True,
+        constant_liar: bool = True,
+        max_concurrent: int = 1,
+        points: Sequence[Mapping[str, Any]] = (),
+    ):
+        super().__init__(metric=metric, mode=mode)
+        self.space, self.max_epochs, self.max_concurrent = space, max_epochs, max_concurrent
+        self.settings = {"seed": seed, "startup_trials": startup_trials, "multivariate": multivariate, "constant_liar": constant_liar}
+        self.study = self._new_study()
+        self.warm_start = {"runs": [], "trials": 0, "skipped": 0}
+        self.points = [dict(p) for p in points]  # run first, in order, as each trial is asked for
+        self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> its running Optuna trial
+        self.records: dict[str, dict[str, Any]] = {}  # Tune trial id -> params, reports, end state (what save() keeps)
+
+    def seed_with(self, prior: tuple[list[optuna.trial.FrozenTrial], dict[str, Any]]) -> None:
+        """Learn from earlier trials (``prior_trials``) before the first suggestion."""
+        trials, self.warm_start = prior
+        self.study.add_trials(trials)
+
+    def _new_study(self) -> optuna.Study:
+        s = self.settings
+        with warnings.catch_warnings():  # group= is marked experimental; the conditional spaces need it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=s["seed"],
+                n_startup_trials=s["startup_trials"],
+                multivariate=s["multivariate"],
+                group=s["multivariate"],  # conditional sub-spaces: model each option's parameters apart
+                constant_liar=s["constant_liar"],
+            )
+        return optuna.create_study(direction="maximize" if self._mode == "max" else "minimize", sampler=sampler)
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return not config  # the job's space is the only space; Tune's param_space stays empty
+
+    def suggest(self, trial_id: str) -> Optional[dict[str, Any]]:
+        if len(self.live) >= self.max_concurrent:
+            return None  # Tune asks again when a trial ends
+        if self.points:
+            self.study.enqueue_trial(self.points.pop(0), skip_if_exists=False)
+        trial = self.study.ask()
+        config = sample(trial, self.space)
+        self.live[trial_id] = trial
+        self.records[trial_id] = {"params": dict(trial.params), "reports": {}, "state": None}
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        trial, epoch, value = self.live.get(trial_id), result.get(C.EPOCH), result.get(self._metric)
+        if trial is None or epoch is None or value is None or not math.isfinite(value):
+            return
+        reports = self.records[trial_id]["reports"]
+        if int(epoch) not in reports:  # a resumed trial repeats its checkpoint's report
+            reports[int(epoch)] = float(value)
+            trial.report(float(value), int(epoch))
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        if result and not error:
+            self.on_trial_result(trial_id, result)  # Tune may hand the last report only here
+        trial, record = self.live.pop(trial_id), self.records[trial_id]
+        state, value = self.judge(record["reports"], error)
+        record.update(state=state.name, value=value)
+        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+    def judge(self, reports: Mapping[int, float], error: bool) -> tuple[TrialState, Optional[float]]:
+        """(Optuna state, value) of an ended trial from its reports: FAIL, COMPLETE at max_epochs
+        with the best value, else PRUNED (Optuna takes the last intermediate value)."""
+        if error or not reports:
+            return TrialState.FAIL, None
+        if max(reports) >= self.max_epochs:
+            return TrialState.COMPLETE, (max if self._mode == "max" else min)(reports.values())
+        return TrialState.PRUNED, None
+
+    def states(self) -> dict[str, int]:
+        """How many Optuna trials (warm start included) are in each state."""
+        return dict(Counter(t.state.name.lower() for t in self.study.get_trials(deepcopy=False)))
+
+    # ---- saved with Tune's experiment state, restored by Tuner.restore -------------------------
+    def save(self, checkpoint_path: str) -> None:
+        running = {t.number for t in self.live.values()}
+        state = {
+            "settings": self.settings,
+            "records": self.records,
+            "live": list(self.live),
+            "points": self.points,
+            "warm_start": self.warm_start,
+            "ended": [t for t in self.study.get_trials() if t.number not in running and t.state.is_finished()],  # warm start included
+        }
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.settings, self.records, self.points, self.warm_start = state["settings"], state["records"], state["points"], state["warm_start"]
+        self.study = self._new_study()
+        self.live = {}
+        for trial_id in state["live"]:  # running when saved: running again, with what they had reported
+            record = self.records[trial_id]
+            self.study.enqueue_trial(record["params"], skip_if_exists=False)
+            trial = self.study.ask()
+            sample(trial, self.space)
+            for epoch, value in sorted(record["reports"].items()):
+                trial.report(value, epoch)
+            self.live[trial_id] = trial
+        for t in state["ended"]:
+            self.study.add_trial(t)
+
+
+def prior_trials(searcher: TPESearch, warm: Any) -> tuple[list[optuna.trial.FrozenTrial], dict[str, Any]]:
+    """``warmstart.load``'s trials as finished Optuna trials, judged as this searcher judges its
+    own (COMPLETE, PRUNED at the epoch reached, FAIL); a trial whose values fall outside the
+    searcher's distributions (a rounding at a range's end) is skipped and counted too."""
+    from ..search_space import searcher_names
+
+    out, skipped = [], warm.skipped
+    for t in warm.trials:
+        params = searcher_names(searcher.space, t.point)
+        dists = distributions(searcher.space, params)
+        state, value = searcher.judge(t.metric_by_epoch, error=t.status == C.STATUS_ERROR)
+        try:
+            out.append(
+                optuna.trial.create_trial(
+                    params={k: params[k] for k in dists},
+                    distributions=dists,
+                    state=state,
+                    value=value,
+                    intermediate_values=t.metric_by_epoch if state != TrialState.FAIL else None,
+                )
+            )
+        except ValueError:
+            skipped += 1
+    return out, {"runs": list(warm.runs), "trials": len(out), "skipped": skipped}
+
+
+def _newest(tune_dir: str, prefix: str) -> Optional[bytes]:
+    import pyarrow.fs as pafs
+
+    from .. import storage
+
+    fs, base = storage.filesystem(tune_dir)
+    saved = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if i.base_name.startswith(prefix))
+    if not saved:
+        return None
+    with fs.open_input_stream(saved[-1]) as f:
+        return f.readall()
+
+
+#: How long a trial waits for Tune's saved state to list it before it trains anyway (seconds).
+SAVE_WAIT_S = 120.0
+
+
+def wait_until_saved(tune_dir: str, trial_id: str, timeout_s: float = SAVE_WAIT_S) -> bool:
+    """Block until the experiment and searcher state on storage both list ``trial_id`` (Tune
+    saves them together, at most ``TUNE_GLOBAL_CHECKPOINT_S`` apart); False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        experiment, searcher = _newest(tune_dir, "experiment_state-"), _newest(tune_dir, "searcher-state-")
+        if experiment and searcher and trial_id.encode() in experiment:
+            try:
+                if trial_id in pickle.loads(searcher)["records"]:
+                    return True
+            except (pickle.UnpicklingError, EOFError, KeyError):
+                pass  # caught mid-write
+        time.sleep(0.2)
+    logging.getLogger("distsearch").warning("trial %s: Tune's saved state did not list it within %.0f s; training anyway", trial_id, timeout_s)
+    return False
+
+
+def saved_summary(tune_dir: str) -> Optional[dict[str, Any]]:
+    """What the searcher state Tune saved last in ``tune_dir`` says: how this run's trials were
+    told to the study (``told``: complete, pruned, fail, running) and the warm start. Read from
+    storage, so it covers every driver of a resumed run; None before any save."""
+    saved = _newest(tune_dir, "searcher-state-")
+    if saved is None:
+        return None
+    state = pickle.loads(saved)
+    told = Counter((r["state"] or "RUNNING").lower() for r in state["records"].values())
+    return {"told": dict(told), "warm_start": state["warm_start"]}

@@ -1,0 +1,89 @@
+"""Warm start: earlier runs' trials read back as points of this job's space, with their fidelity.
+
+``search.warm_start`` names run directories or URIs. Each must hold a run of a job with the same
+metric and mode (checked at validation, before Ray starts). A trial whose parameters do not fit
+this space (a name it lacks, a value outside a range, an option it does not offer) is skipped and
+counted; the rest seed the searcher with their per-epoch metric. Pure: no Ray, no Optuna.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from . import constants as C
+from . import storage
+from .search_space import point_problems
+from .spec import JobSpec
+
+log = logging.getLogger("distsearch")
+
+
+@dataclass
+class PriorTrial:
+    """One earlier trial: its parameters (flat names), status and metric at each epoch."""
+
+    point: dict[str, Any]
+    status: str
+    metric_by_epoch: dict[int, float]
+
+
+@dataclass
+class WarmStart:
+    trials: list[PriorTrial] = field(default_factory=list)
+    skipped: int = 0
+    runs: list[str] = field(default_factory=list)
+
+
+def problems(spec: JobSpec) -> list[str]:
+    """Why an entry of ``search.warm_start`` cannot seed this job (one message per entry)."""
+    out = []
+    for i, run in enumerate(spec.search.warm_start):
+        where = f"search.warm_start[{i}]"
+        try:
+            meta = storage.read_json(storage.join(run, C.RUN_FILE))
+        except (OSError, ValueError) as e:
+            out.append(f"{where}: got {run!r}, whose {C.RUN_FILE} cannot be read ({type(e).__name__}); fix: give the directory of a finished run")
+            continue
+        if not storage.exists(storage.join(run, C.TRIALS_FILE)):
+            out.append(f"{where}: got {run!r}, which has no {C.TRIALS_FILE} (it never finished); fix: give a finished run, or resume it first")
+            continue
+        job = meta.get("job") or {}
+        if (job.get("metric"), job.get("mode")) != (spec.metric, spec.mode):
+            out.append(
+                f"{where}: got {run!r}, a run for {job.get('metric')} ({job.get('mode')}); this job optimises {spec.metric} ({spec.mode}); "
+                "fix: give runs of a job with the same metric and mode"
+            )
+    return out
+
+
+def load(spec: JobSpec) -> WarmStart:
+    """The trials of ``search.warm_start``'s runs that fit ``spec.space``; the rest counted."""
+    warm = WarmStart(runs=list(spec.search.warm_start))
+    for run in spec.search.warm_start:
+        trials, epochs = _frame(storage.join(run, C.TRIALS_FILE)), _frame(storage.join(run, C.EPOCHS_FILE))
+        hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
+        for _, row in trials.iterrows():
+            point = {c[len(C.HP_PREFIX) :].replace("__", "."): _plain(row[c]) for c in hp if not pd.isna(row[c])}
+            mine = epochs[(epochs[C.TRIAL_ID] == row[C.TRIAL_ID])].dropna(subset=[spec.metric]) if spec.metric in epochs else epochs.iloc[0:0]
+            if point_problems(spec.space, point) or row[C.STATUS] == C.STATUS_NOT_STARTED:
+                warm.skipped += 1
+                continue
+            warm.trials.append(PriorTrial(point, row[C.STATUS], {int(e): float(v) for e, v in zip(mine[C.EPOCH], mine[spec.metric], strict=True)}))
+    log.info("warm start: %d trials from %d runs; %d skipped (parameters outside this space)", len(warm.trials), len(warm.runs), warm.skipped)
+    return warm
+
+
+def _frame(path: str) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    fs, p = storage.filesystem(path)
+    return pq.read_table(p, filesystem=fs).to_pandas()
+
+
+def _plain(v: Any) -> Any:
+    """A numpy scalar from Parquet as the Python value the space compares against."""
+    return v.item() if hasattr(v, "item") else v
