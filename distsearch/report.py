@@ -38,6 +38,27 @@ def _board(run: Mapping[str, Any], top: int) -> pd.DataFrame:
     return leaderboard(run["trials"], job["metric"], job["mode"], top, run.get("best"), run.get("epochs"))
 
 
+def searcher_name(meta: Mapping[str, Any]) -> str:
+    """``tpe+asha``, ``random+asha``, ``random (fifo)``...: who proposed trials and who stopped them."""
+    job = meta["job"]
+    algorithm = (meta.get("search") or job.get("search") or {}).get("algorithm", "random")
+    return f"{algorithm}+asha" if job.get("asha", {}).get("enabled", True) else f"{algorithm} (fifo)"
+
+
+def searcher_line(meta: Mapping[str, Any]) -> str:
+    """The searcher, its settings and how the study was told the trials ended (TPE)."""
+    search = meta.get("search") or {}
+    line = f"  search: {searcher_name(meta)}, seed {search.get('seed', meta['job'].get('seed'))}"
+    if search.get("algorithm") == "tpe":
+        line += f", {search['startup_trials']} startup trials, multivariate {search['multivariate']}, constant liar {search['constant_liar']}"
+        if search.get("told"):
+            line += "; told " + ", ".join(f"{k} {v}" for k, v in sorted(search["told"].items()))
+        warm = search.get("warm_start") or {}
+        if warm.get("runs"):
+            line += f"; warm start: {warm['trials']} trials from {len(warm['runs'])} runs ({warm['skipped']} skipped)"
+    return line
+
+
 def trials_ran(run: Mapping[str, Any]) -> tuple[int, int]:
     """(trials the job asked for, trials that started): a sweep ended by a budget runs fewer."""
     trials = run["trials"]
@@ -54,6 +75,7 @@ def format_run(run: Mapping[str, Any], top: int = 10) -> str:
     lines = [f"run {run['run'].get('run_id', '?')} of job {job['name']} ({job['task']}): {ran} of {planned} trials ran"]
     counts[C.STATUS_NOT_STARTED] = planned - ran  # with those the searcher never drew, which have no row
     lines.append("  " + ", ".join(f"{s}: {counts.get(s, 0)}" for s in C.STATUSES))
+    lines.append(searcher_line(run["run"]))
     if "sweep_wall_seconds" in run["run"]:
         lines.append(f"  sweep wall time: {run['run']['sweep_wall_seconds']:.1f} s, {run['run'].get('max_concurrent_trials')} trials at a time")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
@@ -180,7 +202,7 @@ def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "run": meta.get("run_id"),
         "job": job["name"],
-        "search": "asha" if job.get("asha", {}).get("enabled", True) else "random (fifo)",
+        "search": searcher_name(meta),
         "trials": len(trials),
         "stopped_early": int((trials[C.STATUS] == C.STATUS_STOPPED).sum()),
         f"best {metric}": final,

@@ -41,7 +41,7 @@ class Search(BaseModel):
     )
     points_to_evaluate: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="configurations to run first, with flat names as in trials.parquet (model.depth); parameters left out are sampled",
+        description="tpe: configurations to run first, with flat names as in trials.parquet (model.depth); parameters left out are sampled",
     )
 
 

@@ -102,12 +102,14 @@ class TPESearch(Searcher):
         trials, self.warm_start = prior
         self.study.add_trials(trials)
 
-    def _new_study(self) -> optuna.Study:
+    def _new_study(self, draws_before: int = 0) -> optuna.Study:
+        """A study with the job's sampler; ``draws_before`` (trials already drawn, on restore)
+        moves its seed on, so that a resumed sweep does not draw its first trials again."""
         s = self.settings
         with warnings.catch_warnings():  # group= is marked experimental; the conditional spaces need it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(
-                seed=s["seed"],
+                seed=s["seed"] + draws_before,
                 n_startup_trials=s["startup_trials"],
                 multivariate=s["multivariate"],
                 group=s["multivariate"],  # conditional sub-spaces: model each option's parameters apart
@@ -179,7 +181,7 @@ class TPESearch(Searcher):
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.settings, self.records, self.points, self.warm_start = state["settings"], state["records"], state["points"], state["warm_start"]
-        self.study = self._new_study()
+        self.study = self._new_study(draws_before=len(self.records))
         self.live = {}
         for trial_id in state["live"]:  # running when saved: running again, with what they had reported
             record = self.records[trial_id]

@@ -36,3 +36,18 @@ def test_a_tpe_sweep_under_asha_tells_the_study_the_truth_and_fills_the_slots(em
     assert max_overlap(trials) == meta["max_concurrent_trials"] == 2  # TPE filled both slots
     assert result.best is not None
     assert_nothing_left()
+
+
+def test_a_tpe_sweep_warm_started_from_an_earlier_run_learns_from_its_trials(embedded_ray, tmp_path):
+    first = parse_job(tiny_job(tmp_path, name="earlier", budget={"num_trials": 4, "max_epochs": 2}, search={"algorithm": "tpe"}))
+    earlier = run_job(first).run_dir
+    # a narrower learning-rate range: trials of the earlier run outside it are skipped and counted
+    raw = tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, search={"algorithm": "tpe", "startup_trials": 2, "warm_start": [earlier]})
+    raw["space"]["lr"] = {"loguniform": [1.0e-3, 3.0e-1]}
+    spec = parse_job(raw)
+    result = run_job(spec)
+    warm = check_run_files(result.run_dir, spec, expect_stopped=False)["run"]["search"]["warm_start"]
+    from distsearch.results import read_run
+
+    lrs = read_run(earlier)["trials"]["hp_lr"]
+    assert warm == {"runs": [earlier], "trials": int((lrs >= 1.0e-3).sum()), "skipped": int((lrs < 1.0e-3).sum())}

@@ -28,10 +28,12 @@ def test_every_distsearch_command_in_the_docs_parses_and_names_a_valid_job(where
         assert spec.name
 
 
-def test_the_readme_minimal_job_validates_with_its_dry_run(tmp_path):
-    (text,) = [t for w, t in blocks("yaml") if w.startswith("README.md")]
-    raw = {**spec_yaml.load(text), "storage": str(tmp_path)}
+def test_the_readme_minimal_job_validates_with_its_dry_run_and_each_later_section_fits_it(tmp_path):
+    job, *sections = [t for w, t in blocks("yaml") if w.startswith("README.md")]
+    raw = {**spec_yaml.load(job), "storage": str(tmp_path)}
     check_job(parse_job(raw, "README's minimal job"), dry_run=True)
+    for text in sections:  # "add to the job above"
+        check_job(parse_job({**raw, **spec_yaml.load(text)}, "README's minimal job with a section"), dry_run=False)
 
 
 def test_the_job_spec_reference_space_parses():

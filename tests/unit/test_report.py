@@ -14,7 +14,7 @@ from distsearch.cli import main as cli
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def make_run(directory, *, n_trials=12, max_epochs=9, asha=True, seed=0, slow=1.0):
+def make_run(directory, *, n_trials=12, max_epochs=9, asha=True, seed=0, slow=1.0, search=None):
     """A synthetic run whose best metric depends on lr only (and a little noise)."""
     rng = np.random.default_rng(seed)
     trial_rows, epoch_rows = [], []
@@ -70,7 +70,14 @@ def make_run(directory, *, n_trials=12, max_epochs=9, asha=True, seed=0, slow=1.
         "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "use_gpu": False, "gpus_per_worker": 0.0},
     }
     storage.write_json(
-        storage.join(directory, C.RUN_FILE), {"run_id": f"run{seed}", "job": job, "sweep_wall_seconds": 100.0 * slow, "max_concurrent_trials": 2}
+        storage.join(directory, C.RUN_FILE),
+        {
+            "run_id": f"run{seed}",
+            "job": job,
+            "sweep_wall_seconds": 100.0 * slow,
+            "max_concurrent_trials": 2,
+            **({"search": search} if search else {}),
+        },
     )
     storage.write_json(
         storage.join(directory, C.BEST_FILE),
@@ -130,7 +137,7 @@ def test_compare_counts_compute_and_time_to_best(tmp_path):
     epochs_a = results.read_run(a)["epochs"]
     assert sa["worker_epochs"] == 2 * len(epochs_a)
     assert sb["worker_epochs"] == 2 * 12 * 9 and sa["worker_epochs"] < sb["worker_epochs"]
-    assert sa["search"] == "asha" and sb["search"] == "random (fifo)"
+    assert sa["search"] == "random+asha" and sb["search"] == "random (fifo)"
     assert sb["cpu_seconds"] == pytest.approx(sum((9 + 1) for _ in range(12)) * 2 * 0.5)
     assert 0 < sa["seconds_to_within_0.5%"] <= sa["seconds_to_best"]
     text = report.format_compare([a, b])
@@ -220,3 +227,17 @@ def test_parquet_schema_matches_the_announced_version(tmp_path):
             assert got == expected, f"trials.parquet columns changed without a schema version bump: {got}"
         else:  # epochs.parquet: fixed key columns first, then whatever the task reports
             assert list(got)[:3] == list(expected) and {k: got[k] for k in expected} == expected
+
+
+def test_the_report_and_the_comparison_name_each_runs_searcher(tmp_path):
+    tpe = {"algorithm": "tpe", "seed": 3, "startup_trials": 10, "multivariate": True, "constant_liar": True, "told": {"complete": 4, "pruned": 8}}
+    tpe["warm_start"] = {"runs": ["runs/a/1"], "trials": 5, "skipped": 2}
+    a, b = make_run(tmp_path / "tpe", seed=1, search=tpe), make_run(tmp_path / "random", seed=2)
+    text = report.format_run(results.read_run(a))
+    assert "search: tpe+asha, seed 3, 10 startup trials, multivariate True, constant liar True; told complete 4, pruned 8" in text
+    assert "warm start: 5 trials from 1 runs (2 skipped)" in text
+    assert "search: random+asha" in report.format_run(results.read_run(b))
+    compare = report.compare_runs([a, b])
+    assert compare.loc["search"].tolist() == ["tpe+asha", "random+asha"]
+    report.write_report(a)
+    assert "search: tpe+asha" in (tmp_path / "tpe" / report.REPORT_FILE).read_text()
