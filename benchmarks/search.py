@@ -9,7 +9,7 @@ trial within 0.5% of that run's final best appeared (and, for ASHA, within 0.5% 
 search's best).
 
     python benchmarks/search.py [digits] [charlm] [digits-long] [charlm-long] [digits-long-serial] [--out search.parquet]
-    python benchmarks/search.py searchers [digits] [wine] [charlm] [--seeds 5] [--trials 48]  # random+ASHA vs TPE+ASHA vs FIFO
+    python benchmarks/search.py searchers [digits] [wine] [diabetes] [charlm] [--seeds 5] [--trials 48]  # random+ASHA vs TPE+ASHA vs FIFO
 
 The second form compares searchers; benchmarks/searchers.py says how.
 
