@@ -88,6 +88,7 @@ def _jobs(workdir: Path) -> dict[str, dict]:
 
 def _run(raw: dict, search: str, workdir: Path) -> tuple[dict, float]:
     raw = {**raw, "name": f"{raw['name']}_{search}", "storage": str(workdir / "runs"), "asha": {**raw["asha"], "enabled": search == "asha"}}
+    raw["search"] = {"algorithm": "random"}  # the same drawn trials under both schedulers
     return run_cli(raw, workdir, search)
 
 

@@ -23,7 +23,7 @@ class Search(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     algorithm: Literal["random", "tpe"] = Field(
-        "random",
+        "tpe",
         description="who proposes each trial's parameters: random (Tune's random sampling) or tpe (Optuna's TPE, which learns from "
         "ended trials, told which ASHA stopped and at which epoch); the seed is the job's seed",
     )
