@@ -102,7 +102,16 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, stop, algorithm):
     job.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]
     ray_before = _ray_processes()
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # As from a terminal: a shell without job control starts background commands (a CI runner's
+    # included) with SIGINT ignored, and the driver rightly leaves an ignored SIGINT ignored.
+    first = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     runs = Path(raw["storage"], "tiny")
     # Kill once a trial has ended and another is mid-training with a checkpoint on storage.
     deadline = time.monotonic() + 240
