@@ -128,8 +128,7 @@ def test_warm_start_seeds_the_study_with_the_trials_that_fit(tmp_path):
         ({"model": "mlp", "model.depth": 7, "model.width": 32, "lr": 0.01, "wd": 1e-4, "dropout": 0.1, "optimizer": "adam"}, C.STATUS_STOPPED, 1),
         ({"model": "gru", "lr": 0.01, "wd": 1e-4, "dropout": 0.1, "optimizer": "adam"}, C.STATUS_ERROR, 1),  # not an option here
     ]
-    trials = pd.DataFrame([{C.TRIAL_ID: f"t{i}", C.STATUS: s, "params": p} for i, (p, s, _) in enumerate(rows)])
-    trial_rows = [{C.TRIAL_ID: r[C.TRIAL_ID], C.STATUS: r[C.STATUS], "params": r["params"]} for _, r in trials.iterrows()]
+    trial_rows = [{C.TRIAL_ID: f"t{i}", C.STATUS: s, "params": p} for i, (p, s, _) in enumerate(rows)]
     frame = results.trials_frame(
         trial_rows, {"model": str, "model.depth": int, "model.width": int, "lr": float, "wd": float, "dropout": float, "optimizer": str}
     )
