@@ -13,6 +13,7 @@ import torch
 
 from .params import Choice, Conditional, Fixed, Param, RandInt, Uniform
 from .space import OPTION_KEY, flatten
+from .tasks.base import batches
 
 #: Rows in the dry run's batch.
 BATCH_ROWS = 4
@@ -51,9 +52,9 @@ def dry_run(task: Any, space: Mapping[str, Param], seed: int) -> list[str]:
     """One problem line per model family that fails to build, to run forward on a small batch of
     the training split, to give a finite loss, or to run backward."""
     splits = task.splits(seed)
-    x, y = splits.train[0][:BATCH_ROWS], splits.train[1][:BATCH_ROWS]
     problems = []
     for params in configs(space):
+        x, y = next(batches(task, splits.train, torch.arange(min(BATCH_ROWS, len(splits.train[1]))), BATCH_ROWS, params, train=True))
         family = params.get("model", "the model")
         torch.manual_seed(seed)
         try:

@@ -21,7 +21,7 @@ from .ensemble import Averaged, select
 from .objective import Objective
 from .spec import JobSpec
 from .tasks import Splits, Task
-from .tasks.base import ENSEMBLE_MEMBERS
+from .tasks.base import ENSEMBLE_MEMBERS, batches
 
 log = logging.getLogger("distsearch")
 
@@ -44,9 +44,9 @@ def _restore(task: Task, splits: Splits, params: Mapping[str, Any], state: Mappi
     return model.eval()
 
 
-def _predictions(task: Task, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _predictions(task: Task, model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([task.predictions(model(x[i : i + _BATCH])) for i in range(0, len(x), _BATCH)])
+        return torch.cat([task.predictions(model(xb)) for xb, _ in batches(task, data, batch_size=_BATCH)])
 
 
 def _metrics(task: Task, predictions: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
@@ -127,8 +127,8 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
             candidates.append((row[C.TRIAL_ID], int(ckpt[C.EPOCH]), ckpt[C.CHECKPOINT_PATH], _restore(task, splits, state["params"], state)))
     if not candidates:
         return {**record, "skipped": "no trial has a checkpoint left"}
-    (x_val, y_val), (x_test, y_test) = splits.val, splits.test
-    val_predictions = [_predictions(task, model, x_val) for *_, model in candidates]
+    y_val, y_test = splits.val[1], splits.test[1]
+    val_predictions = [_predictions(task, model, splits.val) for *_, model in candidates]
     selection = select(
         val_predictions,
         lambda p: _metrics(task, p, y_val, "val")[spec.metric],
@@ -139,7 +139,7 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
     chosen = [(candidates[i], selection.weights[i]) for i in selection.members]
     val = sum(w * val_predictions[i] for i, w in zip(selection.members, (w for _, w in chosen), strict=True))
     # the test split, once: each member's test predictions, averaged with the selected weights
-    test = sum(w * _predictions(task, c[3], x_test) for c, w in chosen)
+    test = sum(w * _predictions(task, c[3], splits.test) for c, w in chosen)
     return {
         **record,
         "candidates": [c[0] for c in candidates],

@@ -77,6 +77,9 @@ def load_model(run: PathLike, ensemble: bool = False) -> LoadedModel:
         if ensemble and exists(record) and read_json(record).get("skipped"):
             why = f"the ensemble was skipped: {read_json(record)['skipped']}"
         raise FileNotFoundError(f"{path} does not exist ({why}); fix: load the single best (ensemble=False) or run the job to its end")
+    from .tasks.vision_import import ensure_importable
+
+    ensure_importable()  # a text or image model unpickles Transformers' or torchvision's modules
     model = torch.load(io.BytesIO(read_bytes(path)), map_location="cpu", weights_only=False)
     model.module.eval()
     return model

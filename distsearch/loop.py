@@ -5,6 +5,13 @@ Runs the same in a plain Python process (world size 1) and as one rank of a DDP 
 wrapped in DDP, each rank trains on a disjoint shard of the training split, and validation
 sums are all-reduced so that every rank reports the same, whole-split metrics.
 
+Batches come from ``tasks.base.batches``: slices of the split's tensors, or the task's own
+loader (images decode in DataLoader workers). A model may define ``set_epoch(epoch)``, called
+before each epoch, returning whether its trainable parameters changed (an encoder frozen for the
+first epochs); DDP is then wrapped anew, as it fixes at construction which gradients it
+all-reduces. On CUDA, a task with ``mixed_precision = True`` trains under bf16 autocast where the
+device supports it (``amp_dtype``).
+
 Contract with ``report``: it is called once per epoch on every rank, in step, with
 ``report(metrics, checkpoint)`` where ``checkpoint`` is a dict (model, optimizer, scheduler,
 epoch, params) on rank 0 and None elsewhere. The checkpoint shares tensors with the live model
@@ -24,11 +31,12 @@ from torch import nn
 
 from . import constants as C
 from .tasks import Splits, Task
+from .tasks.base import batches
 
 Report = Callable[[dict[str, Any], Optional[dict[str, Any]]], None]
 
 # Recipe defaults, used when the space leaves a parameter out.
-DEFAULTS = {"lr": 1e-3, "batch_size": 64, "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "lr_schedule": "none"}
+DEFAULTS = {"lr": 1e-3, "batch_size": 64, "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "lr_schedule": "none", "warmup_fraction": 0.0}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -54,13 +62,36 @@ def make_optimizer(params: Mapping[str, Any], model: nn.Module) -> torch.optim.O
     raise ValueError(f"optimizer: got {name!r}; use sgd, adam or adamw")
 
 
-def make_scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer, max_epochs: int):
+def make_scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer, max_epochs: int, steps_per_epoch: int):
+    """A per-step schedule: a linear warmup over ``warmup_fraction`` of all steps, then the decay
+    ``lr_schedule`` names: ``cosine`` by whole epochs, as ``CosineAnnealingLR`` over ``max_epochs``
+    (times the warmup's ramp); ``linear`` from the peak to zero after the last step, as
+    Transformers' ``get_linear_schedule_with_warmup``. None when neither applies."""
     name = params.get("lr_schedule", DEFAULTS["lr_schedule"])
-    if name == "none":
+    if name not in ("none", "cosine", "linear"):
+        raise ValueError(f"lr_schedule: got {name!r}; use none, cosine or linear")
+    total = max(1, max_epochs * steps_per_epoch)
+    warmup = round(float(params.get("warmup_fraction", DEFAULTS["warmup_fraction"])) * total)
+    if name == "none" and warmup == 0:
         return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
-    raise ValueError(f"lr_schedule: got {name!r}; use none or cosine")
+
+    def factor(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if name == "cosine":
+            return ramp * 0.5 * (1 + math.cos(math.pi * (step // max(1, steps_per_epoch)) / max_epochs))
+        if name == "linear":
+            return ramp if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
+        return ramp
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def amp_dtype(task: Task, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for ``task`` on ``device``: bf16 on a CUDA device that supports it when
+    the task asks for mixed precision, else None (full precision; fp16 would need loss scaling)."""
+    if not getattr(task, "mixed_precision", False) or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
 
 
 def epoch_shard(n: int, rank: int, world: int, seed: int, epoch: int) -> torch.Tensor:
@@ -87,13 +118,21 @@ def _add(acc: dict[str, float], new: Mapping[str, float]) -> None:
 
 
 @torch.no_grad()
-def evaluate(task: Task, model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], device: torch.device, batch_size: int = 512) -> dict[str, float]:
+def evaluate(
+    task: Task,
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    batch_size: int = 512,
+    amp: Optional[torch.dtype] = None,
+) -> dict[str, float]:
     """Additive metric sums of ``model`` (unwrapped, never DDP) over ``data``; no collectives."""
     model.eval()
-    x, y = data
     sums: dict[str, float] = {}
-    for i in range(0, len(y), batch_size):
-        _add(sums, task.metric_sums(model(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device)))
+    for xb, yb in batches(task, data, batch_size=batch_size):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out = model(xb.to(device))
+        _add(sums, task.metric_sums(out.float(), yb.to(device)))
     return sums
 
 
@@ -119,7 +158,10 @@ def train(
     torch.manual_seed(seed)  # same initial weights on every rank; DDP also broadcasts them
     model = task.build_model(params, splits).to(device)
     opt = make_optimizer(params, model)
-    sched = make_scheduler(params, opt, max_epochs)
+    x_train, y_train = splits.train
+    batch = max(1, int(params.get("batch_size", DEFAULTS["batch_size"])) // world)
+    sched = make_scheduler(params, opt, max_epochs, steps_per_epoch=math.ceil((len(y_train) // world) / batch))
+    amp = amp_dtype(task, device)
     start_epoch = 0
     if start_state is not None:
         model.load_state_dict(start_state["model"])
@@ -128,32 +170,32 @@ def train(
             sched.load_state_dict(start_state["scheduler"])
         start_epoch = int(start_state["epoch"])
     net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    set_epoch = getattr(model, "set_epoch", None)
 
-    x_train, y_train = splits.train
-    batch = max(1, int(params.get("batch_size", DEFAULTS["batch_size"])) // world)
     x_val, y_val = splits.val[0][rank::world], splits.val[1][rank::world]
     busy = 0.0
     for epoch in range(start_epoch, max_epochs):
         t0 = time.perf_counter()
+        changed = set_epoch(epoch) if set_epoch is not None else False
+        if world > 1 and (changed or net is model):
+            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         order = epoch_shard(len(y_train), rank, world, seed, epoch)
         net.train()
         train_sums: dict[str, float] = {}
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+        for xb, yb in batches(task, (x_train, y_train), order=order, batch_size=batch, params=params, train=True):
+            xb, yb = xb.to(device), yb.to(device)
             opt.zero_grad(set_to_none=True)
-            out = net(xb)
-            loss = task.loss(out, yb)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                out = net(xb)
+                loss = task.loss(out.float(), yb)
             if not math.isfinite(loss.item()):
                 raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower lr or add weight decay")
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             with torch.no_grad():
-                _add(train_sums, task.metric_sums(out.detach(), yb))
-        if sched is not None:
-            sched.step()
+                _add(train_sums, task.metric_sums(out.detach().float(), yb))
         if world > 1:
             # DDP hands rank 0's buffers (BatchNorm's running statistics) to every rank at the start
             # of each training forward, so the last batch's updates are each rank's own. Rank 0's
@@ -161,7 +203,7 @@ def train(
             # validation score is the saved model's.
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
-        val_sums = evaluate(task, model, (x_val, y_val), device)
+        val_sums = evaluate(task, model, (x_val, y_val), device, amp=amp)
         train_m = task.metrics_from_sums(_all_reduce_sums(train_sums, world, device))
         val_m = task.metrics_from_sums(_all_reduce_sums(val_sums, world, device))
         elapsed = time.perf_counter() - t0

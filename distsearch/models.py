@@ -21,6 +21,10 @@ FAMILY_PARAMS = {
     "gru": ("depth", "width", "dropout"),
     "lstm": ("depth", "width", "dropout"),
     "transformer": ("depth", "width", "heads", "activation", "dropout"),
+    # the text task's (distsearch.tasks.text_models) and the images task's (distsearch.tasks.image_models)
+    "hf": ("checkpoint",),
+    "encoder": ("depth", "width", "heads", "dropout"),
+    "resnet18": ("weights",),
 }
 # Activations as functions, for the Transformer's feed-forward blocks.
 _ACT_FNS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}
@@ -61,14 +65,14 @@ class MLP(nn.Sequential):
 
 
 class CNN(nn.Module):
-    """``depth`` 3x3 conv blocks of ``channels`` maps on a square 1-channel image, then a
-    ``width``-unit hidden layer. One 2x2 max-pool after the first block halves the image."""
+    """``depth`` 3x3 conv blocks of ``channels`` maps on a square image of ``in_channels``
+    channels, then a ``width``-unit hidden layer. One 2x2 max-pool after the first block halves the image."""
 
-    def __init__(self, side: int, out_features: int, depth: int, channels: int, width: int, activation: str, dropout: float):
+    def __init__(self, side: int, out_features: int, depth: int, channels: int, width: int, activation: str, dropout: float, in_channels: int = 1):
         super().__init__()
-        self.side = side
+        self.side, self.in_channels = side, in_channels
         blocks: list[nn.Module] = []
-        prev = 1
+        prev = in_channels
         for i in range(depth):
             blocks += [nn.Conv2d(prev, channels, 3, padding=1), _act(activation)]
             if i == 0:
@@ -86,7 +90,7 @@ class CNN(nn.Module):
         )
 
     def forward(self, x):
-        return self.head(self.features(x.view(-1, 1, self.side, self.side)))
+        return self.head(self.features(x.view(-1, self.in_channels, self.side, self.side)))
 
 
 class CharRNN(nn.Module):
@@ -147,8 +151,8 @@ def build_sequence(params: Mapping[str, Any], vocab_size: int, seq_len: int) -> 
     raise ValueError(f"model: got {family!r}; use one of gru, lstm, transformer")
 
 
-def build(params: Mapping[str, Any], in_features: int, out_features: int, image_side: int | None = None) -> nn.Module:
-    """The model that ``params`` describes; ``image_side`` enables the CNN family."""
+def build(params: Mapping[str, Any], in_features: int, out_features: int, image_side: int | None = None, in_channels: int = 1) -> nn.Module:
+    """The model that ``params`` describes; ``image_side`` (of ``in_channels``-channel images) enables the CNN family."""
     family = params.get(FAMILY_PARAM, "mlp")
     act = family_param(params, "activation", "relu")
     dropout = float(family_param(params, "dropout", 0.0))
@@ -158,5 +162,6 @@ def build(params: Mapping[str, Any], in_features: int, out_features: int, image_
     if family == "cnn":
         if image_side is None:
             raise ValueError("model: got 'cnn' for a task without images; use mlp")
-        return CNN(image_side, out_features, int(family_param(params, "depth", 2)), int(family_param(params, "channels", 32)), width, act, dropout)
+        depth, channels = int(family_param(params, "depth", 2)), int(family_param(params, "channels", 32))
+        return CNN(image_side, out_features, depth, channels, width, act, dropout, in_channels)
     raise ValueError(f"model: got {family!r}; use mlp{' or cnn' if image_side else ''}")

@@ -225,7 +225,7 @@ class JobSpec(_Section):
     """A complete, validated job. Every field has a unit or a closed set of values."""
 
     name: str = Field(description="job name, the folder under storage (letters, digits, _ . -; up to 64 characters)")
-    task: str = Field(description="task name: digits, tabular, charlm or custom (see docs/tasks.md)")
+    task: str = Field(description="task name: digits, tabular, charlm, text, images or custom (see docs/tasks.md)")
     seed: int = Field(
         0, ge=0, le=2**32 - 1, description="seed for the data splits, the search and the weights (integer, 0..4294967295, what NumPy accepts)"
     )

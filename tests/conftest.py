@@ -64,3 +64,47 @@ def race_to_take(job_file, n=3, env=None) -> list[str]:
     at = str(time.time() + 5)
     procs = [subprocess.Popen([sys.executable, "-c", _TAKE, str(job_file), at], stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
     return [p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in procs]
+
+
+@pytest.fixture(scope="session")
+def shipped_data(tmp_path_factory):
+    """What the text and images jobs' data scripts build (jobs/data), built once into a temporary folder."""
+    out = tmp_path_factory.mktemp("data")
+    subprocess.run([sys.executable, str(JOBS / "data" / "build_text.py"), "--out", str(out)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(JOBS / "data" / "export_images.py"), "--out", str(out / "digits_images")], check=True, capture_output=True)
+    return out
+
+
+def text_job(tmp_path, data, **overrides):
+    """A small text job over the shipped docstrings: both checkpoints and a from-scratch encoder."""
+    space = {
+        "model": {
+            "choice": {
+                "hf": {"checkpoint": {"choice": [str(data / "text-models" / "bert-2l"), str(data / "text-models" / "distilbert-2l")]}},
+                "encoder": {"depth": 1, "width": 64, "heads": 2},
+            }
+        },
+        "optimizer": "adamw",
+        "lr": {"loguniform": [2.0e-3, 5.0e-3]},
+        "warmup_fraction": 0.1,
+        "lr_schedule": "linear",
+        "batch_size": 32,
+        "max_length": 64,
+        "freeze_epochs": {"choice": [0, 1]},
+    }
+    options = {"path": str(data / "stdlib_docs.parquet"), "max_tokens": 64, "cache_dir": str(tmp_path / "tokens")}
+    return tiny_job(tmp_path, **{"task": "text", "task_options": options, "space": space, **overrides})
+
+
+def images_job(tmp_path, data, **overrides):
+    """A small images job over the exported digit scans: the CNN and ResNet-18, with augmentation."""
+    space = {
+        "model": {"choice": {"cnn": {"depth": 1, "channels": 16, "width": 64}, "resnet18": {}}},
+        "input_size": 16,
+        "crop_padding": {"choice": [0, 2]},
+        "lr": {"loguniform": [2.0e-3, 5.0e-3]},
+        "optimizer": "adam",
+        "batch_size": 32,
+    }
+    options = {"path": str(data / "digits_images"), "image_size": 16, "loader_workers": 1}
+    return tiny_job(tmp_path, **{"task": "images", "task_options": options, "space": space, **overrides})

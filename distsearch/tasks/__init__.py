@@ -5,7 +5,9 @@ and raises ``TaskInputError`` on unusable input. ``check_job(spec)`` is the task
 of job validation (the task and its inputs, the metric, the space's parameters and model
 families); the CLI and the runner call it before Ray starts.
 
-Registered tasks: ``digits``, ``tabular``, ``charlm`` and ``custom`` (the user's own).
+Registered tasks: ``digits``, ``tabular``, ``charlm``, ``text`` (Hugging Face Transformers,
+the ``text`` extra), ``images`` (an image folder, torchvision, the ``images`` extra) and
+``custom`` (the user's own).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 # Training-recipe parameters the loop itself reads; every task accepts them.
-RECIPE_PARAMS = frozenset({"lr", "batch_size", "optimizer", "momentum", "weight_decay", "lr_schedule"})
+RECIPE_PARAMS = frozenset({"lr", "batch_size", "optimizer", "momentum", "weight_decay", "lr_schedule", "warmup_fraction"})
 
 
 def _digits(options):
@@ -53,13 +55,32 @@ def _charlm(options):
     return CharLMTask(options)
 
 
+def _text(options):
+    from . import text
+
+    return text.make(options)
+
+
+def _images(options):
+    from . import images
+
+    return images.make(options)
+
+
 def _custom(options):
     from . import custom
 
     return custom.make(options)
 
 
-TASKS: dict[str, Callable[[Mapping[str, Any]], Task]] = {"digits": _digits, "tabular": _tabular, "charlm": _charlm, "custom": _custom}
+TASKS: dict[str, Callable[[Mapping[str, Any]], Task]] = {
+    "digits": _digits,
+    "tabular": _tabular,
+    "charlm": _charlm,
+    "text": _text,
+    "images": _images,
+    "custom": _custom,
+}
 
 
 def make_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
@@ -69,14 +90,15 @@ def make_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
     return TASKS[name](dict(options or {}))
 
 
-def _families_in_space(spec: JobSpec) -> list[str]:
+def _families_in_space(spec: JobSpec, task: Task) -> list[str]:
     p = spec.space.get("model")
+    family_of = getattr(task, "family_of", str)  # the text task reads a checkpoint path as the hf family
     if isinstance(p, Conditional):
         return list(p.options)
     if isinstance(p, Choice):
-        return [str(v) for v in p.values]
+        return [family_of(v) for v in p.values]
     if isinstance(p, Fixed):
-        return [str(p.value)]
+        return [family_of(p.value)]
     return []
 
 
@@ -104,7 +126,7 @@ def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
             problems.append(
                 f"mode: got {spec.mode!r} for {spec.metric}, which is better when {'higher' if natural == 'max' else 'lower'}; fix: set mode: {natural}"
             )
-    for family in _families_in_space(spec):
+    for family in _families_in_space(spec, task):
         if family not in task.families:
             problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
     problems += check_space(spec.space, getattr(task, "param_domains", None))
@@ -113,6 +135,11 @@ def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
     for name in param_types(spec.space):
         if name not in known:
             problems.append(f"space.{name}: task {task.name} does not read this parameter; fix: remove it or use one of {', '.join(sorted(known))}")
+    if not problems and hasattr(task, "use_space"):
+        try:
+            task.use_space(spec.space)
+        except TaskInputError as e:
+            problems += e.problems
     if not problems and dry_run:
         from ..dryrun import dry_run as run_dry
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Iterator, Mapping, Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,16 @@ class Task(Protocol):
     A task object is pickled to the Train workers, so it must hold plain data (arrays, strings),
     not open files or clients.
 
+    Optional, for the loop:
+
+    - ``batches(data, order, batch_size, params, train)``: the task's own batches of a split's
+      ``(inputs, targets)``, as ``(model input, targets)`` pairs, for data that is decoded as it is
+      read (images, in DataLoader workers); without it, the rows of the tensors are the batches.
+    - ``mixed_precision``: True to train under bf16 autocast on a CUDA device that supports it.
+    - ``use_space(space)``: called once by ``check_job`` with the job's space, before any split,
+      for a task whose data depends on it (the text task tokenises once per checkpoint's tokenizer).
+    - ``param_domains``: its own parameters' domains (``distsearch.domains``).
+
     Optional, for ensembles and ``distsearch.load_model`` (the heads below provide the first two):
 
     - ``predictions(outputs)``: what a model's outputs become when several models' are averaged
@@ -78,6 +88,57 @@ class Task(Protocol):
     def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]: ...
 
     def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]: ...
+
+
+def batches(
+    task: Any,
+    data: tuple[torch.Tensor, torch.Tensor],
+    order: Optional[torch.Tensor] = None,
+    batch_size: int = 512,
+    params: Optional[Mapping[str, Any]] = None,
+    train: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(model input, targets)`` batches of ``data``'s rows in ``order`` (all rows, in turn, when
+    None): the task's own ``batches`` when it has one, else slices of the tensors."""
+    own = getattr(task, "batches", None)
+    if own is not None:
+        yield from own(data, torch.arange(len(data[1])) if order is None else order, batch_size, dict(params or {}), train)
+        return
+    x, y = data
+    for i in range(0, len(y) if order is None else len(order), batch_size):
+        if order is None:  # views, not copies
+            yield x[i : i + batch_size], y[i : i + batch_size]
+        else:
+            idx = order[i : i + batch_size]
+            yield x[idx], y[idx]
+
+
+def family_values(space: Mapping[str, Any], family: str, name: str) -> list[Any]:
+    """The values a space gives the sub-parameter ``name`` of model family ``family``: under
+    ``model: {choice: {family: {name: ...}}}``, else a top-level ``name``; a constant or a choice."""
+    from ..params import Choice, Conditional, Fixed
+
+    p = space.get("model")
+    sub = p.options.get(family, {}).get(name) if isinstance(p, Conditional) else None
+    sub = sub if sub is not None else space.get(name)
+    return list(sub.values) if isinstance(sub, Choice) else [sub.value] if isinstance(sub, Fixed) else []
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Raise ``TaskInputError`` naming ``distsearch[extra]`` when one of ``modules`` is not installed."""
+    import importlib.util
+
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules, or without a spec
+            found = False
+        if not found:
+            raise TaskInputError(
+                [
+                    f"task: this task needs the optional dependencies of distsearch[{extra}] ({name} is not installed); fix: pip install 'distsearch[{extra}]'"
+                ]
+            )
 
 
 ENSEMBLE_MEMBERS = ("prediction_kind", "predictions", "outputs_from_predictions")

@@ -16,7 +16,7 @@ import yaml
 from distsearch import constants as C
 from distsearch.results import read_run
 
-from ..conftest import ROOT, tiny_job
+from ..conftest import ROOT, images_job, text_job, tiny_job
 from .conftest import check_run_files
 
 pytestmark = pytest.mark.integration
@@ -86,18 +86,37 @@ def _end_leftovers(before: dict, timeout_s: float = 60) -> None:
 
 
 @pytest.mark.parametrize(
-    "stop, algorithm", [(signal.SIGKILL, "random"), (signal.SIGINT, "random"), (signal.SIGKILL, "tpe")], ids=["sigkill", "sigint", "sigkill-tpe"]
+    "stop, algorithm, task",
+    [
+        (signal.SIGKILL, "random", "digits"),
+        (signal.SIGINT, "random", "digits"),
+        (signal.SIGKILL, "tpe", "digits"),
+        (signal.SIGKILL, "tpe", "text"),
+        (signal.SIGKILL, "random", "images"),
+    ],
+    ids=["sigkill", "sigint", "sigkill-tpe", "sigkill-text", "sigkill-images"],
 )
-def test_killed_driver_resumes_with_the_same_command(tmp_path, stop, algorithm):
-    raw = tiny_job(
-        # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
-        # workers add before they die) has epochs left to train before ASHA may cut it.
-        tmp_path,
-        budget={"num_trials": 4, "max_epochs": 12},
-        asha={"grace_period_epochs": 8, "reduction_factor": 2},
-        space={"model": {"choice": {"mlp": {"depth": 2, "width": 32}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 4},
-        search={"algorithm": algorithm, **({"startup_trials": 2} if algorithm == "tpe" else {})},
-    )
+def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, algorithm, task):
+    # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
+    # workers add before they die) has epochs left to train before ASHA may cut it.
+    common = {
+        "budget": {"num_trials": 4, "max_epochs": 12},
+        "asha": {"grace_period_epochs": 8, "reduction_factor": 2},
+        "search": {"algorithm": algorithm, **({"startup_trials": 2} if algorithm == "tpe" else {})},
+    }
+    if task == "text":  # both checkpoints and the encoder; the text's tokens come from the driver that resumes too
+        raw = text_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
+    elif task == "images":  # the CNN alone: twelve epochs of ResNet-18 would be minutes here
+        raw = images_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
+        raw["space"]["model"] = {"choice": {"cnn": {"depth": 1, "channels": 16, "width": 64}}}
+    else:
+        space = {
+            "model": {"choice": {"mlp": {"depth": 2, "width": 32}}},
+            "lr": {"loguniform": [1.0e-3, 1.0e-1]},
+            "optimizer": "adam",
+            "batch_size": 4,
+        }
+        raw = tiny_job(tmp_path, space=space, **common)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from distsearch import loop
+from distsearch import loop, spec_yaml
 from distsearch.spec import SpecError, load_job, parse_job
 from distsearch.tasks import PROTOCOL_MEMBERS, Task, TaskInputError, check_job, make_task
+from distsearch.tasks.base import batches
 
 from ..conftest import JOBS, ROOT
 
@@ -23,7 +24,20 @@ SHIPPED = {
         {"model": "transformer", "model.width": 32, "model.depth": 2, "model.heads": 2},
     ],
     "custom.yaml": [{"model": "resmlp", "blocks": 1, "width": 16}],
+    "text.yaml": [
+        {"model": "encoder", "model.depth": 1, "model.width": 32, "model.heads": 2, "max_length": 64},
+        {"model": "hf", "model.checkpoint": "jobs/data/text-models/distilbert-2l", "freeze_epochs": 1},
+        {"model": "jobs/data/text-models/bert-2l"},  # a checkpoint as the family's value
+    ],
+    "images.yaml": [{"model": "cnn", "model.depth": 1, "model.channels": 8, "input_size": 16}, {"model": "resnet18", "input_size": 16}],
 }
+BUILT_DATA = ("text.yaml", "images.yaml")  # their data scripts write into a temporary folder here (tests/conftest.py)
+
+
+def _params(params, spec):
+    """``params`` with the shipped data's paths where the fixture put the job's data."""
+    data = spec.task_options.get("data_root")
+    return {k: v.replace("jobs/data/", f"{data}/") if data and isinstance(v, str) else v for k, v in params.items()}
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED), ids=lambda p: p.removesuffix(".yaml"))
@@ -34,16 +48,22 @@ def shipped(request):
     os.chdir(ROOT)  # the shipped jobs name their files relative to the repository root
     try:
         spec = load_job(JOBS / request.param)
+        if request.param in BUILT_DATA:
+            data = request.getfixturevalue("shipped_data")
+            raw = spec_yaml.load((JOBS / request.param).read_text().replace("jobs/data/", f"{data}/"))
+            spec = parse_job(raw, request.param)
         task = check_job(spec)
     finally:
         os.chdir(cwd)
+    if request.param in BUILT_DATA:  # where _params finds the data; not a task option
+        spec = spec.model_copy(update={"task_options": {**spec.task_options, "data_root": str(data)}})
     return request.param, spec, task, task.splits(spec.seed)
 
 
 def test_has_every_protocol_member_and_consistent_metrics(shipped):
-    _, spec, task, splits = shipped
+    name, spec, task, splits = shipped
     assert isinstance(task, Task) and all(hasattr(task, m) for m in PROTOCOL_MEMBERS)
-    assert set(task.metric_modes) == set(task.metrics_from_sums(task.metric_sums(*_outputs(task, splits))))
+    assert set(task.metric_modes) == set(task.metrics_from_sums(task.metric_sums(*_outputs(task, splits, _params(SHIPPED[name][0], spec)))))
     assert set(task.metric_modes.values()) <= {"min", "max"} and "loss" in task.metric_modes
     assert spec.metric.removeprefix("val_") in task.metric_modes
 
@@ -75,15 +95,15 @@ def test_classification_splits_are_stratified(shipped):
 def _outputs(task, splits, params=None):
     model = task.build_model(params or {"model": task.families[0]}, splits)
     model.eval()
-    x, y = splits.val[0][:40], splits.val[1][:40]
+    x, y = next(batches(task, splits.val, torch.arange(min(40, len(splits.val[1]))), 40))
     with torch.no_grad():
         return model(x), y
 
 
 def test_every_family_builds_and_sums_are_additive(shipped):
-    name, _, task, splits = shipped
+    name, spec, task, splits = shipped
     for params in SHIPPED[name]:
-        out, y = _outputs(task, splits, params)
+        out, y = _outputs(task, splits, _params(params, spec))
         assert math.isfinite(float(task.loss(out, y)))
         whole = task.metrics_from_sums(task.metric_sums(out, y))
         a, b = task.metric_sums(out[:17], y[:17]), task.metric_sums(out[17:], y[17:])
@@ -94,7 +114,7 @@ def test_every_family_builds_and_sums_are_additive(shipped):
 def test_a_few_epochs_lower_the_validation_loss(shipped):
     name, spec, task, splits = shipped
     got = []
-    params = {**SHIPPED[name][0], "lr": 3e-3, "batch_size": 64}
+    params = {**_params(SHIPPED[name][0], spec), "lr": 3e-3, "batch_size": 64}
     small = type(splits)(train=(splits.train[0][:1500], splits.train[1][:1500]), val=splits.val, test=splits.test)
     loop.train(task, params, lambda m, s: got.append(m), max_epochs=3, seed=0, splits=small)
     assert got[-1]["val_loss"] < got[0]["val_loss"] or got[-1]["val_loss"] < 0.2
@@ -230,5 +250,5 @@ def test_model_family_the_task_cannot_build_is_refused(tmp_path):
 
 
 def test_make_task_rejects_unknown_tasks():
-    with pytest.raises(TaskInputError, match="task: got 'imagenet'; use one of digits, tabular, charlm, custom"):
+    with pytest.raises(TaskInputError, match="task: got 'imagenet'; use one of digits, tabular, charlm, text, images, custom"):
         make_task("imagenet")
