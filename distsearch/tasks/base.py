@@ -124,6 +124,23 @@ def family_values(space: Mapping[str, Any], family: str, name: str) -> list[Any]
     return list(sub.values) if isinstance(sub, Choice) else [sub.value] if isinstance(sub, Fixed) else []
 
 
+def locate(path: str, kind: str = "file", field: str = "task_options.path"):
+    """``(filesystem, inner path)`` of ``path`` (local or a URI), which must be a ``kind``
+    (``file`` or ``folder``); raises ``TaskInputError`` naming ``field`` when it cannot be opened or is not one."""
+    import pyarrow.fs as pafs
+
+    from .. import storage
+
+    try:
+        fs, inner = storage.filesystem(path)
+        info = fs.get_file_info(inner)
+    except (OSError, ValueError) as e:
+        raise TaskInputError([f"{field}: got {path!r}; cannot open it: {e}"]) from None
+    if info.type != (pafs.FileType.File if kind == "file" else pafs.FileType.Directory):
+        raise TaskInputError([f"{field}: got {path!r}; no such {kind} (a path is relative to the directory distsearch runs in)"])
+    return fs, inner
+
+
 def require_extra(extra: str, *modules: str) -> None:
     """Raise ``TaskInputError`` naming ``distsearch[extra]`` when one of ``modules`` is not installed."""
     import importlib.util

@@ -38,7 +38,7 @@ from torch import nn
 
 from .. import domains, models, storage
 from ..params import Param
-from .base import ClassificationHead, Splits, TaskInputError, check_fractions, check_options, family_values, require_extra, split_indices
+from .base import ClassificationHead, Splits, TaskInputError, check_fractions, check_options, family_values, locate, require_extra, split_indices
 
 log = logging.getLogger("distsearch")
 
@@ -54,13 +54,7 @@ def scan(root: str) -> tuple[list[str], list[tuple[str, int]]]:
     import pyarrow.fs as pafs
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    try:
-        fs, inner = storage.filesystem(root)
-        info = fs.get_file_info(inner)
-    except (OSError, ValueError) as e:
-        raise TaskInputError([f"task_options.path: got {root!r}; cannot open it: {e}"]) from None
-    if info.type != pafs.FileType.Directory:
-        raise TaskInputError([f"task_options.path: got {root!r}; no such folder (a path is relative to the directory distsearch runs in)"])
+    fs, inner = locate(root, "folder")
     entries = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
     base = inner.rstrip("/") + "/"
     classes = sorted({e.path[len(base) :].split("/", 1)[0] for e in entries if e.type == pafs.FileType.Directory and "/" not in e.path[len(base) :]})

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import models, storage
-from .base import ClassificationHead, RegressionHead, Splits, TaskInputError, check_fractions, check_options, split_indices
+from .. import models
+from .base import ClassificationHead, RegressionHead, Splits, TaskInputError, check_fractions, check_options, locate, split_indices
 
 log = logging.getLogger("distsearch")
 
@@ -42,19 +42,12 @@ FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 def read_table(path: str):
     """The file at ``path`` as a pandas DataFrame; raises ``TaskInputError`` naming the problem."""
     import pyarrow.csv as pacsv
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     suffix = next((s for s in FORMATS if str(path).lower().endswith(s)), None)
     if suffix is None:
         raise TaskInputError([f"task_options.path: got {path!r}; give a file ending in {', '.join(FORMATS)}"])
-    try:
-        fs, inner = storage.filesystem(path)
-        info = fs.get_file_info(inner)
-    except (OSError, ValueError) as e:
-        raise TaskInputError([f"task_options.path: got {path!r}; cannot open it: {e}"]) from None
-    if info.type != pafs.FileType.File:
-        raise TaskInputError([f"task_options.path: got {path!r}; no such file (a path is relative to the directory distsearch runs in)"])
+    fs, inner = locate(path, "file")
     try:
         if FORMATS[suffix] == "parquet":
             table = pq.read_table(inner, filesystem=fs)

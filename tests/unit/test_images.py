@@ -145,3 +145,11 @@ def test_the_shipped_gpu_job_trains_on_nccl_with_whole_gpus():
     spec = load_job(JOBS / "images_gpu.yaml")
     plan = worker_group_plan(spec)
     assert (plan.backend, plan.use_gpu, plan.resources_per_worker["GPU"]) == ("nccl", True, 1) and spec.task == "images"
+
+
+def test_a_folder_given_as_a_uri_reads_the_same(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    local, uri = make_task("images", {"path": str(root)}), make_task("images", {"path": f"file://{root}"})
+    assert local.class_names == uri.class_names and local.blobs == uri.blobs and (local.labels == uri.labels).all()
+    with pytest.raises(TaskInputError, match=r"task_options.path: got '.*nowhere'; no such folder"):
+        make_task("images", {"path": str(tmp_path / "nowhere")})

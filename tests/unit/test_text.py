@@ -187,3 +187,31 @@ def test_the_shipped_gpu_job_trains_on_nccl_with_whole_gpus():
     plan = worker_group_plan(spec)
     assert (plan.backend, plan.use_gpu, plan.resources_per_worker["GPU"]) == ("nccl", True, 1)
     assert spec.task == "text" and text_task.TextClassification.mixed_precision
+
+
+def test_a_numeric_label_is_regression_in_its_own_units(corpus, tmp_path):
+    tmp, path, _ = corpus
+    frame = pd.read_parquet(path).assign(label=lambda f: f["text"].str.len().astype(float) + 0.5)  # many distinct values: regression
+    numeric = tmp_path / "lengths.parquet"
+    frame.to_parquet(numeric)
+    spec = parse_job(
+        {
+            **_job(tmp, numeric, {"model": {"choice": {"encoder": {"width": 16, "heads": 2, "depth": 1}}}}).to_dict(),
+            "metric": "val_rmse",
+            "mode": "min",
+        }
+    )
+    task = check_job(spec)
+    assert type(task).__name__ == "TextRegression" and task.out_features == 1
+    splits = task.splits(0)
+    assert float(splits.train[1].mean()) == pytest.approx(0, abs=1e-5) and float(splits.train[1].std(unbiased=False)) == pytest.approx(1, rel=1e-4)
+    got = []
+    loop.train(
+        task,
+        {"model": "encoder", "model.width": 16, "model.heads": 2, "model.depth": 1, "lr": 3e-3},
+        lambda m, s: got.append(m),
+        max_epochs=2,
+        seed=0,
+        splits=splits,
+    )
+    assert {"val_rmse", "val_r2"} <= set(got[-1]) and got[-1]["val_rmse"] > 0
