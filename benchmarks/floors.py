@@ -5,9 +5,11 @@ splits, the search and the weights) in a fresh process (embedded Ray, this machi
 end to end; then the held-out test scores of the single best (best.json) and of the ensemble
 (ensemble.json), each against its floor, and the ensemble step's share of the command's time.
 For diabetes, scikit-learn's RidgeCV is fitted on the same training split and scored on the same
-test split, and is both floors. charlm's ensemble floor is the single best's own score.
+test split, and is both floors. charlm's, text's and images' ensemble floor is the single best's own
+score. The text and images jobs' data is built first by their scripts in jobs/data/ where it is
+missing; for text, the seconds the driver spent tokenising (its log line) sit beside the sweep's.
 
-    python benchmarks/floors.py                       # all four jobs, seeds 0, 1 and 2
+    python benchmarks/floors.py                       # all six jobs, seeds 0, 1 and 2
     python benchmarks/floors.py wine diabetes --seeds 1
 
 Prints one JSON line per run as it ends and markdown tables at the end, and writes the figures to
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,7 +44,18 @@ FLOORS = {
     "wine": ("test_accuracy", 0.95, 0.97, "max"),
     "diabetes": ("test_r2", None, None, "max"),
     "charlm": ("test_bpc", 2.5, None, "min"),
+    "text": ("test_accuracy", 0.65, None, "max"),
+    "images": ("test_accuracy", 0.95, None, "max"),
 }
+# job -> (the data script in jobs/data/, what it writes there): built once when missing
+DATA = {"text": ("build_text.py", "stdlib_docs.parquet"), "images": ("export_images.py", "digits_images")}
+TOKENISED = re.compile(r"text: \d+ texts tokenised by \d+ tokenizer\(s\) in ([0-9.]+) s")
+
+
+def build_data(job: str) -> None:
+    script, output = DATA.get(job, (None, None))
+    if script and not (ROOT / "jobs" / "data" / output).exists():
+        subprocess.run([sys.executable, str(ROOT / "jobs" / "data" / script)], cwd=ROOT, check=True, capture_output=True)
 
 
 def ridge_floor(job_file: Path, seed: int) -> float:
@@ -106,6 +120,7 @@ def run_one(job: str, seed: int, storage: str) -> dict:
         "sweep_s": run.get("sweep_wall_seconds"),
         "status_counts": run.get("status_counts"),
         "best_params": best["params"],
+        "tokenise_s": float(m.group(1)) if (m := TOKENISED.search(proc.stderr)) else None,
         "val": best["val_metric"],
         "ensemble_val": ensemble["val"][metric.replace("test_", "val_")],
     }
@@ -124,6 +139,7 @@ def write_figures(rows: list[dict], out: str) -> str:
                 "members": r.get("members", "-"),
                 "wall_s": r["wall_s"],
                 "ensemble share of the time": r.get("ensemble_share", float("nan")),
+                "tokenise_s / sweep_s": r["tokenise_s"] / r["sweep_s"] if r.get("tokenise_s") and r.get("sweep_s") else "-",
                 "result": ("pass" if r["ok"] else "FAIL") if "test" in r else "FAILED TO RUN",
             }
             for r in rows
@@ -156,6 +172,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as storage:
         for job in args.jobs:
+            build_data(job)
             for seed in range(args.seeds):
                 row = run_one(job, seed, storage)
                 rows.append(row)

@@ -75,6 +75,20 @@ def shipped_data(tmp_path_factory):
     return out
 
 
+def load_shipped(path, request):
+    """The shipped job at ``path``; a text or images job reads the data its script in jobs/data/
+    builds (not in the repository) from the session's ``shipped_data`` folder instead."""
+    from distsearch import spec_yaml
+    from distsearch.spec import load_job, parse_job
+
+    path = Path(path)
+    text = path.read_text()
+    if spec_yaml.load(text).get("task") not in ("text", "images"):
+        return load_job(path)
+    data = request.getfixturevalue("shipped_data")
+    return parse_job(spec_yaml.load(text.replace("jobs/data/", f"{data}/")), str(path))
+
+
 def text_job(tmp_path, data, **overrides):
     """A small text job over the shipped docstrings: both checkpoints and a from-scratch encoder."""
     space = {

@@ -9,7 +9,7 @@ from distsearch import cli, spec_yaml
 from distsearch.spec import parse_job
 from distsearch.tasks import check_job
 
-from ..conftest import ROOT, tiny_job
+from ..conftest import ROOT, load_shipped, tiny_job
 from ..docs_blocks import blocks, distsearch_commands
 
 COMMANDS = distsearch_commands()
@@ -25,8 +25,7 @@ def test_every_distsearch_command_in_the_docs_parses_and_names_a_valid_job(where
     monkeypatch.chdir(ROOT)
     args = cli.build_parser().parse_args(argv)  # an unknown flag or a missing argument exits here
     if args.command in ("run", "validate") and args.job in BUILT_DATA_JOBS:  # their data is built by a script, not in the repository
-        data = request.getfixturevalue("shipped_data")
-        check_job(parse_job(spec_yaml.load((ROOT / args.job).read_text().replace("jobs/data/", f"{data}/")), args.job), dry_run=False)
+        check_job(load_shipped(ROOT / args.job, request), dry_run=False)
     elif args.command in ("run", "validate"):
         spec, _ = cli._load(args.job, getattr(args, "storage", None), dry_run=False)
         assert spec.name

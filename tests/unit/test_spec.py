@@ -9,13 +9,12 @@ import yaml
 from distsearch.spec import TRIAL_PROCESSES, Choice, Conditional, RandInt, SpecError, Uniform, load_job, parse_job
 from distsearch.tasks import check_job
 
-from ..conftest import JOBS, ROOT
+from ..conftest import JOBS, ROOT, load_shipped
 
 
 @pytest.mark.parametrize("path", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_jobs_are_valid(path):
-    spec = load_job(path)
-    check_job(spec)
+def test_shipped_jobs_are_valid(path, request):
+    check_job(load_shipped(path, request))
 
 
 def test_quickstart_parses_every_form():

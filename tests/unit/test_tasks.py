@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from distsearch import loop, spec_yaml
-from distsearch.spec import SpecError, load_job, parse_job
+from distsearch import loop
+from distsearch.spec import SpecError, parse_job
 from distsearch.tasks import PROTOCOL_MEMBERS, Task, TaskInputError, check_job, make_task
 from distsearch.tasks.base import batches
 
-from ..conftest import JOBS, ROOT
+from ..conftest import JOBS, ROOT, load_shipped
 
 # (job file, one params dict per model family the job searches)
 SHIPPED = {
@@ -47,16 +47,12 @@ def shipped(request):
     cwd = os.getcwd()
     os.chdir(ROOT)  # the shipped jobs name their files relative to the repository root
     try:
-        spec = load_job(JOBS / request.param)
-        if request.param in BUILT_DATA:
-            data = request.getfixturevalue("shipped_data")
-            raw = spec_yaml.load((JOBS / request.param).read_text().replace("jobs/data/", f"{data}/"))
-            spec = parse_job(raw, request.param)
+        spec = load_shipped(JOBS / request.param, request)
         task = check_job(spec)
     finally:
         os.chdir(cwd)
     if request.param in BUILT_DATA:  # where _params finds the data; not a task option
-        spec = spec.model_copy(update={"task_options": {**spec.task_options, "data_root": str(data)}})
+        spec = spec.model_copy(update={"task_options": {**spec.task_options, "data_root": str(request.getfixturevalue("shipped_data"))}})
     return request.param, spec, task, task.splits(spec.seed)
 
 
