@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from distsearch import constants as C
@@ -162,3 +163,22 @@ def test_of_drivers_that_take_over_a_run_on_s3_at_once_exactly_one_does(s3_env, 
     assert sorted(a.split()[0] for a in answers) == ["LOST", "LOST", "WON"], answers
     assert all("run r1 of job 'race' is not resumed by this driver: " in a for a in answers if a.startswith("LOST")), answers
     assert job.choose_run(spec, resume="require") == ("r1", True)  # the winner has exited since
+
+
+def test_an_image_folder_in_a_bucket_reads_as_the_local_one(s3_env, shipped_data, monkeypatch):
+    """task: images with path s3://...: listed and read through pyarrow's S3 filesystem, as any user's bucket."""
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    import boto3
+
+    from distsearch.tasks import make_task
+
+    local = shipped_data / "digits_images"
+    client = boto3.client("s3")
+    for f in sorted(local.glob("[0-2]/*.png"))[::10]:  # three classes, every tenth file
+        client.upload_file(str(f), BUCKET, f"images/{f.parent.name}/{f.name}")
+    remote = make_task("images", {"path": f"s3://{BUCKET}/images", "image_size": 8})
+    assert remote.class_names == ["0", "1", "2"] and len(remote.blobs) == len(sorted(local.glob("[0-2]/*.png"))[::10])
+    assert remote.blobs[0] == sorted(local.glob("0/*.png"))[0].read_bytes()
+    x, y = next(iter(remote.batches(remote.splits(0).train, torch.arange(4), 4, {}, train=False)))
+    assert x.shape == (4, 1, 8, 8) and x.dtype == torch.uint8
