@@ -61,6 +61,8 @@ class Task(Protocol):
     - ``use_space(space)``: called once by ``check_job`` with the job's space, before any split,
       for a task whose data depends on it (the text task tokenises once per checkpoint's tokenizer).
     - ``param_domains``: its own parameters' domains (``distsearch.domains``).
+    - ``family_of(value)``: the family a value of ``model`` names, where a value can be other
+      than a family's name (the text task reads a checkpoint there as the ``hf`` family).
 
     Optional, for ensembles and ``distsearch.load_model`` (the heads below provide the first two):
 
