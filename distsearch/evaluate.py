@@ -44,9 +44,15 @@ def _restore(task: Task, splits: Splits, params: Mapping[str, Any], state: Mappi
     return model.eval()
 
 
-def _predictions(task: Task, model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def _inputs(task: Task, data: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+    """The model inputs of a split, batch by batch: made once and fed to every candidate, since a
+    task's own batches may decode (images)."""
+    return [xb for xb, _ in batches(task, data, batch_size=_BATCH)]
+
+
+def _predictions(task: Task, model: torch.nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([task.predictions(model(xb)) for xb, _ in batches(task, data, batch_size=_BATCH)])
+        return torch.cat([task.predictions(model(xb)) for xb in inputs])
 
 
 def _metrics(task: Task, predictions: torch.Tensor, targets: torch.Tensor, split: str) -> dict[str, float]:
@@ -128,7 +134,8 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
     if not candidates:
         return {**record, "skipped": "no trial has a checkpoint left"}
     y_val, y_test = splits.val[1], splits.test[1]
-    val_predictions = [_predictions(task, model, splits.val) for *_, model in candidates]
+    val_inputs = _inputs(task, splits.val)
+    val_predictions = [_predictions(task, model, val_inputs) for *_, model in candidates]
     selection = select(
         val_predictions,
         lambda p: _metrics(task, p, y_val, "val")[spec.metric],
@@ -139,7 +146,8 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
     chosen = [(candidates[i], selection.weights[i]) for i in selection.members]
     val = sum(w * val_predictions[i] for i, w in zip(selection.members, (w for _, w in chosen), strict=True))
     # the test split, once: each member's test predictions, averaged with the selected weights
-    test = sum(w * _predictions(task, c[3], splits.test) for c, w in chosen)
+    test_inputs = _inputs(task, splits.test)
+    test = sum(w * _predictions(task, c[3], test_inputs) for c, w in chosen)
     return {
         **record,
         "candidates": [c[0] for c in candidates],

@@ -300,6 +300,16 @@ def check_options(
     return {**defaults, **{k: v for k, v in options.items() if k in known}}, problems
 
 
+def check_whole_numbers(opts: Mapping[str, Any], ranges: tuple[tuple[str, int, int], ...]) -> list[str]:
+    """A problem line for each ``(key, low, high)`` whose option is not a whole number in ``[low, high]``."""
+    problems = []
+    for key, low, high in ranges:
+        v = opts.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            problems.append(f"task_options.{key}: got {v!r}; fix: use a whole number from {low} to {high}")
+    return problems
+
+
 def check_fractions(opts: Mapping[str, Any], keys: tuple[str, ...] = ("val_fraction", "test_fraction")) -> list[str]:
     problems = []
     for k in keys:

@@ -22,8 +22,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .. import models, storage
-from .base import SequenceHead, Splits, TaskInputError, check_fractions, check_options
+from .. import models
+from .base import SequenceHead, Splits, TaskInputError, check_fractions, check_options, locate
 
 DEFAULTS = {"corpus": None, "seq_len": 128, "val_fraction": 0.1, "test_fraction": 0.1}
 MIN_WINDOWS = 20  # fewer leaves a split with a handful of sequences: no honest estimate
@@ -36,17 +36,11 @@ def default_corpus() -> str:
 
 
 def read_corpus(path: str) -> str:
-    import pyarrow.fs as pafs
-
+    fs, inner = locate(path, "file", field="task_options.corpus")
     try:
-        fs, inner = storage.filesystem(path)
-        if fs.get_file_info(inner).type != pafs.FileType.File:
-            raise TaskInputError([f"task_options.corpus: got {path!r}; no such file (a path is relative to the directory distsearch runs in)"])
         with fs.open_input_stream(inner) as f:
             raw = f.read()
     except (OSError, ValueError) as e:
-        if isinstance(e, TaskInputError):
-            raise
         raise TaskInputError([f"task_options.corpus: got {path!r}; cannot read it: {e}"]) from None
     try:
         return raw.decode("utf-8")

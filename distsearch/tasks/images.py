@@ -38,7 +38,18 @@ from torch import nn
 
 from .. import domains, models, storage
 from ..params import Param
-from .base import ClassificationHead, Splits, TaskInputError, check_fractions, check_options, family_values, locate, require_extra, split_indices
+from .base import (
+    ClassificationHead,
+    Splits,
+    TaskInputError,
+    check_fractions,
+    check_options,
+    check_whole_numbers,
+    family_values,
+    locate,
+    require_extra,
+    split_indices,
+)
 
 log = logging.getLogger("distsearch")
 
@@ -181,10 +192,7 @@ def make(options: Mapping[str, Any]) -> ImagesTask:
     ensure_importable()
     opts, problems = check_options("images", options, DEFAULTS, REQUIRED)
     problems += [] if problems else check_fractions(opts)
-    for key, low, high in (("image_size", 8, 1024), ("loader_workers", 0, 64)):
-        v = opts.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-            problems.append(f"task_options.{key}: got {v!r}; fix: use a whole number from {low} to {high}")
+    problems += check_whole_numbers(opts, (("image_size", 8, 1024), ("loader_workers", 0, 64)))
     if opts.get("color") not in ("auto", "rgb", "grayscale"):
         problems.append(f"task_options.color: got {opts.get('color')!r}; fix: use auto, rgb or grayscale")
     if problems:

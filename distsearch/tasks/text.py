@@ -50,6 +50,7 @@ from .base import (
     TaskInputError,
     check_fractions,
     check_options,
+    check_whole_numbers,
     family_values,
     require_extra,
     split_indices,
@@ -112,7 +113,6 @@ class _Text:
         self.uses_encoder = True
         self.tokenizers: dict[str, Any] = {}
         self.located: dict[str, str] = {}  # checkpoint as the space names it -> where a worker loads it from
-        self.tokenise_seconds = 0.0
         self._splits: dict[int, Splits] = {}
 
     def __getstate__(self):
@@ -137,13 +137,14 @@ class _Text:
             try:
                 config, tokenizer = text_models.load_config(ckpt), text_models.load_tokenizer(ckpt)
             except Exception as e:  # noqa: BLE001 - Transformers' own error says what was missing
-                hint = (
-                    "it is not a directory, and HF_HUB_OFFLINE is set, so it must be in the local Hugging Face cache"
-                    if text_models.offline()
-                    else "it is not a directory, and the Hugging Face Hub could not supply it"
-                )
+                if text_models.is_local(ckpt):
+                    hint = "its files are incomplete"
+                elif text_models.offline():
+                    hint = "it is not a directory, and HF_HUB_OFFLINE is set, so it must be in the local Hugging Face cache"
+                else:
+                    hint = "it is not a directory, and the Hugging Face Hub could not supply it"
                 problems.append(
-                    f"{where} cannot be loaded: {type(e).__name__}: {str(e).splitlines()[0]}; {hint if not text_models.is_local(ckpt) else 'its files are incomplete'}; "
+                    f"{where} cannot be loaded: {type(e).__name__}: {str(e).splitlines()[0]}; {hint}; "
                     "fix: on a machine with network access, save the model and its tokenizer with save_pretrained and give that directory"
                 )
                 continue
@@ -173,23 +174,24 @@ class _Text:
             self.tokenizers[ENCODER] = text_models.train_tokenizer((self.texts[i] for i in train_rows), int(self.options["vocab_size"]))
         t0 = time.perf_counter()
         keys = self.tokenizer_keys()
-        x = torch.stack([self._cached(self.tokenizers[k]) for k in keys], dim=1)
-        self.tokenise_seconds = time.perf_counter() - t0
-        log.info("text: %d texts tokenised by %d tokenizer(s) in %.2f s (seed %d)", len(self.texts), len(keys), self.tokenise_seconds, seed)
+        texts = hashlib.sha256()
+        for t in self.texts:
+            texts.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        x = torch.stack([self._cached(self.tokenizers[k], texts.hexdigest()) for k in keys], dim=1)
+        log.info("text: %d texts tokenised by %d tokenizer(s) in %.2f s (seed %d)", len(self.texts), len(keys), time.perf_counter() - t0, seed)
         return x
 
     def tokenizer_keys(self) -> list[str]:
         return list(self.checkpoints) + ([ENCODER] if self.uses_encoder else [])
 
-    def _cached(self, tokenizer) -> torch.Tensor:
+    def _cached(self, tokenizer, texts_digest: str) -> torch.Tensor:
+        """``tokenizer``'s tokens of every text, from ``cache_dir`` when an earlier run left them."""
         cache = self.options["cache_dir"]
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if cache is None or backend is None:
             return _tokenise(tokenizer, self.texts, self.max_tokens)
-        h = hashlib.sha256(f"{self.max_tokens}\0{backend.to_str()}\0".encode())
-        for t in self.texts:
-            h.update(t.encode("utf-8", "surrogatepass") + b"\0")
-        path = Path(cache).expanduser() / f"{h.hexdigest()}.pt"
+        key = hashlib.sha256(f"{self.max_tokens}\0{backend.to_str()}\0{texts_digest}".encode()).hexdigest()
+        path = Path(cache).expanduser() / f"{key}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
         tokens = _tokenise(tokenizer, self.texts, self.max_tokens)
@@ -255,11 +257,7 @@ class TextRegression(RegressionHead, _Text):
 
 
 def _option_problems(opts: Mapping[str, Any]) -> list[str]:
-    problems = check_fractions(opts)
-    for key, low, high in (("max_tokens", 8, 8192), ("vocab_size", 100, 1_000_000)):
-        v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-            problems.append(f"task_options.{key}: got {v!r}; fix: use a whole number from {low} to {high}")
+    problems = check_fractions(opts) + check_whole_numbers(opts, (("max_tokens", 8, 8192), ("vocab_size", 100, 1_000_000)))
     for key in ("text_column", "label_column"):
         if not isinstance(opts[key], str):
             problems.append(f"task_options.{key}: got {opts[key]!r}; fix: name one column, e.g. {key}: {DEFAULTS[key]}")
