@@ -32,7 +32,7 @@ def test_a_group_whose_workers_do_not_stop_in_time_is_ended_and_the_next_trial_s
             "metric": "val_accuracy",
             "mode": "max",
             "seed": 1,
-            "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir), "seconds_per_batch": 0.08},
+            "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir), "seconds_per_batch": 0.16},
             # lr 1e-6 stays at chance, so ASHA stops those trials at their first rung once a 0.5 one has set
             # it; seed 1 draws 0.5, 1e-6, 1e-6, 1e-6, 0.5, 0.5
             "space": {"model": "spy", "lr": {"choice": [0.5, 1.0e-6]}, "batch_size": 32},
