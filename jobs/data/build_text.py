@@ -9,8 +9,9 @@ Nothing downloads. Writes, beside this script (or under ``--out``):
   Python versions.
 - ``text-models/bert-2l`` and ``text-models/distilbert-2l``: two checkpoints saved with
   ``save_pretrained``, each a two-layer encoder (``BertModel``, ``DistilBertModel``, untrained
-  weights from a fixed seed) with its own word-level tokenizer, trained on a different text: the
-  language reference in ``pydoc_data.topics``, so no docstring of the corpus shapes a vocabulary.
+  weights from a fixed seed) with its own word-level tokenizer trained on the corpus's texts, as a
+  tokenizer is trained on a domain's unlabelled text. It sees no label; a word that only test
+  texts hold gets a token whose embedding no training step updates, so it tells the model nothing.
   They stand in for pretrained checkpoints: the job tunes which of them to fine-tune.
 
     python jobs/data/build_text.py            # needs distsearch[text]
@@ -65,13 +66,7 @@ def corpus():
     return pd.DataFrame({"text": list(rows), "label": list(rows.values())})
 
 
-def language_reference() -> list[str]:
-    from pydoc_data.topics import topics
-
-    return [topics[k] for k in sorted(topics)]
-
-
-def checkpoint(out: Path, kind: str, vocab_size: int, width: int) -> Path:
+def checkpoint(out: Path, texts: list[str], kind: str, vocab_size: int, width: int) -> Path:
     import torch
 
     from distsearch.tasks.text_models import train_tokenizer
@@ -80,7 +75,7 @@ def checkpoint(out: Path, kind: str, vocab_size: int, width: int) -> Path:
     ensure_importable()  # Transformers imports torchvision where it is installed
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
-    tokenizer = train_tokenizer(language_reference(), vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size)
     torch.manual_seed(0)
     if kind == "bert":
         config = BertConfig(
@@ -116,8 +111,10 @@ def main(argv=None) -> None:
     frame.to_parquet(path, index=False)
     counts = ", ".join(f"{k} {v}" for k, v in frame["label"].value_counts().sort_index().items())
     print(f"{path}: {len(frame)} docstrings of Python {sys.version.split()[0]}: {counts}")
+    texts = frame["text"].tolist()
     for kind, vocab, width in (("bert", 4000, 128), ("distilbert", 2000, 64)):
-        print(f"{checkpoint(args.out, kind, vocab, width)}: two-layer {kind}, width {width}, word vocabulary {vocab}")
+        path = checkpoint(args.out, texts, kind, vocab, width)
+        print(f"{path}: two-layer {kind}, width {width}, word vocabulary {vocab}")
 
 
 if __name__ == "__main__":
