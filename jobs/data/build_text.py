@@ -66,7 +66,8 @@ def corpus():
     return pd.DataFrame({"text": list(rows), "label": list(rows.values())})
 
 
-def checkpoint(out: Path, texts: list[str], kind: str, vocab_size: int, width: int) -> Path:
+def checkpoint(out: Path, texts: list[str], kind: str, vocab_size: int, width: int) -> tuple[Path, int]:
+    """Save a two-layer ``kind`` encoder and its tokenizer of at most ``vocab_size`` tokens; return the directory and the tokens."""
     import torch
 
     from distsearch.tasks.text_models import train_tokenizer
@@ -97,7 +98,7 @@ def checkpoint(out: Path, texts: list[str], kind: str, vocab_size: int, width: i
     path = out / "text-models" / f"{kind}-2l"
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    return path
+    return path, len(tokenizer)
 
 
 def main(argv=None) -> None:
@@ -113,8 +114,8 @@ def main(argv=None) -> None:
     print(f"{path}: {len(frame)} docstrings of Python {sys.version.split()[0]}: {counts}")
     texts = frame["text"].tolist()
     for kind, vocab, width in (("bert", 4000, 128), ("distilbert", 2000, 64)):
-        path = checkpoint(args.out, texts, kind, vocab, width)
-        print(f"{path}: two-layer {kind}, width {width}, word vocabulary {vocab}")
+        path, tokens = checkpoint(args.out, texts, kind, vocab, width)
+        print(f"{path}: two-layer {kind}, width {width}, {tokens} tokens (at most {vocab}: 5 special ones and the corpus's most frequent words)")
 
 
 if __name__ == "__main__":
