@@ -114,6 +114,11 @@ class ImagesTask(ClassificationHead):
         }
         self.mean, self.std = (0.5,) * self.channels, (0.25,) * self.channels
         self.weights_files: dict[str, str] = {}
+        self._splits: dict[int, tuple[Splits, tuple, tuple]] = {}  # seed -> splits, channel means, deviations
+
+    def __getstate__(self):
+        # Workers get the splits through the object store beside the task, and never the test rows'.
+        return {**self.__dict__, "_splits": {}}
 
     def use_space(self, space: Mapping[str, Param]) -> None:
         """Check each ResNet-18 weights file the space names before any trial."""
@@ -133,15 +138,20 @@ class ImagesTask(ClassificationHead):
             raise TaskInputError(problems)
 
     def splits(self, seed: int) -> Splits:
+        """Row indices per split; sets ``mean`` and ``std`` to the training split's, once per seed
+        (the dry run and the sweep both split)."""
         from .image_models import decode
 
-        parts = split_indices(len(self.labels), seed, self.options["val_fraction"], self.options["test_fraction"], stratify=self.labels)
-        sample = parts[0][:STATS_SAMPLE]
-        pixels = torch.stack([decode(self.blobs[i], self.color, self.image_size) for i in sample]).float() / 255.0
-        self.mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())  # the training split's, as the tabular task's standardisation
-        self.std = tuple(max(s, 1e-3) for s in pixels.std(dim=(0, 2, 3)).tolist())
-        x, y = torch.arange(len(self.labels)), torch.tensor(self.labels, dtype=torch.long)
-        return Splits(*((x[torch.as_tensor(i)], y[torch.as_tensor(i)]) for i in parts))
+        if seed not in self._splits:
+            parts = split_indices(len(self.labels), seed, self.options["val_fraction"], self.options["test_fraction"], stratify=self.labels)
+            sample = parts[0][:STATS_SAMPLE]
+            pixels = torch.stack([decode(self.blobs[i], self.color, self.image_size) for i in sample]).float() / 255.0
+            mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())  # the training split's, as the tabular task's standardisation
+            std = tuple(max(s, 1e-3) for s in pixels.std(dim=(0, 2, 3)).tolist())
+            x, y = torch.arange(len(self.labels)), torch.tensor(self.labels, dtype=torch.long)
+            self._splits[seed] = (Splits(*((x[torch.as_tensor(i)], y[torch.as_tensor(i)]) for i in parts)), mean, std)
+        splits, self.mean, self.std = self._splits[seed]
+        return splits
 
     def batches(self, data, order, batch_size: int, params: Mapping[str, Any], train: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Decoded (and for training, augmented) images of ``data``'s rows in ``order``, from a

@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -174,10 +174,10 @@ class _Text:
             self.tokenizers[ENCODER] = text_models.train_tokenizer((self.texts[i] for i in train_rows), int(self.options["vocab_size"]))
         t0 = time.perf_counter()
         keys = self.tokenizer_keys()
-        texts = hashlib.sha256()
+        digest = hashlib.sha256()
         for t in self.texts:
-            texts.update(t.encode("utf-8", "surrogatepass") + b"\0")
-        x = torch.stack([self._cached(self.tokenizers[k], texts.hexdigest()) for k in keys], dim=1)
+            digest.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        x = torch.stack([self._cached(self.tokenizers[k], digest.hexdigest()) for k in keys], dim=1)
         log.info("text: %d texts tokenised by %d tokenizer(s) in %.2f s (seed %d)", len(self.texts), len(keys), time.perf_counter() - t0, seed)
         return x
 
@@ -268,7 +268,7 @@ def _option_problems(opts: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def make(options: Mapping[str, Any]) -> Optional[_Text]:
+def make(options: Mapping[str, Any]) -> _Text:
     """A text task for ``options``; reads the file and raises ``TaskInputError`` on bad input."""
     import pandas as pd
 
