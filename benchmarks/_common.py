@@ -56,7 +56,7 @@ def run_cli(raw: dict, workdir: Path, run_id: str) -> tuple[dict, float]:
     ``read_run`` gives it and the command's wall seconds. The run also gets
     ``machine_cpu_seconds``: what the whole machine spent busy during the command. Raises with
     the stderr tail if it fails."""
-    from distsearch.results import read_run
+    from distsearch.results.files import read_run
 
     job = workdir / f"{raw['name']}.yaml"
     # In the job's own key order: Tune draws a space's parameters in that order, so sorted keys

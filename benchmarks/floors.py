@@ -63,8 +63,8 @@ def ridge_floor(job_file: Path, seed: int) -> float:
     import numpy as np
     from sklearn.linear_model import RidgeCV
 
-    from distsearch.spec import load_job
-    from distsearch.tasks import check_job
+    from distsearch.spec.model import load_job
+    from distsearch.validate import check_job
 
     spec = load_job(job_file)
     splits = check_job(spec).splits(seed)

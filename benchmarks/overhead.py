@@ -17,7 +17,7 @@ processes, is ``benchmarks/starts.py``.
 The distsearch rows run with distsearch's defaults: the driver's first spare worker processes
 serve each single trial's workers.
 
-All run the same loop (``distsearch.loop.train``) on digits with the same recipe, one torch
+All run the same loop (``distsearch.train.loop.train``) on digits with the same recipe, one torch
 thread per worker, and report (with a checkpoint) once per epoch. For each:
 
 - start to first epoch (s): from the trial's start (the process launch, for (i)) to its first
@@ -108,8 +108,8 @@ def _run(epochs: int, workers: int, storage: str, trials: int = 1, **harness):
     """One FIFO distsearch run of the recipe, trials one at a time; returns (trials, epochs) tables."""
     from distsearch import constants as C
     from distsearch.job import run_job
-    from distsearch.results import read_run
-    from distsearch.spec import parse_job
+    from distsearch.results.files import read_run
+    from distsearch.spec.model import parse_job
 
     spec = parse_job(
         {
@@ -169,9 +169,9 @@ def naive(epochs: int, storage: str) -> dict:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from distsearch.spec import parse_job
+    from distsearch.spec.model import parse_job
     from distsearch.tasks import make_task
-    from distsearch.worker import train_worker
+    from distsearch.train.worker import train_worker
 
     job = parse_job(
         {

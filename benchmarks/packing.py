@@ -3,7 +3,7 @@
 The same 8 trials (digits, fixed MLP recipe, 6 epochs each, FIFO) run three times through the
 CLI on this machine's CPUs: reserving 1 CPU per trial, then 0.5, so twice as many trials share
 the cores, then 1 CPU with one trial at a time (``max_concurrent_trials: 1``), which leaves a
-CPU free, so each next trial's worker starts in a spare process (see distsearch.spares).
+CPU free, so each next trial's worker starts in a spare process (see distsearch.train.spares).
 Reported: sweep throughput (trials and epochs per minute), the ratio to the first row, the
 median per-epoch time (how much each trial slows down when packed), and the CPU seconds the
 whole machine spent during each command.

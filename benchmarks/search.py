@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine_line, markdown, run_cli, run_recorded  # noqa: E402
-from distsearch import report  # noqa: E402
+from distsearch.results import report  # noqa: E402
 
 CLOSE = 0.005
 LONG_BUDGET_CHARLM_CHARS = 24_000

@@ -62,7 +62,7 @@ def jobs(workdir: Path) -> dict[str, dict]:
 
 def _sweep(raw: dict, method: str, seed: int, trials: int, workdir: Path) -> dict:
     from distsearch import read_run, run_job
-    from distsearch.spec import parse_job
+    from distsearch.spec.model import parse_job
 
     m = METHODS[method]
     job = {

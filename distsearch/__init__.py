@@ -6,9 +6,8 @@ model, ready to predict); see README.md and docs/.
 Importing it does not start Ray.
 """
 
-__version__ = "0.1.0"
-
-from .spec import JobSpec, SpecError, load_job, parse_job  # noqa: E402
+from .constants import VERSION as __version__  # noqa: E402
+from .spec.model import JobSpec, SpecError, load_job, parse_job  # noqa: E402
 
 __all__ = ["JobSpec", "SpecError", "load_job", "load_model", "parse_job", "run_job", "read_run", "__version__"]
 
@@ -19,11 +18,11 @@ def __getattr__(name):  # heavy modules load on first use, not on import
 
         return run_job
     if name == "load_model":
-        from .load import load_model
+        from .select.load import load_model
 
         return load_model
     if name == "read_run":
-        from .results import read_run
+        from .results.files import read_run
 
         return read_run
     raise AttributeError(name)

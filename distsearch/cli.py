@@ -13,13 +13,13 @@ import sys
 from typing import Optional, Sequence
 
 from . import constants as C
-from .spec import SpecError, load_job, parse_job
+from .spec.model import SpecError, load_job, parse_job
 
 
 def _load(path: str, storage: Optional[str] = None, dry_run: bool = True):
     """The job at ``path`` (with ``storage`` in place of its own, if given) and its task, both
     validated, once, before Ray starts."""
-    from .tasks import check_job
+    from .validate import check_job
 
     spec = load_job(path)
     if storage:
@@ -79,8 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "run":
             spec, task = _load(args.job, args.storage, dry_run=not args.no_dry_run)
-            from . import report
             from .job import run_job
+            from .results import report
 
             result = run_job(
                 spec,
@@ -114,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return 1
             return 0
         if args.command == "report":
-            from . import report
+            from .results import report
 
             if len(args.runs) > 1:
                 print(report.format_compare(args.runs))

@@ -4,6 +4,9 @@ A name is written once here and imported everywhere else, so a column cannot be 
 ways. The Parquet schema in docs/results.md is checked against these names.
 """
 
+#: distsearch's own version, recorded in run.json (pyproject.toml carries the same).
+VERSION = "0.1.0"
+
 # ---- files inside <storage>/<job name>/<run id>/ -------------------------------------------
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"

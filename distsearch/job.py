@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from . import __version__, cluster, evaluate, lease, results, search_space, space, storage
+from . import cluster, lease, storage
 from . import constants as C
-from .spec import JobSpec
-from .tasks import Task, check_job
+from .results import files as results
+from .search.plan import build_plan
+from .select import evaluate
+from .space import names as space
+from .spec.model import JobSpec
+from .tasks import Task
+from .validate import check_job
 
 log = logging.getLogger("distsearch")
 
@@ -40,7 +45,7 @@ def _versions() -> dict[str, str]:
     import ray
     import torch
 
-    return {"distsearch": __version__, "ray": ray.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"distsearch": C.VERSION, "ray": ray.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 # How a run is started: "auto" resumes the newest unfinished run of the same job and spec whose
@@ -161,7 +166,7 @@ def run_job(
     hold one row per trial and per (trial, epoch). The Python API defaults to "never"; the CLI
     to "auto". ``progress`` prints one live progress line; ``worker_logs`` forwards the Train
     workers' output (otherwise in Ray's log files, /tmp/ray/session_latest/logs). ``task`` is
-    ``tasks.check_job(spec)``'s, when the caller has validated the job already; else it is built
+    ``validate.check_job(spec)``'s, when the caller has validated the job already; else it is built
     here, before Ray starts."""
     task = task if task is not None else check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
     explicit_id = run_id is not None
@@ -185,7 +190,7 @@ def run_job(
                 "cluster_resources": dict(ray.cluster_resources()),
                 "started_at": now,
                 "schema_version": C.SCHEMA_VERSION,
-                "search": search_space.describe(spec.search, spec.seed),
+                "search": build_plan(spec).describe(),
             }
         meta.update(driver=me, heartbeat_at=now)
         run_file = storage.join(out, C.RUN_FILE)

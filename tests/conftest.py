@@ -47,7 +47,7 @@ def tiny_job(tmp_path, **overrides):
 _TAKE = """
 import sys, time
 from distsearch import job
-from distsearch.spec import load_job
+from distsearch.spec.model import load_job
 spec = load_job(sys.argv[1])
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at once, imports done
 run_id, resuming = job.choose_run(spec, resume="require")
@@ -78,8 +78,8 @@ def shipped_data(tmp_path_factory):
 def load_shipped(path, request):
     """The shipped job at ``path``; a text or images job reads the data its script in jobs/data/
     builds (not in the repository) from the session's ``shipped_data`` folder instead."""
-    from distsearch import spec_yaml
-    from distsearch.spec import load_job, parse_job
+    from distsearch.spec import yaml_load as spec_yaml
+    from distsearch.spec.model import load_job, parse_job
 
     path = Path(path)
     text = path.read_text()

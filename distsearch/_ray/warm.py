@@ -12,7 +12,7 @@ group in that process between runs instead of ending it:
 
 - at the end of a run (``shutdown``, or ``abort`` when Tune stops the trial), each worker's
   training thread is asked to stop at its next report and given ``wait_s`` to do so
-  (``distsearch.worker.settle_for_reuse``); a group whose workers all settled, and whose sync
+  (``distsearch.train.worker.settle_for_reuse``); a group whose workers all settled, and whose sync
   actor holds no half-done barrier, is kept (``_KEPT``, at most one per process). Any other
   group is ended as Ray Train ends it, so a worker that does not stop in time costs what it
   always did;
@@ -32,7 +32,7 @@ import functools
 import json
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from . import PINNED_RAY_VERSION  # noqa: F401 - the version guard runs on import
 
@@ -53,7 +53,7 @@ def _end(state) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def warm_worker_group_cls(wait_s: float):
+def warm_worker_group_cls(wait_s: float, settle: Callable[[float], bool]):
     """Ray Train's ``WorkerGroup`` that keeps its group for this process's next run (module
     docstring); ``wait_s``: how long a run's end waits for the workers' training threads to stop
     at their next report (seconds) before the group is ended instead.
@@ -66,7 +66,6 @@ def warm_worker_group_cls(wait_s: float):
     from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
     from ray.train.v2._internal.util import invoke_context_managers
 
-    from .. import worker as train_worker
     from .train import renew_upload_pool
 
     class _KeepOnShutdown:
@@ -84,7 +83,7 @@ def warm_worker_group_cls(wait_s: float):
 
     def _keep_or_end(state, key: str) -> None:
         try:
-            settled = ray.get([w.execute_async(train_worker.settle_for_reuse, wait_s) for w in state.workers], timeout=wait_s + 5)
+            settled = ray.get([w.execute_async(settle, wait_s) for w in state.workers], timeout=wait_s + 5)
             idle = ray.get(state.sync_actor.get_counter.remote(), timeout=5) == 0  # no rank inside a barrier
             keep = all(settled) and idle
         except Exception as e:  # noqa: BLE001 - a worker died, or did not answer: end the group

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from ray import tune
 
 from .. import constants as C
-from .. import space
-from ..objective import Objective
-from ..spec import JobSpec
+from ..search.objective import Objective
+from ..space import names as space
+from ..spec.model import JobSpec
 
 if TYPE_CHECKING:
-    from .resume import PriorRun
+    from .recording import PriorRun
 
 log = logging.getLogger("distsearch")
 

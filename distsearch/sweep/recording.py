@@ -10,20 +10,19 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import pandas as pd
 from ray import tune
 
 from .. import constants as C
-from .. import space, storage
-from ..objective import TIEBREAK_LOSS, Objective
-from ..spec import JobSpec
-
-if TYPE_CHECKING:
-    from .resume import PriorRun
+from .. import storage
+from ..search.objective import TIEBREAK_LOSS, Objective
+from ..space import names as space
+from ..spec.model import JobSpec
 
 # Tune's own bookkeeping keys: not the loop's metrics, so not in epochs.parquet.
 _TUNE_KEYS = frozenset(
@@ -47,6 +46,22 @@ _TUNE_KEYS = frozenset(
         "experiment_id",
     }
 )
+
+
+@dataclass
+class PriorRun:
+    """What earlier drivers of a run left on storage: every trial's reports up to its latest
+    checkpoint, and the ledger (start, end, error per trial)."""
+
+    epoch_rows: list[dict[str, Any]]
+    ledger: dict[str, dict[str, Any]]
+
+    def metric_by_trial(self, metric: str) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for r in sorted(self.epoch_rows, key=lambda r: r[C.EPOCH]):
+            if r.get(metric) is not None:
+                out.setdefault(r[C.TRIAL_ID], []).append((int(r[C.EPOCH]), float(r[metric])))
+        return out
 
 
 def epoch_row(trial_id: str, result: Mapping[str, Any], received: datetime) -> dict[str, Any]:
@@ -73,7 +88,7 @@ class ResultRecorder(tune.Callback):
     Each (trial, epoch) is kept once, the first time it arrives.
     """
 
-    def __init__(self, metric: str, ledger_dir: Optional[str] = None, prior: Optional["PriorRun"] = None):
+    def __init__(self, metric: str, ledger_dir: Optional[str] = None, prior: Optional[PriorRun] = None):
         self.metric, self.ledger_dir = metric, ledger_dir
         self.epoch_rows: list[dict[str, Any]] = list(prior.epoch_rows) if prior else []
         self._seen = {(r[C.TRIAL_ID], r[C.EPOCH]) for r in self.epoch_rows}

@@ -2,40 +2,23 @@
 
 A driver that died leaves the ledger (one record per trial: start, end, error, last report) and
 each trial's Ray Train checkpoints, each holding every report up to it. ``load_prior`` reads
-both; ``asha_scheduler`` replays the reports into the rungs, since Tune saves no scheduler state.
+both; the scheduler (``distsearch.search.asha``) replays the reports into its rungs, since Tune
+saves no scheduler state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from .. import constants as C
 from .. import storage
 from .._ray import train as ray_train
-from ..spec import JobSpec
-from .recording import epoch_row
+from .recording import PriorRun, epoch_row
 
 log = logging.getLogger("distsearch")
-
-
-@dataclass
-class PriorRun:
-    """What earlier drivers of a run left on storage: every trial's reports up to its latest
-    checkpoint, and the ledger (start, end, error per trial)."""
-
-    epoch_rows: list[dict[str, Any]]
-    ledger: dict[str, dict[str, Any]]
-
-    def metric_by_trial(self, metric: str) -> dict[str, list[tuple[int, float]]]:
-        out: dict[str, list[tuple[int, float]]] = {}
-        for r in sorted(self.epoch_rows, key=lambda r: r[C.EPOCH]):
-            if r.get(metric) is not None:
-                out.setdefault(r[C.TRIAL_ID], []).append((int(r[C.EPOCH]), float(r[metric])))
-        return out
 
 
 @contextlib.contextmanager
@@ -102,42 +85,3 @@ def has_sweep_state(run_dir: str) -> bool:
     fs, base = storage.filesystem(run_dir)
     found = fs.get_file_info(pafs.FileSelector(f"{base}/{C.TUNE_DIR}", allow_not_found=True))
     return any(i.base_name.startswith("experiment_state") and i.base_name.endswith(".json") for i in found)
-
-
-def asha_scheduler(spec: JobSpec, prior: Optional[Mapping[str, list[tuple[int, float]]]] = None):
-    """The ASHA scheduler of ``spec``: decides on ``spec.metric`` at epoch rungs. With
-    ``asha.enabled: false``, FIFO: every trial runs to ``max_epochs`` (plain random search).
-
-    ``prior`` ({trial id: [(epoch, metric), ...]}, from an earlier driver of the same run) is
-    replayed into the rungs, through the scheduler's own ``on_trial_result``, as each restored
-    trial is added: Tune saves no scheduler state, and without it a resumed sweep would judge
-    its trials against empty rungs. A trial the replay would cut at a rung (it may have reached
-    the rung after the old driver's last look) is stopped at its first result.
-    """
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-
-    if not spec.asha.enabled:
-        return FIFOScheduler()
-    history = dict(prior or {})
-    cut_by_replay: set[str] = set()
-
-    class ResumableASHA(ASHAScheduler):
-        def on_trial_add(self, tune_controller, trial):
-            super().on_trial_add(tune_controller, trial)
-            for epoch, value in history.pop(trial.trial_id, ()):
-                if super().on_trial_result(tune_controller, trial, {C.EPOCH: epoch, spec.metric: value}) == TrialScheduler.STOP:
-                    cut_by_replay.add(trial.trial_id)
-
-        def on_trial_result(self, tune_controller, trial, result):
-            action = super().on_trial_result(tune_controller, trial, result)
-            return TrialScheduler.STOP if trial.trial_id in cut_by_replay else action
-
-    return ResumableASHA(
-        time_attr=C.EPOCH,
-        metric=spec.metric,
-        mode=spec.mode,
-        max_t=spec.budget.max_epochs,
-        grace_period=spec.asha.grace_period_epochs,
-        reduction_factor=spec.asha.reduction_factor,
-        brackets=spec.asha.brackets,
-    )

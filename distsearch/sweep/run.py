@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,16 +13,44 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from .. import constants as C
-from .. import planning, storage
+from .. import storage
 from .._ray import train as ray_train
 from .._ray import tune as ray_tune
-from ..spec import JobSpec
+from ..search.plan import build_plan
+from ..spec.model import JobSpec
 from ..tasks import Splits, Task
-from . import cleanup, search
+from . import cleanup, planning
 from .progress import Heartbeat, ProgressView, TensorBoardLogger
 from .recording import ResultRecorder, SweepBudget, trial_rows
-from .resume import asha_scheduler, load_prior
+from .resume import load_prior
 from .trial import TRIAL_ACTOR_RESOURCES, run_trial, start_first_spares
+
+#: What Tune's driver reads from the environment during ``fit()``, set only while it runs.
+TUNE_DRIVER_ENV = {
+    # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
+    # path honours verbose=0, so ProgressView's line is the only progress output.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # TensorBoardLogger writes the event files; Tune would add its own TBX logger beside it.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    # Tune's SIGINT handler ends fit() normally, as if the sweep were over; cleanup's is a stop.
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """``values`` set in this process's environment while the block runs, then put back as they were:
+    Tune reads these in the driver, and the caller's process must be left as it was found."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass
@@ -38,14 +67,6 @@ class SweepOutcome:
     out_of_time: bool = False  # budget.time_s ended the sweep
     splits: Optional[Splits] = None  # the task's splits, test included, as the sweep made them
     search: Optional[dict[str, Any]] = None  # TPE: how the study was told each trial ended (tpe.saved_summary)
-
-
-def _tpe_summary(spec: JobSpec, run_dir: str) -> Optional[dict[str, Any]]:
-    if spec.search.algorithm != "tpe":
-        return None
-    from .tpe import saved_summary  # imports Optuna: only for TPE jobs
-
-    return saved_summary(storage.join(run_dir, C.TUNE_DIR))
 
 
 def alive_nodes() -> list[dict[str, float]]:
@@ -66,7 +87,7 @@ def run_sweep(
     """Run the ASHA sweep of ``spec`` on the connected Ray cluster; ``run_dir`` is a local path or URI.
 
     Ray must already be connected (see ``distsearch.cluster.connect``); ``task`` is the one
-    ``tasks.check_job(spec)`` built. ``progress`` prints ``ProgressView``'s line to stdout
+    ``validate.check_job(spec)`` built. ``progress`` prints ``ProgressView``'s line to stdout
     instead of Tune's status tables. Trials that fail are recorded, not raised.
 
     ``resume`` continues the sweep an earlier driver of ``run_dir`` left unfinished: trials that
@@ -76,11 +97,12 @@ def run_sweep(
     checkpoints (``resume.load_prior``). ``heartbeat`` is called every ``heartbeat_interval_s``
     while Tune runs.
     """
+    plan = build_plan(spec)
     nodes = alive_nodes()
     concurrency = planning.plan_concurrency(spec, nodes)
     spare_plan = planning.resolve_spares(spec, nodes, concurrency)
     splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
-    # Workers get no test rows: the test split is touched once, by distsearch.evaluate, for the best model.
+    # Workers get no test rows: the test split is touched once, by distsearch.select.evaluate, for the best model.
     data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
     prior = load_prior(run_dir) if resume else None
     ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
@@ -100,20 +122,21 @@ def run_sweep(
             ledger_dir=ledger_dir,
             concurrency=concurrency,
             spare_plan=spare_plan,
+            wait_for_saved_state=plan.waits_for_saved_state,
         ),
         TRIAL_ACTOR_RESOURCES,
     )
-    scheduler = asha_scheduler(spec, prior.metric_by_trial(spec.metric) if prior else None)
+    scheduler = plan.make_scheduler(prior.metric_by_trial(spec.metric) if prior else None)
     if prior:
         tuner = tune.Tuner.restore(storage.join(run_dir, C.TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False)
         ray_tune.replace_restored_config(tuner, callbacks=callbacks, stop=budget, scheduler=scheduler)
     else:  # on resume, Tune restores the searcher the first driver made, with what it had learned
         tuner = tune.Tuner(
             trainable,
-            param_space=search.param_space(spec),
+            param_space=plan.param_space(),
             tune_config=tune.TuneConfig(
                 num_samples=spec.budget.num_trials,
-                search_alg=search.searcher(spec, concurrency),
+                search_alg=plan.make_searcher(concurrency),
                 scheduler=scheduler,
                 reuse_actors=h.reuses_trial_actors,
                 # Tune's default folder name embeds the config's repr, which for a conditional
@@ -129,24 +152,11 @@ def run_sweep(
                 verbose=0,  # ProgressView instead of Tune's tables
             ),
         )
-    # Tune's newer console output prints its banner and paths even at verbose=0; the legacy
-    # path honours verbose=0, so ProgressView's line is the only progress output.
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    # TensorBoardLogger writes the event files; Tune would add its own TBX logger beside it.
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    # Tune's SIGINT handler ends fit() normally, as if the sweep were over; cleanup's is a stop.
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    ray_tune.keep_credentials_out_of_runtime_envs()  # before the first trial actor's runtime env is made
-    # With a searcher other than random sampling, Tune keeps one trial pending at a time, so
-    # slots freed at once fill one by one; the searcher's own limit is the job's concurrency.
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = "auto" if spec.search.algorithm == "random" else str(concurrency)
-    # A searcher's trial waits until Tune's saved state lists it (tpe.wait_until_saved): save often.
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "auto" if spec.search.algorithm == "random" else "1"
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     ray_train.start_train_coordinator()
     t0 = time.monotonic()
     try:
-        with cleanup.released_on_stop(reaper):
+        with cleanup.released_on_stop(reaper), environment({**TUNE_DRIVER_ENV, **plan.tune_env(concurrency)}):
             tuner.fit()
     finally:
         reaper.finish()
@@ -166,5 +176,5 @@ def run_sweep(
         error_budget_exceeded=budget.exceeded,
         out_of_time=budget.ran_out_of_time,
         splits=splits,
-        search=_tpe_summary(spec, run_dir),
+        search=plan.saved_summary(storage.join(run_dir, C.TUNE_DIR)),
     )

@@ -21,12 +21,15 @@ import ray
 from ray import tune
 
 from .. import constants as C
-from .. import planning, space, spares, storage
+from .. import storage
 from .._ray import train as ray_train
 from .._ray import tune as ray_tune
 from .._ray.warm import warm_worker_group_cls
-from ..spec import Harness, JobSpec
-from ..worker import ForwardReports, train_worker
+from ..space import names as space
+from ..spec.model import Harness, JobSpec
+from ..train import spares
+from ..train.worker import ForwardReports, settle_for_reuse, train_worker
+from . import planning
 
 # Ray Train reads these in the trial process and propagates them to its controller and workers.
 _HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
@@ -67,7 +70,7 @@ def trial_env(h: Harness) -> dict[str, str]:
 
 def worker_runtime_env(plan: planning.SparePlan) -> dict[str, Any]:
     """The Train workers' runtime env: with any spares (``plan.hook``), the setup hook that
-    imports the training stack as a worker process starts (see distsearch.spares). A hook the
+    imports the training stack as a worker process starts (see distsearch.train.spares). A hook the
     job already sets is kept."""
     hook = spares.hook_env_var()
     if not plan.hook or hook in os.environ:
@@ -78,7 +81,7 @@ def worker_runtime_env(plan: planning.SparePlan) -> dict[str, Any]:
 def start_first_spares(spec: JobSpec, concurrency: int, plan: planning.SparePlan) -> int:
     """Before the first trials: spare worker processes on the driver's node for their workers,
     kept ``plan.first_s``; later trials find spares that the workers before them asked for, where
-    ``plan.later_s`` has them (see distsearch.spares). Returns how many the raylet was asked for.
+    ``plan.later_s`` has them (see distsearch.train.spares). Returns how many the raylet was asked for.
 
     A spare serves a worker only with the very runtime env string of that worker's actor, which
     Ray builds in two steps: Tune gives each trial actor the driver's values of the variables it
@@ -157,6 +160,7 @@ def run_trial(
     ledger_dir: str,
     concurrency: int = 1,
     spare_plan: planning.SparePlan = planning.NO_SPARES,
+    wait_for_saved_state: bool = False,
 ) -> None:
     """The Tune function trainable: one Train V2 run for this trial's config.
 
@@ -166,7 +170,8 @@ def run_trial(
     same error, instead of training further. Otherwise Ray Train resumes the run it finds
     under ``train_storage``/<trial id> from that run's latest checkpoint, if there is one.
     ``concurrency``: the sweep's trials at once, which tells whether a trial will start after this
-    one ends; ``spare_plan``: ``planning.resolve_spares``'s answer for the sweep.
+    one ends; ``spare_plan``: ``planning.resolve_spares``'s answer for the sweep; ``wait_for_saved_state``:
+    the search plan's ``waits_for_saved_state``.
     """
     import ray.train
     from ray.train.torch import TorchConfig
@@ -176,10 +181,10 @@ def run_trial(
     trial_id = tune.get_context().get_trial_id()
     if _ended_under_earlier_driver(trial_id, ledger_dir):
         return
-    if spec.search.algorithm != "random":
+    if wait_for_saved_state:
         # A searcher's trial ids are random, so a trial that Tune's saved state does not list
         # would be lost to a resumed driver along with its checkpoints: train only once it is.
-        from .tpe import wait_until_saved
+        from ..search.tpe import wait_until_saved
 
         wait_until_saved(storage.join(train_storage.rsplit("/", 1)[0], C.TUNE_DIR), trial_id)
     h = spec.harness
@@ -189,7 +194,7 @@ def run_trial(
     # The controller runs ForwardReports: in this process, a plain queue; as an actor, a Ray
     # Queue (itself one more actor).
     reports = queue.Queue() if in_trial else Queue(actor_options={"num_cpus": 0})
-    group_cls = warm_worker_group_cls(h.settle_wait_s) if h.reuses_worker_groups else None
+    group_cls = warm_worker_group_cls(h.settle_wait_s, settle_for_reuse) if h.reuses_worker_groups else None
     trial_number = _trial_number(trial_id, ledger_dir)
     trainer = ray_train.lean_trainer_cls(in_trial, group_cls)(
         train_worker,

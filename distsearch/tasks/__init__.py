@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from .. import warmstart
-from ..spec import Choice, Conditional, Fixed, JobSpec, SpecError
 from .base import PROTOCOL_MEMBERS, ClassificationHead, RegressionHead, SequenceHead, Splits, Task, TaskInputError, split_indices
 
 __all__ = [
@@ -28,7 +26,6 @@ __all__ = [
     "Splits",
     "Task",
     "TaskInputError",
-    "check_job",
     "make_task",
     "split_indices",
 ]
@@ -88,62 +85,3 @@ def make_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
     if name not in TASKS:
         raise TaskInputError([f"task: got {name!r}; use one of {', '.join(TASKS)}"])
     return TASKS[name](dict(options or {}))
-
-
-def _families_in_space(spec: JobSpec, task: Task) -> list[str]:
-    p = spec.space.get("model")
-    family_of = getattr(task, "family_of", str)  # the text task reads a checkpoint path as the hf family
-    if isinstance(p, Conditional):
-        return list(p.options)
-    if isinstance(p, Choice):
-        return [family_of(v) for v in p.values]
-    if isinstance(p, Fixed):
-        return [family_of(p.value)]
-    return []
-
-
-def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
-    """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad
-    field. ``dry_run``: also build each model family and take one small batch through it
-    (distsearch.dryrun), so that a shape bug fails here, not in every trial."""
-    from ..domains import check_space
-    from ..space import param_types
-
-    source = f"job {spec.name!r}"
-    try:
-        task = make_task(spec.task, spec.task_options)
-    except TaskInputError as e:
-        raise SpecError(e.problems, source) from None
-    problems = []
-    metrics = {f"{split}_{m}" for m in task.metric_modes for split in ("val", "train")}
-    if spec.metric not in metrics:
-        problems.append(
-            f"metric: got {spec.metric!r}; task {task.name} reports {', '.join(sorted(metrics))}; fix: set metric to one of the val_ metrics"
-        )
-    else:
-        natural = task.metric_modes[spec.metric.split("_", 1)[1]]
-        if spec.mode != natural:
-            problems.append(
-                f"mode: got {spec.mode!r} for {spec.metric}, which is better when {'higher' if natural == 'max' else 'lower'}; fix: set mode: {natural}"
-            )
-    for family in _families_in_space(spec, task):
-        if family not in task.families:
-            problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
-    problems += check_space(spec.space, getattr(task, "param_domains", None))
-    problems += warmstart.problems(spec)
-    known = RECIPE_PARAMS | task.hyperparameters
-    for name in param_types(spec.space):
-        if name not in known:
-            problems.append(f"space.{name}: task {task.name} does not read this parameter; fix: remove it or use one of {', '.join(sorted(known))}")
-    if not problems and hasattr(task, "use_space"):
-        try:
-            task.use_space(spec.space)
-        except TaskInputError as e:
-            problems += e.problems
-    if not problems and dry_run:
-        from ..dryrun import dry_run as run_dry
-
-        problems += run_dry(task, spec.space, spec.seed)
-    if problems:
-        raise SpecError(problems, source)
-    return task

@@ -60,7 +60,7 @@ class Task(Protocol):
     - ``mixed_precision``: True to train under bf16 autocast on a CUDA device that supports it.
     - ``use_space(space)``: called once by ``check_job`` with the job's space, before any split,
       for a task whose data depends on it (the text task tokenises once per checkpoint's tokenizer).
-    - ``param_domains``: its own parameters' domains (``distsearch.domains``).
+    - ``param_domains``: its own parameters' domains (``distsearch.space.domains``).
     - ``family_of(value)``: the family a value of ``model`` names, where a value can be other
       than a family's name (the text task reads a checkpoint there as the ``hf`` family).
 
@@ -118,12 +118,10 @@ def batches(
 def family_values(space: Mapping[str, Any], family: str, name: str) -> list[Any]:
     """The values a space gives the sub-parameter ``name`` of model family ``family``: under
     ``model: {choice: {family: {name: ...}}}``, else a top-level ``name``; a constant or a choice."""
-    from ..params import Choice, Conditional, Fixed
-
     p = space.get("model")
-    sub = p.options.get(family, {}).get(name) if isinstance(p, Conditional) else None
+    sub = p.sub_spaces().get(family, {}).get(name) if p is not None else None
     sub = sub if sub is not None else space.get(name)
-    return list(sub.values) if isinstance(sub, Choice) else [sub.value] if isinstance(sub, Fixed) else []
+    return sub.listed() if sub is not None and not sub.sub_spaces() else []
 
 
 def locate(path: str, kind: str = "file", field: str = "task_options.path"):

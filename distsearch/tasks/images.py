@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import domains, models, storage
-from ..params import Param
+from .. import models, storage
+from ..space import domains
+from ..space.params import Param
 from .base import (
     ClassificationHead,
     Splits,

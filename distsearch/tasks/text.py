@@ -41,8 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import domains, models
-from ..params import Choice, Conditional, Fixed, Param
+from .. import models
+from ..space import domains
+from ..space.params import Param
 from .base import (
     ClassificationHead,
     RegressionHead,
@@ -77,9 +78,9 @@ ENCODER = "encoder"  # the tokenizer key of the encoder family's own tokenizer
 def checkpoints_in(space: Mapping[str, Param]) -> tuple[list[str], bool]:
     """The checkpoints a space names (in order) and whether it has the ``encoder`` family."""
     p = space.get(models.FAMILY_PARAM)
-    if isinstance(p, Conditional):
-        return [str(v) for v in family_values(space, "hf", "checkpoint")] if "hf" in p.options else [], ENCODER in p.options
-    values = list(p.values) if isinstance(p, Choice) else [p.value] if isinstance(p, Fixed) else [ENCODER]
+    if p is not None and p.sub_spaces():
+        return [str(v) for v in family_values(space, "hf", "checkpoint")] if "hf" in p.sub_spaces() else [], ENCODER in p.sub_spaces()
+    values = (p.listed() if p is not None else []) or [ENCODER]
     return [str(v) for v in values if v not in FAMILIES], ENCODER in values
 
 

@@ -4,7 +4,7 @@ import pytest
 import ray
 
 from distsearch import constants as C
-from distsearch.results import read_run
+from distsearch.results.files import read_run
 from distsearch.sweep import cleanup
 
 

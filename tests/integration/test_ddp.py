@@ -10,8 +10,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from distsearch import constants as C
-from distsearch import loop
 from distsearch.tasks import make_task
+from distsearch.train import loop
 
 PARAMS = {"model": "mlp", "model.width": 32, "lr": 0.01, "batch_size": 64}
 

@@ -11,7 +11,7 @@ import pytest
 
 from distsearch import constants as C
 from distsearch.job import run_job
-from distsearch.spec import parse_job
+from distsearch.spec.model import parse_job
 
 from ..conftest import ROOT, tiny_job
 from .conftest import assert_nothing_left, check_run_files
@@ -49,7 +49,7 @@ def test_killed_train_worker_resumes_from_its_last_checkpoint(embedded_ray, tmp_
     runner.join(timeout=300)
     assert not runner.is_alive()
     result = outcome["result"]
-    from distsearch.results import read_run
+    from distsearch.results.files import read_run
 
     run = read_run(result.run_dir)
     trials, epochs = run["trials"], run["epochs"]
@@ -72,8 +72,8 @@ def test_error_budget_ends_the_sweep_and_keeps_what_it_has(embedded_ray, tmp_pat
     t0 = time.monotonic()
     result = run_job(spec)
     took = time.monotonic() - t0
-    from distsearch.report import format_run
-    from distsearch.results import read_run
+    from distsearch.results.files import read_run
+    from distsearch.results.report import format_run
 
     run = read_run(result.run_dir)
     trials = run["trials"]
@@ -195,8 +195,8 @@ def test_the_time_budget_cancels_what_runs_and_records_what_never_started(embedd
     t0 = time.monotonic()
     result = run_job(spec)
     took = time.monotonic() - t0
-    from distsearch.report import format_run
-    from distsearch.results import read_run
+    from distsearch.results.files import read_run
+    from distsearch.results.report import format_run
 
     run = read_run(result.run_dir)
     trials = run["trials"]

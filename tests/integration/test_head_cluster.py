@@ -13,7 +13,7 @@ import ray
 import yaml
 
 from distsearch import constants as C
-from distsearch.spec import load_job, parse_job
+from distsearch.spec.model import load_job, parse_job
 
 from ..conftest import ROOT, tiny_job
 from .conftest import check_run_files

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from distsearch import constants as C
-from distsearch.results import read_run
+from distsearch.results.files import read_run
 
 from ..conftest import ROOT, images_job, text_job, tiny_job
 from .conftest import check_run_files
@@ -168,7 +168,7 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
     assert f"resuming run {run.name}" in second.stderr
     assert [p.name for p in runs.iterdir()] == [run.name]  # the same run, no new one
 
-    from distsearch.spec import parse_job
+    from distsearch.spec.model import parse_job
 
     result = check_run_files(run, parse_job(raw), expect_stopped=False)  # one row per trial, Tune agrees, epochs 1..n once
     trials, epochs = result["trials"], result["epochs"]

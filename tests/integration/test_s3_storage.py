@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from distsearch import constants as C
-from distsearch.results import read_run
+from distsearch.results.files import read_run
 
 from ..conftest import ROOT, race_to_take, tiny_job
 
@@ -147,8 +147,9 @@ def test_of_drivers_that_take_over_a_run_on_s3_at_once_exactly_one_does(s3_env, 
     for a run on S3 whose driver died; one takes it over, the others say which driver did."""
     for k, v in s3_env.items():
         monkeypatch.setenv(k, v)
-    from distsearch import job, results, storage
-    from distsearch.spec import parse_job
+    from distsearch import job, storage
+    from distsearch.results import files as results
+    from distsearch.spec.model import parse_job
 
     raw = tiny_job(tmp_path, name="race", storage=f"s3://{BUCKET}/races")
     spec = parse_job(raw)

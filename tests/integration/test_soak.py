@@ -16,7 +16,7 @@ import pytest
 
 from distsearch import constants as C
 from distsearch.job import run_job
-from distsearch.spec import parse_job
+from distsearch.spec.model import parse_job
 
 from ..conftest import tiny_job
 from .conftest import assert_nothing_left, check_run_files

@@ -8,9 +8,9 @@ import pytest
 import ray
 
 from distsearch import constants as C
-from distsearch import planning
 from distsearch.job import run_job
-from distsearch.spec import parse_job
+from distsearch.spec.model import parse_job
+from distsearch.sweep import planning
 
 from ..conftest import tiny_job
 from .conftest import assert_nothing_left, check_report_in_browser, check_run_files, max_overlap
@@ -114,7 +114,7 @@ def test_aggressive_asha_sweep_of_12_trials_leaks_nothing(embedded_ray, tmp_path
     assert_nothing_left()
     # the report of this real sweep: report.html and every figure load in headless Chromium
     from distsearch.cli import main as cli
-    from distsearch.figures import FIGURES
+    from distsearch.results.figures import FIGURES
 
     assert cli(["report", result.run_dir, "--out", str(tmp_path / "report")]) == 0
     images = check_report_in_browser(tmp_path / "report" / "report.html", tmp_path)

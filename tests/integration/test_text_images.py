@@ -5,8 +5,8 @@ import pytest
 
 from distsearch import constants as C
 from distsearch.job import run_job
-from distsearch.load import load_model
-from distsearch.spec import parse_job
+from distsearch.select.load import load_model
+from distsearch.spec.model import parse_job
 
 from ..conftest import images_job, text_job
 from .conftest import assert_nothing_left, check_run_files

@@ -5,7 +5,7 @@ import pytest
 
 from distsearch import constants as C
 from distsearch.job import run_job
-from distsearch.spec import parse_job
+from distsearch.spec.model import parse_job
 
 from ..conftest import tiny_job
 from .conftest import assert_nothing_left, check_run_files, max_overlap
@@ -47,7 +47,7 @@ def test_a_tpe_sweep_warm_started_from_an_earlier_run_learns_from_its_trials(emb
     spec = parse_job(raw)
     result = run_job(spec)
     warm = check_run_files(result.run_dir, spec, expect_stopped=False)["run"]["search"]["warm_start"]
-    from distsearch.results import read_run
+    from distsearch.results.files import read_run
 
     lrs = read_run(earlier)["trials"]["hp_lr"]
     assert warm == {"runs": [earlier], "trials": int((lrs >= 1.0e-3).sum()), "skipped": int((lrs < 1.0e-3).sum())}

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import TrialScheduler
 
-from distsearch.spec import parse_job
-from distsearch.sweep import resume
+from distsearch.search.plan import build_plan
+from distsearch.spec.model import parse_job
 
 from ..conftest import tiny_job
 
@@ -19,7 +19,7 @@ def _trial(i):
 
 
 def test_asha_stops_the_worse_trials_at_the_first_rung(tmp_path):
-    sched = resume.asha_scheduler(_spec(tmp_path))
+    sched = build_plan(_spec(tmp_path)).make_scheduler()
     trials = [_trial(i) for i in range(9)]
     for t in trials:
         sched.on_trial_add(None, t)
@@ -36,7 +36,7 @@ def test_asha_stops_the_worse_trials_at_the_first_rung(tmp_path):
 
 def test_asha_respects_mode_min(tmp_path):
     spec = parse_job({**tiny_job(tmp_path, asha={"grace_period_epochs": 1, "reduction_factor": 2}), "metric": "val_loss", "mode": "min"})
-    sched = resume.asha_scheduler(spec)
+    sched = build_plan(spec).make_scheduler()
     good, bad = _trial(0), _trial(1)
     for t in (good, bad):
         sched.on_trial_add(None, t)
@@ -45,7 +45,7 @@ def test_asha_respects_mode_min(tmp_path):
 
 
 def test_no_stop_before_the_grace_period(tmp_path):
-    sched = resume.asha_scheduler(_spec(tmp_path, grace_period_epochs=3))
+    sched = build_plan(_spec(tmp_path, grace_period_epochs=3)).make_scheduler()
     trials = [_trial(i) for i in range(4)]
     for t in trials:
         sched.on_trial_add(None, t)
@@ -57,7 +57,7 @@ def test_no_stop_before_the_grace_period(tmp_path):
 
 
 def test_trial_runs_to_max_epochs(tmp_path):
-    sched = resume.asha_scheduler(_spec(tmp_path))
+    sched = build_plan(_spec(tmp_path)).make_scheduler()
     t = _trial(0)
     sched.on_trial_add(None, t)
     decisions = [sched.on_trial_result(None, t, {"epoch": e, "val_accuracy": 0.5}) for e in range(1, 10)]
@@ -65,7 +65,7 @@ def test_trial_runs_to_max_epochs(tmp_path):
 
 
 def test_disabled_asha_is_fifo_and_never_stops(tmp_path):
-    sched = resume.asha_scheduler(_spec(tmp_path, enabled=False))
+    sched = build_plan(_spec(tmp_path, enabled=False)).make_scheduler()
     trials = [_trial(i) for i in range(4)]
     for t in trials:
         sched.on_trial_add(None, t)

@@ -47,8 +47,8 @@ def test_validate_builds_the_task_once(monkeypatch, capsys):
 def test_a_sweep_with_no_model_to_select_is_not_a_success(monkeypatch, tmp_path, capsys):
     """Every trial failed: the run's files are written, and the exit code says it failed."""
     from distsearch import constants as C
-    from distsearch import report
     from distsearch.job import RunResult
+    from distsearch.results import report
 
     counts = {s: 0 for s in C.STATUSES} | {C.STATUS_ERROR: 16}
     monkeypatch.setattr(job, "run_job", lambda spec, **kw: RunResult(run_dir=str(tmp_path), best=None, status_counts=counts))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from distsearch.planning import DEFAULT_SPARE_KEEP_ALIVE_S, InfeasibleJobError, SparePlan, per_trial_resources, plan_concurrency, resolve_spares
-from distsearch.spec import SpecError, parse_job
+from distsearch.spec.model import SpecError, parse_job
+from distsearch.sweep.planning import DEFAULT_SPARE_KEEP_ALIVE_S, InfeasibleJobError, SparePlan, per_trial_resources, plan_concurrency, resolve_spares
 
 from ..conftest import tiny_job
 
@@ -51,8 +51,8 @@ def test_backend_is_nccl_on_gpus_and_gloo_on_cpus(tmp_path):
     import ray.train
     from ray.train.torch import TorchConfig
 
-    from distsearch.planning import worker_group_plan
-    from distsearch.spec import load_job
+    from distsearch.spec.model import load_job
+    from distsearch.sweep.planning import worker_group_plan
 
     from ..conftest import JOBS
 
@@ -70,7 +70,7 @@ def test_backend_is_nccl_on_gpus_and_gloo_on_cpus(tmp_path):
 
 
 def test_shipped_gpu_jobs_pack_as_documented(tmp_path):
-    from distsearch.spec import load_job
+    from distsearch.spec.model import load_job
 
     from ..conftest import JOBS
 

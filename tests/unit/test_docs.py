@@ -5,9 +5,10 @@ import copy
 
 import pytest
 
-from distsearch import cli, spec_yaml
-from distsearch.spec import parse_job
-from distsearch.tasks import check_job
+from distsearch import cli
+from distsearch.spec import yaml_load as spec_yaml
+from distsearch.spec.model import parse_job
+from distsearch.validate import check_job
 
 from ..conftest import ROOT, load_shipped, tiny_job
 from ..docs_blocks import blocks, distsearch_commands

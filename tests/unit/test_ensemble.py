@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from distsearch import constants as C
-from distsearch import evaluate, loop
-from distsearch.ensemble import Averaged, select
-from distsearch.load import load_model
-from distsearch.objective import Objective
-from distsearch.spec import parse_job
+from distsearch.search.objective import Objective
+from distsearch.select import evaluate
+from distsearch.select.ensemble import Averaged, select
+from distsearch.select.load import load_model
+from distsearch.spec.model import parse_job
 from distsearch.tasks import make_task
+from distsearch.train import loop
 
 from ..conftest import ROOT, tiny_job
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from distsearch import loop
-from distsearch.spec import parse_job
-from distsearch.tasks import TaskInputError, check_job, image_models, make_task
+from distsearch.spec.model import parse_job
+from distsearch.tasks import TaskInputError, image_models, make_task
 from distsearch.tasks.base import batches
+from distsearch.train import loop
+from distsearch.validate import check_job
 
 from ..conftest import JOBS
 
@@ -139,8 +140,8 @@ def test_a_missing_extra_is_named(monkeypatch, tmp_path):
 
 
 def test_the_shipped_gpu_job_trains_on_nccl_with_whole_gpus():
-    from distsearch.planning import worker_group_plan
-    from distsearch.spec import load_job
+    from distsearch.spec.model import load_job
+    from distsearch.sweep.planning import worker_group_plan
 
     spec = load_job(JOBS / "images_gpu.yaml")
     plan = worker_group_plan(spec)

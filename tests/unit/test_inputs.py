@@ -4,9 +4,9 @@ parameter value against its domain, seeds and storage."""
 import pytest
 import yaml
 
-from distsearch import spec_yaml
-from distsearch.spec import SpecError, load_job, parse_job
-from distsearch.tasks import check_job
+from distsearch.spec import yaml_load as spec_yaml
+from distsearch.spec.model import SpecError, load_job, parse_job
+from distsearch.validate import check_job
 
 from ..conftest import JOBS
 

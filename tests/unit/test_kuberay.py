@@ -6,8 +6,8 @@ import pytest
 import ray
 import yaml
 
-from distsearch.spec import load_job
-from distsearch.tasks import check_job
+from distsearch.spec.model import load_job
+from distsearch.validate import check_job
 
 from ..conftest import ROOT
 

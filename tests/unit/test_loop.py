@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from distsearch import constants as C
-from distsearch import loop
 from distsearch.tasks import make_task
+from distsearch.train import loop
 
 
 @pytest.fixture(scope="module")

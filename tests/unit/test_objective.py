@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from distsearch import constants as C
-from distsearch import figures, report
-from distsearch.objective import Objective
+from distsearch.results import figures, report
+from distsearch.search.objective import Objective
 
 
 def test_better_follows_the_mode_and_missing_values_never_win():

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from distsearch import constants as C
-from distsearch import figures, report, results, storage
+from distsearch import storage
 from distsearch.cli import main as cli
+from distsearch.results import figures, report
+from distsearch.results import files as results
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -76,7 +78,7 @@ def make_run(directory, *, n_trials=12, max_epochs=9, asha=True, seed=0, slow=1.
             "job": job,
             "sweep_wall_seconds": 100.0 * slow,
             "max_concurrent_trials": 2,
-            **({"search": search} if search else {}),
+            "search": search or {"algorithm": "random", "seed": seed},
         },
     )
     storage.write_json(
@@ -173,7 +175,7 @@ def test_hyperparameter_values_are_shown_literally(tmp_path):
 def test_progress_line_counts_states_epochs_and_best(tmp_path):
     import io
 
-    from distsearch.spec import parse_job
+    from distsearch.spec.model import parse_job
     from distsearch.sweep.progress import ProgressView
 
     from ..conftest import tiny_job
@@ -230,7 +232,7 @@ def test_parquet_schema_matches_the_announced_version(tmp_path):
 
 
 def test_the_report_and_the_comparison_name_each_runs_searcher(tmp_path):
-    tpe = {"algorithm": "tpe", "seed": 3, "startup_trials": 10, "multivariate": True, "constant_liar": True, "told": {"complete": 4, "pruned": 8}}
+    tpe = {"algorithm": "tpe", "seed": 3, "settings_line": "10 startup trials, multivariate True, constant liar True", "told": {"complete": 4, "pruned": 8}}
     tpe["warm_start"] = {"runs": ["runs/a/1"], "trials": 5, "skipped": 2}
     a, b = make_run(tmp_path / "tpe", seed=1, search=tpe), make_run(tmp_path / "random", seed=2)
     text = report.format_run(results.read_run(a))

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from distsearch import constants as C
-from distsearch import results, storage
+from distsearch import storage
+from distsearch.results import files as results
 
 
 def _rows():

@@ -12,9 +12,11 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from distsearch import constants as C
-from distsearch import job, lease, results, storage
-from distsearch.spec import parse_job
-from distsearch.sweep import recording, resume
+from distsearch import job, lease, storage
+from distsearch.results import files as results
+from distsearch.search.plan import build_plan
+from distsearch.spec.model import parse_job
+from distsearch.sweep import recording
 
 from ..conftest import race_to_take, tiny_job
 
@@ -141,7 +143,7 @@ def test_asha_rungs_are_refilled_from_the_reports_of_the_earlier_driver(tmp_path
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 9, "max_epochs": 9}, asha={"grace_period_epochs": 1, "reduction_factor": 3}))
     # three trials judged at rung 1 before the crash; t2 was mid-way and had reached epoch 2
     prior = {"t0": [(1, 0.9)], "t1": [(1, 0.8)], "t2": [(1, 0.7), (2, 0.75)]}
-    sched = resume.asha_scheduler(spec, prior)
+    sched = build_plan(spec).make_scheduler(prior)
     for t in map(_trial, range(3)):
         sched.on_trial_add(None, t)
     # a new trial is judged against the refilled rung: 0.5 is below its 2/3 quantile, so it stops
@@ -149,7 +151,7 @@ def test_asha_rungs_are_refilled_from_the_reports_of_the_earlier_driver(tmp_path
     sched.on_trial_add(None, late)
     assert sched.on_trial_result(None, late, {"epoch": 1, "val_accuracy": 0.5}) == TrialScheduler.STOP
     # without the refill the same result would be the first at the rung, and continue
-    fresh = resume.asha_scheduler(spec)
+    fresh = build_plan(spec).make_scheduler()
     fresh.on_trial_add(None, late)
     assert fresh.on_trial_result(None, late, {"epoch": 1, "val_accuracy": 0.5}) == TrialScheduler.CONTINUE
 
@@ -157,7 +159,7 @@ def test_asha_rungs_are_refilled_from_the_reports_of_the_earlier_driver(tmp_path
 def test_replay_cuts_a_trial_that_crossed_a_rung_unjudged(tmp_path):
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 9, "max_epochs": 9}, asha={"grace_period_epochs": 1, "reduction_factor": 2}))
     prior = {"t0": [(1, 0.9)], "t1": [(1, 0.95)], "t2": [(1, 0.3)]}  # t2 is far below the rung's median
-    sched = resume.asha_scheduler(spec, prior)
+    sched = build_plan(spec).make_scheduler(prior)
     for t in map(_trial, range(3)):
         sched.on_trial_add(None, t)
     assert sched.on_trial_result(None, _trial(2), {"epoch": 1, "val_accuracy": 0.3}) == TrialScheduler.STOP

@@ -3,7 +3,7 @@
 import re
 
 from distsearch import constants as C
-from distsearch import results
+from distsearch.results import files as results
 
 from ..conftest import ROOT
 

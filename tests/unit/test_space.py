@@ -4,11 +4,14 @@ import numpy as np
 from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Quantized, Uniform
 from ray.tune.search.variant_generator import generate_variants
 
-from distsearch import space
-from distsearch.spec import load_job, parse_job
-from distsearch.sweep.search import to_tune
+from distsearch.space import names as space
+from distsearch.spec.model import load_job, parse_job
 
 from ..conftest import JOBS
+
+
+def to_tune(space):
+    return {name: p.tune_domain() for name, p in space.items()}
 
 
 def _space(raw_space):

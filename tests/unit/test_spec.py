@@ -6,8 +6,8 @@ import sys
 import pytest
 import yaml
 
-from distsearch.spec import TRIAL_PROCESSES, Choice, Conditional, RandInt, SpecError, Uniform, load_job, parse_job
-from distsearch.tasks import check_job
+from distsearch.spec.model import TRIAL_PROCESSES, Choice, Conditional, RandInt, SpecError, Uniform, load_job, parse_job
+from distsearch.validate import check_job
 
 from ..conftest import JOBS, ROOT, load_shipped
 

@@ -1,14 +1,14 @@
 """docs/job-spec.md is the spec model's own documentation: regenerate it when a field changes."""
 
-from distsearch import spec_doc
-from distsearch.spec import JobSpec
+from distsearch.spec import doc as spec_doc
+from distsearch.spec.model import JobSpec
 
 from ..conftest import ROOT
 
 
 def test_the_reference_page_matches_the_model():
     page = (ROOT / "docs" / "job-spec.md").read_text()
-    assert page == spec_doc.render(), "docs/job-spec.md is stale: run python -m distsearch.spec_doc > docs/job-spec.md"
+    assert page == spec_doc.render(), "docs/job-spec.md is stale: run python -m distsearch.spec.doc > docs/job-spec.md"
 
 
 def test_every_field_is_on_the_page():

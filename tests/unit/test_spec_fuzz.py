@@ -6,8 +6,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distsearch.spec import SpecError, parse_job
-from distsearch.tasks import check_job
+from distsearch.spec.model import SpecError, parse_job
+from distsearch.validate import check_job
 
 from ..conftest import JOBS
 

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from distsearch import loop
-from distsearch.spec import SpecError, parse_job
-from distsearch.tasks import PROTOCOL_MEMBERS, Task, TaskInputError, check_job, make_task
+from distsearch.spec.model import SpecError, parse_job
+from distsearch.tasks import PROTOCOL_MEMBERS, Task, TaskInputError, make_task
 from distsearch.tasks.base import batches
+from distsearch.train import loop
+from distsearch.validate import check_job
 
 from ..conftest import JOBS, ROOT, load_shipped
 

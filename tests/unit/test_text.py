@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from distsearch import loop
-from distsearch.spec import parse_job
-from distsearch.tasks import TaskInputError, check_job, make_task, text_models
+from distsearch.spec.model import parse_job
+from distsearch.tasks import TaskInputError, make_task, text_models
 from distsearch.tasks import text as text_task
+from distsearch.train import loop
+from distsearch.validate import check_job
 
 from ..conftest import JOBS
 
@@ -173,8 +174,8 @@ def test_a_missing_extra_is_named(monkeypatch, corpus):
 
 
 def test_the_shipped_gpu_job_trains_on_nccl_with_whole_gpus():
-    from distsearch.planning import worker_group_plan
-    from distsearch.spec import load_job
+    from distsearch.spec.model import load_job
+    from distsearch.sweep.planning import worker_group_plan
 
     spec = load_job(JOBS / "text_gpu.yaml")
     plan = worker_group_plan(spec)

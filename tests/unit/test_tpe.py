@@ -9,12 +9,14 @@ import pytest
 from optuna.trial import TrialState
 
 from distsearch import constants as C
-from distsearch import results, storage, warmstart
-from distsearch.search_space import point_problems, searcher_names
-from distsearch.space import OPTION_KEY, flatten
-from distsearch.spec import SpecError, parse_job
-from distsearch.sweep.search import searcher
-from distsearch.sweep.tpe import TPESearch, prior_trials
+from distsearch import storage
+from distsearch.results import files as results
+from distsearch.search import warmstart
+from distsearch.search.plan import build_plan
+from distsearch.search.tpe import TPESearch, prior_trials
+from distsearch.space.names import OPTION_KEY, flatten
+from distsearch.space.points import point_problems, searcher_names
+from distsearch.spec.model import SpecError, parse_job
 
 from ..conftest import tiny_job
 
@@ -33,7 +35,7 @@ def _spec(tmp_path, **search):
 
 
 def _tpe(tmp_path, **search) -> TPESearch:
-    return searcher(_spec(tmp_path, **search), concurrency=4)
+    return build_plan(_spec(tmp_path, **search)).make_searcher(4)
 
 
 def _run(tpe, trial_id, values, *, end=True, error=False):
@@ -139,7 +141,7 @@ def test_warm_start_seeds_the_study_with_the_trials_that_fit(tmp_path):
     storage.write_json(storage.join(run, C.RUN_FILE), {"job": {"metric": "val_accuracy", "mode": "max"}})
     warm = warmstart.load(parse_job({**spec.to_dict(), "search": {"algorithm": "tpe", "warm_start": [run]}}))
     assert len(warm.trials) == 2 and warm.skipped == 2  # depth 7 is outside randint [1, 4); gru is no option
-    tpe = searcher(spec, 2)
+    tpe = build_plan(spec).make_searcher(2)
     tpe.seed_with(prior_trials(tpe, warm))
     assert tpe.states() == {"complete": 1, "pruned": 1} and tpe.warm_start == {"runs": [run], "trials": 2, "skipped": 2}
     done = [t for t in tpe.study.get_trials() if t.state == TrialState.COMPLETE][0]
@@ -148,7 +150,7 @@ def test_warm_start_seeds_the_study_with_the_trials_that_fit(tmp_path):
 
 
 def test_warm_start_entries_are_checked_at_validation(tmp_path):
-    from distsearch.tasks import check_job
+    from distsearch.validate import check_job
 
     other = str(tmp_path / "other")
     storage.write_json(storage.join(other, C.RUN_FILE), {"job": {"metric": "val_loss", "mode": "min"}})

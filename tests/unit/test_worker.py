@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from distsearch.worker import CHECKPOINT_TMP_PREFIX, remove_orphaned_checkpoint_copies, settle_for_reuse
+from distsearch.train.worker import CHECKPOINT_TMP_PREFIX, remove_orphaned_checkpoint_copies, settle_for_reuse
 
 
 def test_checkpoint_copies_of_dead_workers_are_removed_and_live_ones_kept(tmp_path):
@@ -52,7 +52,7 @@ def test_a_training_thread_blocked_on_reports_stops_at_its_next_report_and_the_p
     """The training thread reports every 10 ms into a full queue that nobody drains any more
     (the trial's controller is gone): settle drains it, the next report raises StopRequested,
     the thread ends, and the process may serve another trial, with the stop flag cleared."""
-    from distsearch import worker
+    from distsearch.train import worker
 
     reports = []
 
@@ -75,7 +75,7 @@ def test_a_training_thread_blocked_on_reports_stops_at_its_next_report_and_the_p
 def test_a_training_thread_that_does_not_stop_in_time_or_failed_makes_the_process_unfit(monkeypatch):
     import threading
 
-    from distsearch import worker
+    from distsearch.train import worker
 
     release = threading.Event()
 

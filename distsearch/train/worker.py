@@ -27,9 +27,10 @@ from typing import Any, Optional
 import torch
 from ray.train import UserCallback
 
-from . import constants as C
-from . import loop, spares, storage
-from .spec import JobSpec
+from .. import constants as C
+from .. import storage
+from ..spec.model import JobSpec
+from . import loop, spares
 
 # Set in this worker process to end its trial's training at the next report (every rank agrees
 # there first). One Train worker per process, so one flag per process.
@@ -63,7 +64,7 @@ def settle_for_reuse(wait_s: float) -> bool:
     thread to end. Then tear down torch.distributed, so the next run's backend can set it up
     again. Returns whether this process can serve another trial: False when the thread is still
     running, or ended with an error, or the worker never had a run."""
-    from ._ray.train import execution_context
+    from .._ray.train import execution_context
 
     try:
         runner, results = execution_context()
@@ -112,7 +113,7 @@ def remove_orphaned_checkpoint_copies(tmp_dir: Optional[str] = None) -> list[str
 
 def train_worker(cfg: dict[str, Any]) -> None:
     """One Train worker. ``cfg``: ``job`` (a JobSpec dict), ``params`` (flat), ``data`` ([ObjectRef] to (task, splits)),
-    ``spare_keep_alive_s`` (> 0: have a spare process started for a later trial, kept this long; see distsearch.spares)."""
+    ``spare_keep_alive_s`` (> 0: have a spare process started for a later trial, kept this long; see distsearch.train.spares)."""
     import ray
     import ray.train
     import ray.train.torch

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from .spec import JobSpec
+from ..spec.model import JobSpec
 
 #: harness.spare_worker_keep_alive_s when unset (seconds).
 DEFAULT_SPARE_KEEP_ALIVE_S = 600.0
@@ -83,7 +83,7 @@ def plan_concurrency(spec: JobSpec, nodes: list[Mapping[str, float]]) -> int:
 
 @dataclass(frozen=True)
 class SparePlan:
-    """Which spare worker processes a sweep asks for (see distsearch.spares), as keep-alives in
+    """Which spare worker processes a sweep asks for (see distsearch.train.spares), as keep-alives in
     seconds, 0 meaning none: ``first_s`` for the first trials' workers, which the driver asks for
     before Tune starts; ``later_s`` for the spare each Train worker asks for, as it starts, for
     the trial after its own."""

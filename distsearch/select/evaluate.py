@@ -15,13 +15,16 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 import torch
 
-from . import constants as C
-from . import load, loop, results, storage
+from .. import constants as C
+from .. import storage
+from ..results import files as results
+from ..search.objective import Objective
+from ..spec.model import JobSpec
+from ..tasks import Splits, Task
+from ..tasks.base import ENSEMBLE_MEMBERS, batches
+from ..train import loop
+from . import load
 from .ensemble import Averaged, select
-from .objective import Objective
-from .spec import JobSpec
-from .tasks import Splits, Task
-from .tasks.base import ENSEMBLE_MEMBERS, batches
 
 log = logging.getLogger("distsearch")
 

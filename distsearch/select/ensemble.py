@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from .objective import Objective
+from ..search.objective import Objective
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import constants as C  # noqa: E402
-from .objective import Objective  # noqa: E402
+from .. import constants as C  # noqa: E402
+from ..search.objective import Objective  # noqa: E402
 
 MIN_TRIALS_FOR_IMPORTANCE = 5
 _STATUS_STYLE = {

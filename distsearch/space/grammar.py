@@ -23,53 +23,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
-
-Scalar = Union[bool, int, float, str]
+from .params import Choice, Conditional, Fixed, Param, RandInt, Uniform
 
 PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
-
-# ---------------------------------------------------------------------------------------------
-# Search-space parameters
-# ---------------------------------------------------------------------------------------------
-class _Param(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class Fixed(_Param):
-    kind: Literal["fixed"] = "fixed"
-    value: Scalar
-
-
-class Choice(_Param):
-    kind: Literal["choice"] = "choice"
-    values: tuple[Scalar, ...]
-
-
-class Conditional(_Param):
-    kind: Literal["conditional"] = "conditional"
-    options: dict[str, dict[str, "Param"]]
-
-
-class Uniform(_Param):
-    kind: Literal["uniform", "loguniform", "quniform", "qloguniform"]
-    low: float
-    high: float
-    q: Optional[float] = None
-
-
-class RandInt(_Param):
-    kind: Literal["randint", "qrandint"]
-    low: int
-    high: int
-    q: Optional[int] = None
-
-
-Param = Union[Fixed, Choice, Conditional, Uniform, RandInt]
-Conditional.model_rebuild()
 
 _FLOAT_FORMS = ("uniform", "loguniform", "quniform", "qloguniform")
 _INT_FORMS = ("randint", "qrandint")

@@ -9,10 +9,11 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from . import constants as C
-from .objective import Objective
-from .results import read_run
-from .storage import join, write_bytes
+from .. import constants as C
+from ..search.objective import Objective
+from ..search.plan import summary_of
+from ..storage import join, write_bytes
+from .files import read_run
 
 REPORT_FILE = "report.html"
 CLOSE_TO_BEST = 0.005  # "within 0.5% of the final best", for time-to-near-best
@@ -40,22 +41,20 @@ def _board(run: Mapping[str, Any], top: int) -> pd.DataFrame:
 
 def searcher_name(meta: Mapping[str, Any]) -> str:
     """``tpe+asha``, ``random+asha``, ``random (fifo)``...: who proposed trials and who stopped them."""
-    job = meta["job"]
-    algorithm = (meta.get("search") or job.get("search") or {}).get("algorithm", "random")
-    return f"{algorithm}+asha" if job.get("asha", {}).get("enabled", True) else f"{algorithm} (fifo)"
+    return summary_of(meta)
 
 
 def searcher_line(meta: Mapping[str, Any]) -> str:
-    """The searcher, its settings and how the study was told the trials ended (TPE)."""
+    """The searcher, its settings and how it was told the trials ended."""
     search = meta.get("search") or {}
     line = f"  search: {searcher_name(meta)}, seed {search.get('seed', meta['job'].get('seed'))}"
-    if search.get("algorithm") == "tpe":
-        line += f", {search['startup_trials']} startup trials, multivariate {search['multivariate']}, constant liar {search['constant_liar']}"
-        if search.get("told"):
-            line += "; told " + ", ".join(f"{k} {v}" for k, v in sorted(search["told"].items()))
-        warm = search.get("warm_start") or {}
-        if warm.get("runs"):
-            line += f"; warm start: {warm['trials']} trials from {len(warm['runs'])} runs ({warm['skipped']} skipped)"
+    if search.get("settings_line"):
+        line += f", {search['settings_line']}"
+    if search.get("told"):
+        line += "; told " + ", ".join(f"{k} {v}" for k, v in sorted(search["told"].items()))
+    warm = search.get("warm_start") or {}
+    if warm.get("runs"):
+        line += f"; warm start: {warm['trials']} trials from {len(warm['runs'])} runs ({warm['skipped']} skipped)"
     return line
 
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Optional, TypeVar
 
 import pandas as pd
 
-from . import constants as C
+from .. import constants as C
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import constants as C
-from .objective import Objective
-from .storage import PathLike, absolute, exists, filesystem, is_uri, join, read_bytes, read_json, write_bytes
+from .. import constants as C
+from ..search.objective import Objective
+from ..storage import PathLike, absolute, exists, filesystem, is_uri, join, read_bytes, read_json, write_bytes
 
 _PANDAS_DTYPE = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
 

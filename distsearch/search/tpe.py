@@ -28,35 +28,14 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from .. import constants as C
-from ..params import Choice, Conditional, Fixed, Param, RandInt, Uniform
-from ..space import OPTION_KEY
+from ..space.params import Param
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
 
 
-def sample(trial: optuna.Trial, space: Mapping[str, Param], prefix: str = "") -> dict[str, Any]:
-    """A config of ``space`` in Tune's nested form (``search.to_tune``'s), drawn define-by-run."""
-    config: dict[str, Any] = {}
-    for name, p in space.items():
-        key = f"{prefix}{name}"
-        if isinstance(p, Fixed):
-            config[name] = p.value
-        elif isinstance(p, Choice):
-            config[name] = trial.suggest_categorical(key, list(p.values))
-        elif isinstance(p, Conditional):
-            option = trial.suggest_categorical(key, list(p.options))
-            config[name] = {OPTION_KEY: option, **sample(trial, p.options[option], f"{key}.{option}.")}
-        elif isinstance(p, RandInt):
-            high = p.high - 1 if p.kind == "randint" else p.high
-            step = p.q or 1
-            config[name] = trial.suggest_int(key, p.low, p.low + (high - p.low) // step * step, step=step)
-        elif isinstance(p, Uniform) and p.kind == "qloguniform":  # Optuna has no log scale with a step: round the draw
-            config[name] = max(p.q, round(trial.suggest_float(key, p.low, p.high, log=True) / p.q) * p.q)
-        else:
-            step = p.q if p.kind == "quniform" else None
-            high = p.low + math.floor((p.high - p.low) / step + 1e-9) * step if step else p.high
-            config[name] = trial.suggest_float(key, p.low, high, log=p.kind == "loguniform", step=step)
-    return config
+def sample(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str, Any]:
+    """A config of ``space`` in Tune's nested form (``Param.tune_domain``'s), drawn define-by-run."""
+    return {name: p.suggest(trial, name) for name, p in space.items()}
 
 
 def distributions(space: Mapping[str, Param], point: Mapping[str, Any]) -> dict[str, BaseDistribution]:
@@ -199,7 +178,7 @@ def prior_trials(searcher: TPESearch, warm: Any) -> tuple[list[optuna.trial.Froz
     """``warmstart.load``'s trials as finished Optuna trials, judged as this searcher judges its
     own (COMPLETE, PRUNED at the epoch reached, FAIL); a trial whose values fall outside the
     searcher's distributions (a rounding at a range's end) is skipped and counted too."""
-    from ..search_space import searcher_names
+    from ..space.points import searcher_names
 
     out, skipped = [], warm.skipped
     for t in warm.trials:

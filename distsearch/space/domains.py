@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
-from .models import ACTIVATIONS, FAMILY_PARAM
-from .params import Choice, Conditional, Fixed, Param, RandInt, Uniform
+from ..models import ACTIVATIONS, FAMILY_PARAM
+from .params import Param
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _num(x: float) -> str:
 
 Domain = Union[Options, Number]
 
-#: The training recipe's parameters (distsearch.loop) and the model families' (distsearch.models).
+#: The training recipe's parameters (distsearch.train.loop) and the model families' (distsearch.models).
 DOMAINS: dict[str, Domain] = {
     "lr": Number(False, 0.0, low_open=True),
     "batch_size": Number(True, 1),
@@ -80,30 +80,17 @@ DOMAINS: dict[str, Domain] = {
 }
 
 
-def _values(p: Param) -> list[Any]:
-    """The values of ``p`` that decide whether all of them fit a domain: constants and choice
-    options as they are; a distribution's ends (a uniform's high end only where it can be drawn)."""
-    if isinstance(p, Fixed):
-        return [p.value]
-    if isinstance(p, Choice):
-        return list(p.values)
-    if isinstance(p, RandInt):
-        return [p.low, p.high - 1 if p.kind == "randint" else p.high]
-    if isinstance(p, Uniform):
-        return [p.low] + ([p.high] if p.q is not None else [])  # uniform and loguniform draw below high
-    return []
-
-
 def _problem(domain: Domain, p: Param) -> Optional[tuple[Any, str]]:
     """The first value of ``p`` outside ``domain``, with the fix; None if all fit."""
-    for value in _values(p):
+    for value in p.ends():
         fix = domain.problem(value)
         if fix:
             return value, fix
-    if isinstance(p, Uniform) and p.q is None and isinstance(domain, Number):
-        fix = domain.problem_below(p.high)
+    high = p.open_high()
+    if high is not None and isinstance(domain, Number):
+        fix = domain.problem_below(high)
         if fix:
-            return p.high, fix
+            return high, fix
     return None
 
 
@@ -112,9 +99,9 @@ def check_space(space: Mapping[str, Param], extra: Optional[Mapping[str, Domain]
     domains = {**DOMAINS, **(extra or {})}
     problems = []
     for name, p in space.items():
-        if isinstance(p, Conditional):
-            for option, sub in p.options.items():
-                problems += check_space(sub, extra, f"{prefix}.{name}.choice.{option}")
+        for option, sub in p.sub_spaces().items():
+            problems += check_space(sub, extra, f"{prefix}.{name}.choice.{option}")
+        if p.sub_spaces():
             continue
         domain = domains.get(name.removeprefix(f"{FAMILY_PARAM}."))
         if domain is None:

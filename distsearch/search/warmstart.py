@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from . import constants as C
-from . import storage
-from .search_space import point_problems
-from .spec import JobSpec
+from .. import constants as C
+from .. import storage
+from ..space.points import point_problems
+from ..spec.model import JobSpec
 
 log = logging.getLogger("distsearch")
 

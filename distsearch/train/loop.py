@@ -29,9 +29,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import constants as C
-from .tasks import Splits, Task
-from .tasks.base import batches
+from .. import constants as C
+from ..tasks import Splits, Task
+from ..tasks.base import batches
 
 Report = Callable[[dict[str, Any], Optional[dict[str, Any]]], None]
 

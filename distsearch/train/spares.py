@@ -37,14 +37,14 @@ HOOK = f"{__name__}.import_training_stack"
 
 def hook_env_var() -> str:
     """The environment variable through which Ray's worker processes find their setup hook."""
-    from ._ray.raylet import worker_setup_hook_env_var
+    from .._ray.raylet import worker_setup_hook_env_var
 
     return worker_setup_hook_env_var()
 
 
 def import_training_stack() -> None:
     """What every trial's workers import before their first epoch, imported once, at process start."""
-    # torch.optim's first step imports torch._dynamo; distsearch.worker brings
+    # torch.optim's first step imports torch._dynamo; distsearch.train.worker brings
     # torch, Ray Train, the loop and the spec.
     for name in ("torch._dynamo", "torch.distributed", f"{__package__}.models", f"{__package__}.tasks", f"{__package__}.worker"):
         importlib.import_module(name)
@@ -72,7 +72,7 @@ def prestart(node_id: str, serialized_runtime_env: str, count: int, keep_alive_s
     once per process and otherwise ignored. Needs a connected Ray."""
     import ray
 
-    from ._ray import raylet
+    from .._ray import raylet
 
     try:
         node = next(n for n in ray.nodes() if n["NodeID"] == node_id)

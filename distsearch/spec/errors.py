@@ -80,3 +80,17 @@ def _allowed_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
             return []
         model = info.annotation
     return list(getattr(model, "model_fields", {}))
+
+
+class UserError(Exception):
+    """A mistake in what the user gave (a job, a path, a cluster address, a run folder): the
+    message names what is wrong and how to fix it, and the command line exits 2. Every other
+    exception is a bug in distsearch, and exits 1."""
+
+
+class SpecError(UserError, ValueError):
+    """A job spec is invalid. ``problems`` holds one message per invalid field."""
+
+    def __init__(self, problems: list[str], source: str = "job spec"):
+        self.problems = problems
+        super().__init__(f"{source} is invalid ({len(problems)} problem(s)):\n" + "\n".join(f"  - {p}" for p in problems))

@@ -13,9 +13,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from . import constants as C
+from .. import constants as C
+from ..storage import PathLike, absolute, exists, is_uri, join, read_bytes, read_json
 from .ensemble import Averaged
-from .storage import PathLike, absolute, exists, is_uri, join, read_bytes, read_json
 
 
 @dataclass
@@ -57,7 +57,7 @@ class LoadedModel:
 
 
 def save(model: LoadedModel, path: str) -> None:
-    from .storage import write_bytes
+    from ..storage import write_bytes
 
     buf = io.BytesIO()
     torch.save(model, buf)
@@ -77,7 +77,7 @@ def load_model(run: PathLike, ensemble: bool = False) -> LoadedModel:
         if ensemble and exists(record) and read_json(record).get("skipped"):
             why = f"the ensemble was skipped: {read_json(record)['skipped']}"
         raise FileNotFoundError(f"{path} does not exist ({why}); fix: load the single best (ensemble=False) or run the job to its end")
-    from .tasks.vision_import import ensure_importable
+    from ..tasks.vision_import import ensure_importable
 
     ensure_importable()  # a text or image model unpickles Transformers' or torchvision's modules
     model = torch.load(io.BytesIO(read_bytes(path)), map_location="cpu", weights_only=False)

@@ -1,6 +1,6 @@
 """The job-spec reference page (docs/job-spec.md), generated from the spec model's field documentation.
 
-``python -m distsearch.spec_doc > docs/job-spec.md`` rewrites it; a unit test fails when the page
+``python -m distsearch.spec.doc > docs/job-spec.md`` rewrites it; a unit test fails when the page
 and the model disagree, so the reference cannot drift from the code.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from . import params
-from .spec import JobSpec
+from ..space import grammar as params
+from .model import JobSpec
 
 
 def _default(info: Any) -> str:
@@ -44,7 +44,7 @@ def render() -> str:
         "",
         "A job is one YAML file, validated completely before Ray starts (`distsearch validate JOB`). Every",
         "error names the field, the value it got and the fix. This page is generated from the spec model",
-        "(`python -m distsearch.spec_doc > docs/job-spec.md`); `tests/unit/test_spec_doc.py` checks it.",
+        "(`python -m distsearch.spec.doc > docs/job-spec.md`); `tests/unit/test_spec_doc.py` checks it.",
         "",
         "## Top level",
         "",

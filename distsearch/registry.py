@@ -1,0 +1,51 @@
+"""The searchers and schedulers a job can name, each a lazy reference to the class that builds it.
+
+Adding one is a module under ``distsearch/search/`` and one entry here: the job spec accepts the
+name, and ``distsearch.search.plan`` builds it. A reference is ``"module:Class"`` (imported only
+when a plan is built, so that naming Optuna's searcher costs no import until it runs) or the
+class itself (``register_searcher("toy", ToySearcher)`` in a test or a plugin).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Union
+
+Ref = Union[str, type]
+
+#: search.algorithm -> (reference, the search.* settings beyond the seed that it reads).
+SEARCHERS: dict[str, tuple[Ref, tuple[str, ...]]] = {
+    "random": ("distsearch.search.random_search:RandomSearcher", ()),
+    "tpe": (
+        "distsearch.search.tpe_plan:TPESearcher",
+        ("startup_trials", "multivariate", "constant_liar", "warm_start", "points_to_evaluate"),
+    ),
+}
+#: scheduler name -> reference; ``asha.enabled`` picks asha (true) or fifo (false).
+SCHEDULERS: dict[str, Ref] = {
+    "asha": "distsearch.search.asha:AshaScheduler",
+    "fifo": "distsearch.search.fifo:FifoScheduler",
+}
+
+
+def register_searcher(name: str, ref: Ref, settings: tuple[str, ...] = ()) -> None:
+    """Make ``name`` a value of ``search.algorithm``, built by ``ref``."""
+    SEARCHERS[name] = (ref, tuple(settings))
+
+
+def register_scheduler(name: str, ref: Ref) -> None:
+    """Make ``name`` a scheduler a plan can build."""
+    SCHEDULERS[name] = ref
+
+
+def searcher_settings(name: str) -> tuple[str, ...]:
+    """The ``search.*`` settings the searcher ``name`` reads; none for a name not registered."""
+    return SEARCHERS.get(name, (None, ()))[1]
+
+
+def resolve(ref: Ref) -> Any:
+    """The class ``ref`` names."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,1 @@
+"""The search: the plan built once from a job, and the searchers, schedulers and objective it names."""

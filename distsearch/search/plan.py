@@ -1,0 +1,91 @@
+"""The search plan: built once from a job, the one place that knows its searcher, scheduler and objective.
+
+Every part of distsearch that depends on which searcher or scheduler a job uses asks the plan:
+the Ray sweep (Tune's param space, searcher, scheduler and environment), the trial (whether to
+wait for Tune's saved state), run.json and the report (the summary line), and validation (its
+notes). Adding a searcher or scheduler is one module and one entry in ``distsearch.registry``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from .. import registry
+from ..spec.model import JobSpec, Search
+from .kinds import PriorMetrics, SchedulerKind, SearcherKind
+from .objective import Objective
+
+
+def _scheduler_name(asha: Mapping[str, Any]) -> str:
+    return "asha" if asha.get("enabled", True) else "fifo"
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """The searcher, the scheduler and the objective of one job; see the module docstring."""
+
+    spec: JobSpec
+    searcher: SearcherKind
+    scheduler: SchedulerKind
+    objective: Objective
+
+    @property
+    def summary(self) -> str:
+        """Who proposed trials and who stopped them: ``tpe+asha``, ``random (fifo)``."""
+        return self.scheduler.summary_format.format(searcher=self.searcher.name, scheduler=self.scheduler.name)
+
+    @property
+    def waits_for_saved_state(self) -> bool:
+        return self.searcher.waits_for_saved_state
+
+    def param_space(self) -> dict[str, Any]:
+        """Tune's ``param_space``: the space's domains, or empty for a searcher that samples the space itself."""
+        return {} if self.searcher.samples_itself else {name: p.tune_domain() for name, p in self.spec.space.items()}
+
+    def make_searcher(self, concurrency: int) -> Any:
+        return self.searcher.build(concurrency)
+
+    def make_scheduler(self, prior: Optional[PriorMetrics] = None) -> Any:
+        return self.scheduler.build(prior)
+
+    def tune_env(self, concurrency: int) -> dict[str, str]:
+        return self.searcher.tune_env(concurrency)
+
+    def notes(self) -> list[str]:
+        return self.searcher.notes()
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records of the search: names, seed, settings and the report's words."""
+        return {
+            "algorithm": self.searcher.name,
+            "scheduler": self.scheduler.name,
+            "summary": self.summary,
+            "seed": self.spec.seed,
+            "settings_line": self.searcher.settings_line(),
+            **self.searcher.settings(),
+        }
+
+    def saved_summary(self, tune_dir: str) -> Optional[dict[str, Any]]:
+        return self.searcher.saved_summary(tune_dir)
+
+
+def build_plan(spec: JobSpec) -> SearchPlan:
+    """The plan of ``spec``: its registered searcher and scheduler, built but holding no Ray state."""
+    name = spec.search.algorithm
+    searcher_cls = registry.resolve(registry.SEARCHERS[name][0])
+    scheduler = _scheduler_name(spec.asha.model_dump())
+    scheduler_cls = registry.resolve(registry.SCHEDULERS[scheduler])
+    return SearchPlan(spec, searcher_cls(spec, name), scheduler_cls(spec, scheduler), Objective(spec.metric, spec.mode))
+
+
+def summary_of(record: Mapping[str, Any]) -> str:
+    """The plan's summary for a run.json ``record`` (its ``search`` and ``job``), also one written
+    before the plan recorded its summary: the job's searcher, or the spec's default."""
+    search = record.get("search") or {}
+    if search.get("summary"):
+        return search["summary"]
+    job = record.get("job") or {}
+    name = search.get("algorithm") or (job.get("search") or {}).get("algorithm") or Search.model_fields["algorithm"].default
+    scheduler = _scheduler_name(job.get("asha") or {})
+    return registry.resolve(registry.SCHEDULERS[scheduler]).summary_format.format(searcher=name, scheduler=scheduler)

@@ -1,0 +1,78 @@
+"""Optuna's TPE as a plan's searcher: its settings, what it is seeded with, and its notes.
+
+The Tune searcher itself (what TPE is told of each trial) is ``distsearch.search.tpe``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..space.points import searcher_names
+from .kinds import SearcherKind
+
+#: Optuna's own default of random draws before TPE models; the budget may lower it.
+MAX_DEFAULT_STARTUP_TRIALS = 10
+
+
+def startup_trials(spec) -> int:
+    """``search.startup_trials``, or what the budget allows: a third of the trials, 2 to 10."""
+    if spec.search.startup_trials is not None:
+        return spec.search.startup_trials
+    return max(2, min(MAX_DEFAULT_STARTUP_TRIALS, spec.budget.num_trials // 3))
+
+
+class TPESearcher(SearcherKind):
+    def build(self, concurrency: int) -> Any:
+        from . import warmstart
+        from .tpe import TPESearch, prior_trials
+
+        s = self.spec.search
+        tpe = TPESearch(
+            self.spec.space,
+            metric=self.spec.metric,
+            mode=self.spec.mode,
+            max_epochs=self.spec.budget.max_epochs,
+            seed=self.spec.seed,
+            startup_trials=startup_trials(self.spec),
+            multivariate=s.multivariate,
+            constant_liar=s.constant_liar,
+            max_concurrent=concurrency,
+            points=[searcher_names(self.spec.space, p) for p in s.points_to_evaluate],
+        )
+        if s.warm_start:
+            tpe.seed_with(prior_trials(tpe, warmstart.load(self.spec)))
+        return tpe
+
+    def settings(self) -> dict[str, Any]:
+        s = self.spec.search
+        return {
+            "startup_trials": startup_trials(self.spec),
+            "multivariate": s.multivariate,
+            "constant_liar": s.constant_liar,
+            "warm_start_runs": list(s.warm_start),
+            "points_to_evaluate": len(s.points_to_evaluate),
+        }
+
+    def settings_line(self) -> str:
+        s = self.settings()
+        line = f"{s['startup_trials']} startup trials, multivariate {s['multivariate']}, constant liar {s['constant_liar']}"
+        return line + ("" if self.models_any() else " (TPE never models: every trial is a startup draw)")
+
+    def models_any(self) -> bool:
+        """Whether any trial is proposed by TPE's model rather than drawn at random."""
+        return startup_trials(self.spec) + len(self.spec.search.points_to_evaluate) < self.spec.budget.num_trials
+
+    def notes(self) -> list[str]:
+        if self.models_any():
+            return []
+        n = startup_trials(self.spec)
+        return [
+            f"search.startup_trials: {n} random draws (and {len(self.spec.search.points_to_evaluate)} points to evaluate) cover all "
+            f"{self.spec.budget.num_trials} trials of budget.num_trials, so TPE never models the results; fix: lower "
+            f"search.startup_trials below {self.spec.budget.num_trials}, or raise budget.num_trials"
+        ]
+
+    def saved_summary(self, tune_dir: str) -> Optional[dict[str, Any]]:
+        from .tpe import saved_summary  # imports Optuna: only for TPE jobs
+
+        return saved_summary(tune_dir)
