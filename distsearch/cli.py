@@ -1,7 +1,8 @@
-"""The command line: ``distsearch validate JOB | run JOB | report RUN [RUN ...]``.
+"""The command line: ``distsearch validate JOB [JOB ...] | run JOB | report RUN [RUN ...]``.
 
 Exit codes: 0, success; 1, the sweep ran but failed as a whole (the error budget ended it, or no
-trial produced a model to select); 2, invalid input (a job spec, a path, a cluster address);
+trial produced a model to select), or a bug in distsearch (the message says where its traceback
+went); 2, invalid input (a job spec, a path, a cluster address: ``errors.UserError``);
 130, interrupted (SIGINT, Ctrl-C): the run is left unfinished, and the same command resumes it.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
 from . import constants as C
-from .spec.model import SpecError, load_job, parse_job
+from .errors import UserError
+from .spec.model import load_job, parse_job
 
 
 def _load(path: str, storage: Optional[str] = None, dry_run: bool = True):
@@ -27,12 +30,31 @@ def _load(path: str, storage: Optional[str] = None, dry_run: bool = True):
     return spec, check_job(spec, dry_run=dry_run)
 
 
+def _validate(paths: Sequence[str], dry_run: bool) -> int:
+    """Check each job file; print each one's verdict. Exit 2 if any is invalid."""
+    failed = 0
+    for path in paths:
+        try:
+            spec, _ = _load(path, dry_run=dry_run)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(
+            f"{path}: valid ({spec.task}, {spec.budget.num_trials} trials x {spec.budget.max_epochs} epochs, "
+            f"{spec.scaling.num_workers} workers per trial)"
+        )
+    if failed and len(paths) > 1:
+        print(f"error: {failed} of {len(paths)} job files are invalid", file=sys.stderr)
+    return 2 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser: subcommands validate, run and report."""
     p = argparse.ArgumentParser(prog="distsearch", description="Distributed hyperparameter and model search on Ray.")
     sub = p.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="check a job spec without starting Ray")
-    v.add_argument("job")
+    v = sub.add_parser("validate", help="check job specs without starting Ray")
+    v.add_argument("jobs", nargs="+", metavar="JOB", help="one or more job files; each is checked, and every problem printed")
     v.add_argument("--no-dry-run", action="store_true", help="skip building each model family and running one small batch through it")
     r = sub.add_parser("run", help="run a job's sweep (embedded Ray unless --address or RAY_ADDRESS)")
     r.add_argument("job")
@@ -71,12 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         if args.command == "validate":
-            spec, _ = _load(args.job, dry_run=not args.no_dry_run)
-            print(
-                f"{args.job}: valid ({spec.task}, {spec.budget.num_trials} trials x {spec.budget.max_epochs} epochs, "
-                f"{spec.scaling.num_workers} workers per trial)"
-            )
-            return 0
+            return _validate(args.jobs, dry_run=not args.no_dry_run)
         if args.command == "run":
             spec, task = _load(args.job, args.storage, dry_run=not args.no_dry_run)
             from .job import run_job
@@ -127,10 +144,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 written = report.write_report(args.runs[0], args.out, top=max(args.top, 20))
                 print(f"report: {written[report.REPORT_FILE]} (figures: {', '.join(n for n in written if n.endswith('.png'))})")
             return 0
-    except SpecError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, ConnectionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - anything not the user's mistake is ours: say so, keep the traceback
+        where = _save_traceback()
+        print(
+            f"error: a bug in distsearch ({type(e).__name__}: {e}); the traceback is in {where}: please report it with that "
+            f"file. A run it interrupted resumes with the same command.",
+            file=sys.stderr,
+        )
+        return 1
     return 1
+
+
+def _save_traceback() -> str:
+    """The current exception's traceback, written to a new file whose path is returned."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="distsearch-bug-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        traceback.print_exc(file=f)
+    return path

@@ -6,6 +6,7 @@ import os
 from typing import Optional
 
 from . import constants as C
+from .errors import ClusterUnreachable
 
 
 def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_logs: bool = False) -> bool:
@@ -32,7 +33,7 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_lo
                     " If the cluster uses token authentication, fix: set RAY_AUTH_MODE=token "
                     "and provide the token in ~/.ray/auth_token or RAY_AUTH_TOKEN, or connect with --address auto."
                 )
-            raise ConnectionError(f"cannot connect to the Ray cluster at {address!r}: {e}.{hint}") from e
+            raise ClusterUnreachable(f"cannot connect to the Ray cluster at {address!r}: {e}.{hint}") from e
     else:
         ray.init(include_dashboard=dashboard, log_to_driver=worker_logs)
     return True

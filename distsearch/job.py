@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from . import cluster, lease, storage
 from . import constants as C
+from .errors import RunChoiceError
 from .results import files as results
 from .search.plan import build_plan
 from .select import evaluate
@@ -102,18 +103,18 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
     the run of the job that started last is the candidate. Raises ``ValueError`` with the reason.
     Only decides: ``take_run`` makes it this driver's."""
     if resume not in RESUME_MODES:
-        raise ValueError(f"resume: got {resume!r}; use one of {', '.join(RESUME_MODES)}")
+        raise RunChoiceError(f"resume: got {resume!r}; use one of {', '.join(RESUME_MODES)}")
     if run_id is not None:
         out = results.run_dir(spec.storage, spec.name, run_id)
         if not storage.exists(storage.join(out, C.RUN_FILE)):
             if resume == "require":
-                raise ValueError(f"--resume: there is no run {run_id!r} of job {spec.name!r} under {spec.storage}")
+                raise RunChoiceError(f"--resume: there is no run {run_id!r} of job {spec.name!r} under {spec.storage}")
             return run_id, False
         if resume == "never":
-            raise ValueError(f"--run-id: run {run_id!r} already exists under {out}; choose another id or drop --new-run to resume it")
+            raise RunChoiceError(f"--run-id: run {run_id!r} already exists under {out}; choose another id or drop --new-run to resume it")
         reason = why_not_resumable(out, spec)
         if reason:
-            raise ValueError(f"--run-id: run {run_id!r} cannot be resumed: {reason}; choose another --run-id")
+            raise RunChoiceError(f"--run-id: run {run_id!r} cannot be resumed: {reason}; choose another --run-id")
         return run_id, True
     if resume != "never":
         newest = newest_run(spec)
@@ -123,11 +124,11 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
             if reason is None:
                 return newest_id, True
             if resume == "require":
-                raise ValueError(f"--resume: the newest run of job {spec.name!r}, {newest_id}, cannot be resumed: {reason}")
+                raise RunChoiceError(f"--resume: the newest run of job {spec.name!r}, {newest_id}, cannot be resumed: {reason}")
             if not reason.startswith(_FINISHED):
                 log.warning("not resuming run %s: %s; starting a new run", newest_id, reason)
         elif resume == "require":
-            raise ValueError(f"--resume: job {spec.name!r} has no run under {spec.storage} to resume")
+            raise RunChoiceError(f"--resume: job {spec.name!r} has no run under {spec.storage} to resume")
     return new_run_id(), False
 
 
@@ -141,7 +142,7 @@ def take_run(spec: JobSpec, run_id: str, resuming: bool, explicit_id: bool = Fal
     try:
         generation = lease.take(out, driver, meta, settle_s=None if resuming or explicit_id else 0.0)
     except lease.RunTaken as e:
-        raise ValueError(
+        raise RunChoiceError(
             f"run {run_id} of job {spec.name!r} is not resumed by this driver: {e}; fix: wait for that driver to finish, "
             "or pass --new-run to start a separate run"
         ) from None

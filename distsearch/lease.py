@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 
 from . import constants as C
 from . import storage
+from .errors import UserError
 
 # How long a contender waits between writing its claim and reading all claims (seconds): longer
 # than the coarsest store clock (S3 and GCS list modification times to the millisecond or second).
@@ -37,7 +38,7 @@ HEARTBEAT_INTERVAL_S = 10.0
 HEARTBEAT_STALE_S = 3 * HEARTBEAT_INTERVAL_S
 
 
-class RunTaken(ValueError):
+class RunTaken(UserError, ValueError):
     """Another driver owns the run, or won the race to take it over."""
 
 

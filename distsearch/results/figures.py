@@ -1,4 +1,7 @@
-"""Figures of one run, drawn from its Parquet files with matplotlib (Agg). No Ray import.
+"""Figures of one run, drawn from its Parquet files with matplotlib's ``Figure`` API. No Ray import.
+
+No pyplot, no backend choice and no ``rcParams``: the caller's matplotlib is left as it was found,
+and a figure is rendered to PNG by the Agg canvas that ``Figure.savefig`` picks itself.
 
 Each function takes the dict ``results.read_run`` returns and gives a matplotlib Figure;
 ``render`` gives every figure as PNG bytes, keyed by file name. The figures:
@@ -15,17 +18,13 @@ from __future__ import annotations
 import io
 from typing import Any, Mapping, Optional
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import ticker
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never a window, whatever the environment says
-# Hyperparameter values are text to show as written: "$a$" must not become mathtext (or fail as it).
-matplotlib.rcParams["text.parse_math"] = False
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .. import constants as C  # noqa: E402
-from ..search.objective import Objective  # noqa: E402
+from .. import constants as C
+from ..search.objective import Objective
 
 MIN_TRIALS_FOR_IMPORTANCE = 5
 _STATUS_STYLE = {
@@ -34,6 +33,15 @@ _STATUS_STYLE = {
     C.STATUS_ERROR: {"color": "tab:red", "linestyle": ":", "alpha": 0.9, "linewidth": 1.0},
     C.STATUS_CANCELLED: {"color": "tab:orange", "linestyle": "-.", "alpha": 0.8, "linewidth": 1.0},
 }
+
+
+def _subplots(figsize, nrows: int = 1, ncols: int = 1, squeeze: bool = True):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+#: Tick labels as plain numbers (0.001), not mathtext: a label reads the same in any renderer.
+_PLAIN = ticker.FuncFormatter(lambda v, _: f"{v:g}")
 
 
 def _job(run: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -63,7 +71,7 @@ def best_trial_id(run: Mapping[str, Any]) -> Optional[str]:
 def learning_curves(run: Mapping[str, Any]):
     job, trials, epochs = _job(run), run["trials"], run["epochs"]
     metric, best = job["metric"], best_trial_id(run)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = _subplots((8, 4.5))
     status = dict(zip(trials[C.TRIAL_ID], trials[C.STATUS], strict=True))
     for tid, rows in epochs.groupby(C.TRIAL_ID, sort=True) if metric in epochs else []:
         style = dict(_STATUS_STYLE.get(status.get(tid), _STATUS_STYLE[C.STATUS_COMPLETED]))
@@ -95,7 +103,7 @@ def hparams_vs_metric(run: Mapping[str, Any]):
     n = max(len(cols), 1)
     ncols = min(3, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    fig, axes = _subplots((4 * ncols, 3 * nrows), nrows, ncols, squeeze=False)
     colors = (
         trials[C.STATUS]
         .map({C.STATUS_COMPLETED: "tab:green", C.STATUS_STOPPED: "0.55", C.STATUS_ERROR: "tab:red", C.STATUS_CANCELLED: "tab:orange"})
@@ -110,11 +118,14 @@ def hparams_vs_metric(run: Mapping[str, Any]):
             positive = x.dropna()
             if len(positive) and (positive > 0).all() and positive.max() / positive.min() >= 20:
                 ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(_PLAIN)
+                ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         else:
             cats = sorted(values.dropna().astype(str).unique())
             pos = values.astype("string").map({c: i for i, c in enumerate(cats)}).astype("float64")
             ax.scatter(pos + rng.uniform(-0.15, 0.15, len(pos)), y, c=colors, s=22)
-            ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8)
+            # Hyperparameter values are text to show as written: "$a$" must not become mathtext.
+            ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8, parse_math=False)
         ax.set(xlabel=_hp_label(col), ylabel=f"best {job['metric']}")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(cols) :]:
@@ -151,7 +162,7 @@ def hp_importance(trials: pd.DataFrame, seed: int = 0) -> Optional[pd.Series]:
 
 def importance(run: Mapping[str, Any]):
     imp = hp_importance(run["trials"])
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = _subplots((7, 3.5))
     if imp is None:
         ax.text(0.5, 0.5, f"importance needs at least {MIN_TRIALS_FOR_IMPORTANCE} trials with a metric", ha="center", va="center")
         ax.axis("off")
@@ -167,7 +178,7 @@ def overfitting_gap(run: Mapping[str, Any]):
     job, epochs = _job(run), run["epochs"]
     name = job["metric"].split("_", 1)[1]
     best = best_trial_id(run)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots((7, 4))
     rows = epochs[epochs[C.TRIAL_ID] == best] if best is not None else epochs.iloc[0:0]
     for split, style in (("train", "-"), ("val", "--")):
         col = f"{split}_{name}"
@@ -185,7 +196,7 @@ def overfitting_gap(run: Mapping[str, Any]):
 def best_so_far(runs: list[Mapping[str, Any]]):
     """For runs of one job side by side: each run's best validation metric so far (failed trials
     left out) against the worker-epochs spent, in the order the reports arrived."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = _subplots((8, 4.5))
     metric = _job(runs[0])["metric"]
     for run in runs:
         objective = Objective.of(_job(run))
@@ -212,6 +223,5 @@ def render(run: Mapping[str, Any], dpi: int = 110) -> dict[str, bytes]:
         fig = draw(run)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
-        plt.close(fig)
         out[name] = buf.getvalue()
     return out

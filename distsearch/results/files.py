@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import constants as C
+from ..errors import RunFileMissing
 from ..search.objective import Objective
 from ..storage import PathLike, absolute, exists, filesystem, is_uri, join, read_bytes, read_json, write_bytes
 
@@ -133,6 +134,8 @@ def read_run(directory: PathLike) -> dict[str, Any]:
     """A run's files as ``{"trials": DataFrame, "epochs": DataFrame, "run": dict, "best": dict|None, "ensemble": dict|None}``."""
     directory = str(directory) if is_uri(directory) else absolute(directory)
     best_path, ensemble_path = join(directory, C.BEST_FILE), join(directory, C.ENSEMBLE_FILE)
+    if not exists(join(directory, C.RUN_FILE)):
+        raise RunFileMissing(f"{directory} is not a run folder (it has no {C.RUN_FILE}); fix: give a run directory, e.g. runs/<job name>/<run id>")
     return {
         "trials": read_frame(join(directory, C.TRIALS_FILE)),
         "epochs": read_frame(join(directory, C.EPOCHS_FILE)),

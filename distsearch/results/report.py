@@ -231,15 +231,11 @@ def write_compare(directories: Sequence[str], out_dir: str) -> dict[str, str]:
     compute as ``compare.png`` into ``out_dir`` (a local path or URI). Returns name -> path."""
     import io
 
-    import matplotlib.pyplot as plt
-
     from .figures import best_so_far
 
     runs = [read_run(d) for d in directories]
-    fig = best_so_far(runs)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
+    best_so_far(runs).savefig(buf, format="png", dpi=110)
     written = {COMPARE_FIGURE: join(out_dir, COMPARE_FIGURE), COMPARE_FILE: join(out_dir, COMPARE_FILE)}
     write_bytes(written[COMPARE_FIGURE], buf.getvalue())
     table = compare_runs(directories).to_html(na_rep="", float_format=lambda v: f"{v:.4g}")

@@ -7,7 +7,8 @@ A searcher or scheduler is one module with one class deriving from these, and on
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+import contextlib
+from typing import Any, ContextManager, Mapping, Optional
 
 from ..spec.model import JobSpec
 
@@ -51,6 +52,10 @@ class SearcherKind:
         # once would fill one by one; the searcher's own limit is the job's concurrency. A trial
         # that waits for the saved state (waits_for_saved_state) needs Tune to save often.
         return {"TUNE_MAX_PENDING_TRIALS_PG": str(concurrency), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+
+    def running(self) -> ContextManager[None]:
+        """A context the sweep holds while the searcher runs (a library's log level, say), undone after it."""
+        return contextlib.nullcontext()
 
     def saved_summary(self, tune_dir: str) -> Optional[dict[str, Any]]:
         """After the sweep: how the searcher was told each trial ended, from its saved state; None if it keeps none."""

@@ -52,6 +52,10 @@ class SearchPlan:
     def tune_env(self, concurrency: int) -> dict[str, str]:
         return self.searcher.tune_env(concurrency)
 
+    def running(self):
+        """The context the backend holds while the searcher runs."""
+        return self.searcher.running()
+
     def notes(self) -> list[str]:
         return self.searcher.notes()
 

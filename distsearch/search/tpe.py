@@ -14,6 +14,7 @@ with ``add_trial`` (ended trials) and ``enqueue_trial`` + ``ask`` (running ones)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import pickle
@@ -30,7 +31,16 @@ from ray.tune.search import Searcher
 from .. import constants as C
 from ..space.params import Param
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
+
+@contextlib.contextmanager
+def quiet_optuna():
+    """Optuna at WARNING while the block runs (it logs an INFO line per trial otherwise), then as it was."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(level, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def sample(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str, Any]:

@@ -72,6 +72,11 @@ class TPESearcher(SearcherKind):
             f"search.startup_trials below {self.spec.budget.num_trials}, or raise budget.num_trials"
         ]
 
+    def running(self):
+        from .tpe import quiet_optuna
+
+        return quiet_optuna()
+
     def saved_summary(self, tune_dir: str) -> Optional[dict[str, Any]]:
         from .tpe import saved_summary  # imports Optuna: only for TPE jobs
 

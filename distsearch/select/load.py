@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from .. import constants as C
+from ..errors import RunFileMissing
 from ..storage import PathLike, absolute, exists, is_uri, join, read_bytes, read_json
 from .ensemble import Averaged
 
@@ -76,7 +77,7 @@ def load_model(run: PathLike, ensemble: bool = False) -> LoadedModel:
         record = join(run, C.ENSEMBLE_FILE)
         if ensemble and exists(record) and read_json(record).get("skipped"):
             why = f"the ensemble was skipped: {read_json(record)['skipped']}"
-        raise FileNotFoundError(f"{path} does not exist ({why}); fix: load the single best (ensemble=False) or run the job to its end")
+        raise RunFileMissing(f"{path} does not exist ({why}); fix: load the single best (ensemble=False) or run the job to its end")
     from ..tasks.vision_import import ensure_importable
 
     ensure_importable()  # a text or image model unpickles Transformers' or torchvision's modules

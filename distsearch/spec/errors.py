@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from ..errors import UserError
+
 
 def _field_description(loc: tuple, model: type[BaseModel]) -> Optional[str]:
     """The description of the field at ``loc``, walking nested sections; None if unknown."""
@@ -80,12 +82,6 @@ def _allowed_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
             return []
         model = info.annotation
     return list(getattr(model, "model_fields", {}))
-
-
-class UserError(Exception):
-    """A mistake in what the user gave (a job, a path, a cluster address, a run folder): the
-    message names what is wrong and how to fix it, and the command line exits 2. Every other
-    exception is a bug in distsearch, and exits 1."""
 
 
 class SpecError(UserError, ValueError):

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..errors import UserError
 from ..spec.model import JobSpec
 
 #: harness.spare_worker_keep_alive_s when unset (seconds).
@@ -17,7 +18,7 @@ DEFAULT_SPARE_KEEP_ALIVE_S = 600.0
 _EPS = 1e-9
 
 
-class InfeasibleJobError(ValueError):
+class InfeasibleJobError(UserError, ValueError):
     """The cluster cannot run even one trial of the job; names the field and the fix."""
 
 

@@ -156,7 +156,7 @@ def run_sweep(
     ray_train.start_train_coordinator()
     t0 = time.monotonic()
     try:
-        with cleanup.released_on_stop(reaper), environment({**TUNE_DRIVER_ENV, **plan.tune_env(concurrency)}):
+        with cleanup.released_on_stop(reaper), environment({**TUNE_DRIVER_ENV, **plan.tune_env(concurrency)}), plan.running():
             tuner.fit()
     finally:
         reaper.finish()

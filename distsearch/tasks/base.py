@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 
-class TaskInputError(ValueError):
+
+class TaskInputError(UserError, ValueError):
     """A task's options or data are unusable. ``problems``: one "field: got value; fix" line each."""
 
     def __init__(self, problems: list[str]):

@@ -26,7 +26,8 @@ def resolve(path: Any):
         raise TaskInputError([f"task_options.factory: got {path!r}; use 'package.module:function'"])
     module_name, attr = path.split(":")
     cwd = os.getcwd()
-    if cwd not in sys.path:
+    added = cwd not in sys.path
+    if added:  # only while importing: the caller's sys.path is left as it was found
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
@@ -34,6 +35,9 @@ def resolve(path: Any):
         raise TaskInputError(
             [f"task_options.factory: got {path!r}; cannot import {module_name!r} ({e}); check the module path and that it is importable from {cwd}"]
         ) from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)

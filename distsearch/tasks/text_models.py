@@ -53,14 +53,15 @@ def _quiet():
     """Transformers' warning that a new classifier head is untrained is the point of fine-tuning."""
     from transformers.utils import logging
 
-    level = logging.get_verbosity()
+    level, bars_off = logging.get_verbosity(), logging.is_progress_bar_enabled() is False
     logging.set_verbosity_error()
     logging.disable_progress_bar()  # a bar per trial's load says nothing in a sweep's log
     try:
         yield
     finally:
         logging.set_verbosity(level)
-        logging.enable_progress_bar()
+        if not bars_off:
+            logging.enable_progress_bar()
 
 
 def load_config(checkpoint: str):

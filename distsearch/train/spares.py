@@ -46,7 +46,7 @@ def import_training_stack() -> None:
     """What every trial's workers import before their first epoch, imported once, at process start."""
     # torch.optim's first step imports torch._dynamo; distsearch.train.worker brings
     # torch, Ray Train, the loop and the spec.
-    for name in ("torch._dynamo", "torch.distributed", f"{__package__}.models", f"{__package__}.tasks", f"{__package__}.worker"):
+    for name in ("torch._dynamo", "torch.distributed", "distsearch.models", "distsearch.tasks", "distsearch.train.worker"):
         importlib.import_module(name)
 
 

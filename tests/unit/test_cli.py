@@ -8,7 +8,7 @@ from distsearch.cli import main
 from ..conftest import JOBS
 
 
-class _Stop(Exception):
+class _Stop(BaseException):
     """Raised by the stand-in for run_job: the test ends where Ray would start."""
 
 
@@ -56,3 +56,36 @@ def test_a_sweep_with_no_model_to_select_is_not_a_success(monkeypatch, tmp_path,
     monkeypatch.setattr(report, "write_report", lambda d: {report.REPORT_FILE: "r.html"})
     assert main(["run", str(JOBS / "quickstart.yaml")]) == 1
     assert "16 of 16 failed" in capsys.readouterr().err
+
+
+def test_validate_checks_every_file_and_names_each_bad_one(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((JOBS / "quickstart.yaml").read_text().replace("reduction_factor: 3", "reduction_factor: 1"))
+    assert main(["validate", "--no-dry-run", str(JOBS / "quickstart.yaml"), str(JOBS / "wine.yaml")]) == 0
+    assert main(["validate", "--no-dry-run", str(JOBS / "quickstart.yaml"), str(bad)]) == 2
+    out = capsys.readouterr()
+    assert "quickstart.yaml: valid" in out.out and "asha.reduction_factor" in out.err and "1 of 2 job files are invalid" in out.err
+
+
+def test_a_user_error_exits_2_with_the_fix(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run folder" in err and "fix:" in err and "bug" not in err
+
+
+def test_a_bug_in_distsearch_exits_1_and_says_where_the_traceback_went(monkeypatch, capsys):
+    """An injected bug (a KeyError inside validation) is not blamed on the user."""
+    import re
+
+    from distsearch import validate
+
+    def broken(spec, dry_run=True):
+        return {}["injected"]
+
+    monkeypatch.setattr(validate, "check_job", broken)
+    assert main(["validate", str(JOBS / "quickstart.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "a bug in distsearch (KeyError: 'injected')" in err
+    path = re.search(r"the traceback is in (\S+):", err).group(1)
+    with open(path) as f:
+        assert "in broken" in f.read()

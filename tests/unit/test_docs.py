@@ -25,11 +25,12 @@ def test_the_docs_have_the_blocks_these_tests_check():
 def test_every_distsearch_command_in_the_docs_parses_and_names_a_valid_job(where, argv, monkeypatch, request):
     monkeypatch.chdir(ROOT)
     args = cli.build_parser().parse_args(argv)  # an unknown flag or a missing argument exits here
-    if args.command in ("run", "validate") and args.job in BUILT_DATA_JOBS:  # their data is built by a script, not in the repository
-        check_job(load_shipped(ROOT / args.job, request), dry_run=False)
-    elif args.command in ("run", "validate"):
-        spec, _ = cli._load(args.job, getattr(args, "storage", None), dry_run=False)
-        assert spec.name
+    for job_file in [args.job] if args.command == "run" else args.jobs if args.command == "validate" else []:
+        if job_file in BUILT_DATA_JOBS:  # their data is built by a script, not in the repository
+            check_job(load_shipped(ROOT / job_file, request), dry_run=False)
+        else:
+            spec, _ = cli._load(job_file, getattr(args, "storage", None), dry_run=False)
+            assert spec.name
 
 
 def test_the_readme_one_line_change_to_a_hub_checkpoint_is_one_line_of_the_text_job():

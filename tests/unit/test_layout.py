@@ -11,7 +11,7 @@ MAX_TOP_LEVEL_MODULES = 12
 # Each room may import only from its own room and the rooms before it: data flows from YAML to the
 # spec and its space, through the search plan and a backend, to the results and the selected model.
 LAYERS = [
-    {"constants", "registry", "storage", "models", "cluster", "lease", "_ray"},
+    {"constants", "errors", "registry", "storage", "models", "cluster", "lease", "_ray"},
     {"space"},
     {"spec"},
     {"tasks"},

@@ -232,7 +232,12 @@ def test_parquet_schema_matches_the_announced_version(tmp_path):
 
 
 def test_the_report_and_the_comparison_name_each_runs_searcher(tmp_path):
-    tpe = {"algorithm": "tpe", "seed": 3, "settings_line": "10 startup trials, multivariate True, constant liar True", "told": {"complete": 4, "pruned": 8}}
+    tpe = {
+        "algorithm": "tpe",
+        "seed": 3,
+        "settings_line": "10 startup trials, multivariate True, constant liar True",
+        "told": {"complete": 4, "pruned": 8},
+    }
     tpe["warm_start"] = {"runs": ["runs/a/1"], "trials": 5, "skipped": 2}
     a, b = make_run(tmp_path / "tpe", seed=1, search=tpe), make_run(tmp_path / "random", seed=2)
     text = report.format_run(results.read_run(a))
