@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import uuid
 from dataclasses import dataclass
@@ -16,12 +17,13 @@ from typing import Any, Optional
 
 from . import cluster, lease, storage
 from . import constants as C
-from .errors import RunChoiceError
+from .errors import ResourcesMissing, RunChoiceError
 from .results import files as results
 from .search.plan import build_plan
 from .select import evaluate
 from .space import names as space
 from .spec.model import JobSpec
+from .sweep import planning
 from .tasks import Task
 from .validate import check_job
 
@@ -149,6 +151,24 @@ def take_run(spec: JobSpec, run_id: str, resuming: bool, explicit_id: bool = Fal
     return {**driver, "generation": generation}
 
 
+def check_local_gpus(spec: JobSpec, address: Optional[str]) -> None:
+    """For a GPU job on the embedded Ray (no address): this machine's CUDA devices fit one trial,
+    or ``ResourcesMissing`` names the field and the fix, before Ray starts."""
+    import ray
+
+    if not spec.scaling.use_gpu or address or os.environ.get(C.ADDRESS_ENV) or ray.is_initialized():
+        return
+    import torch
+
+    have, need = torch.cuda.device_count(), planning.per_trial_resources(spec)["GPU"]
+    if have < need:
+        raise ResourcesMissing(
+            f"scaling.use_gpu: one trial needs {need:g} GPU(s) ({spec.scaling.num_workers} workers x {spec.scaling.gpus_per_worker:g}), "
+            f"but this machine has {have} CUDA device(s) and no cluster address was given; fix: set scaling.use_gpu: false "
+            f"(CPU and gloo), or run with --address on a cluster with GPUs"
+        )
+
+
 def run_job(
     spec: JobSpec,
     *,
@@ -172,11 +192,16 @@ def run_job(
     task = task if task is not None else check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
     explicit_id = run_id is not None
     run_id, resuming = choose_run(spec, run_id, resume)
-    me = take_run(spec, run_id, resuming, explicit_id)  # before Ray starts: a driver that loses the race costs seconds
+    check_local_gpus(spec, address)  # before Ray starts, and before a run folder is written
     out = results.run_dir(spec.storage, spec.name, run_id)
     started_here = cluster.connect(address, dashboard=dashboard, worker_logs=worker_logs)
     try:
         import ray
+
+        from .sweep.run import alive_nodes
+
+        planning.plan_concurrency(spec, alive_nodes())  # the cluster fits a trial: checked before the run folder is written
+        me = take_run(spec, run_id, resuming, explicit_id)
 
         now = datetime.now(timezone.utc).isoformat()
         if resuming:

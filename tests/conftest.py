@@ -50,8 +50,8 @@ from distsearch import job
 from distsearch.spec.model import load_job
 spec = load_job(sys.argv[1])
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at once, imports done
-run_id, resuming = job.choose_run(spec, resume="require")
-try:
+try:  # a driver that starts after the winner's claim already loses when it chooses the run
+    run_id, resuming = job.choose_run(spec, resume="require")
     print("WON", job.take_run(spec, run_id, resuming)["generation"])
 except ValueError as e:
     print("LOST", e)

@@ -64,6 +64,12 @@ class Objective:
                 found = item
         return found
 
+    def selection_key(self, value: float, loss: Optional[float], epoch: int, trial_id: str) -> tuple:
+        """A result's place under the selection rule of ``rank_trials``, one result at a time
+        (smaller is better): the metric, then the validation loss, then the earlier epoch, then the trial id."""
+        missing = loss is None or (isinstance(loss, float) and math.isnan(loss))
+        return (value if self.mode == "min" else -value, math.inf if missing else loss, epoch, trial_id)
+
     def best_value(self, values: pd.Series) -> Optional[float]:
         """The best of ``values`` (NaN ignored), or None if there is none."""
         values = values.dropna()

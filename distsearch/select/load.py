@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from .. import constants as C
@@ -40,21 +41,25 @@ class LoadedModel:
     target_scale: float
     members: dict[str, float]
 
-    def predict_proba(self, raw: Any) -> torch.Tensor:
-        """The module's predictions for raw inputs (encoded first when the task has an encoder)."""
+    def _forward(self, raw: Any) -> torch.Tensor:
         x = self.encode(raw) if self.encode is not None else raw
         with torch.no_grad():
             return self.module(x)
 
+    def predict_proba(self, raw: Any) -> np.ndarray:
+        """The module's predictions for raw inputs (encoded first when the task has an encoder), as a
+        NumPy array as scikit-learn gives them: class probabilities (rows, classes) for classification."""
+        return self._forward(raw).detach().cpu().numpy()
+
     def predict(self, raw: Any) -> list:
         """Class names for classification, values in the target's units for regression, else
         the predictions as ``predict_proba`` gives them."""
-        p = self.predict_proba(raw)
+        p = self._forward(raw)
         if self.class_names is not None:
             return [self.class_names[i] for i in p.argmax(-1).tolist()]
         if self.module.kind == "values":
             return (p.squeeze(-1) * self.target_scale + self.target_mean).tolist()
-        return p
+        return p.detach().cpu().numpy()
 
 
 def save(model: LoadedModel, path: str) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from ray import tune
 
 from .. import constants as C
-from ..search.objective import Objective
+from ..search.objective import TIEBREAK_LOSS, Objective
 from ..space import names as space
 from ..spec.model import JobSpec
 
@@ -54,6 +54,7 @@ class ProgressView(tune.Callback):
         self.epochs = len(prior.epoch_rows) if prior else 0
         self.last_epoch: dict[str, int] = {t: v[-1][0] for t, v in prior.metric_by_trial(spec.metric).items()} if prior else {}
         self.best: Optional[tuple[float, str]] = None
+        self._best_key: Optional[tuple] = None
         self.t0 = time.monotonic()
         self._last_print = 0.0
 
@@ -67,8 +68,12 @@ class ProgressView(tune.Callback):
         self.epochs += 1
         self.last_epoch[trial.trial_id] = epoch
         value = result.get(self.objective.metric)
-        if value is not None and math.isfinite(value) and self.objective.better(value, self.best[0] if self.best else None):
-            self.best = (float(value), trial.trial_id)
+        if value is None or not math.isfinite(value):
+            return
+        # The selection rule's order (Objective.rank_trials), so the live best is the trial the run will pick.
+        key = self.objective.selection_key(float(value), result.get(TIEBREAK_LOSS), epoch, trial.trial_id)
+        if self._best_key is None or key < self._best_key:
+            self._best_key, self.best = key, (float(value), trial.trial_id)
 
     def line(self, trials) -> str:
         states = [t.status for t in trials]

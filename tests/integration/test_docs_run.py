@@ -43,7 +43,7 @@ def _example(marker: str) -> tuple[str, str]:
 
 def test_the_python_examples_run(embedded_ray, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the examples name paths from the repository root
-    markers = ("distsearch.run_job(", "distsearch.load_model(", "duckdb.sql(", "def make_task(")
+    markers = ("distsearch.run_job(", "distsearch.load_model(", "duckdb.sql(", "def make_task(", "ensure_importable()")
     assert len(blocks("python")) == len(markers), "a new Python example: run it here"
     quickstart = _trimmed(tmp_path, "quickstart", num_trials=2, max_epochs=2)
     scope, _ = _run(*_example(markers[0]), **{"jobs/quickstart.yaml": quickstart})
@@ -56,4 +56,5 @@ def test_the_python_examples_run(embedded_ray, tmp_path, monkeypatch):
     _, printed = _run(*_example(markers[1]), **{"runs/wine/<run id>": wine.run_dir})
     labels = eval(printed.splitlines()[0])  # "['0', '2', ...]": a list of the table's class labels
     assert len(labels) == 5 and set(labels) <= {"0", "1", "2"}
-    # the custom task example (markers[3]; its stubs define a task) is run by tests/unit/test_docs.py
+    # the custom task example (markers[3]; its stubs define a task) and the torchvision workaround (markers[4]) run in
+    # tests/unit/test_docs.py

@@ -67,3 +67,13 @@ def test_the_custom_task_example_defines_a_task_and_its_job_parses():
     raw = copy.deepcopy(tiny_job(ROOT))
     raw.update(spec_yaml.load(snippet))
     assert parse_job(raw, "docs/tasks.md's job").task_options == {"factory": "mypkg.task:make_task"}
+
+
+def test_the_readme_workaround_lets_a_user_import_transformers_beside_torchvision():
+    """The README's block for both extras on a CPU-only torch runs in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    (code,) = [t for w, t in blocks("python") if "ensure_importable()" in t]
+    proc = subprocess.run([sys.executable, "-c", code + "\nprint('imported')"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-2000:]
