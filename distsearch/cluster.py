@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -37,6 +38,22 @@ def connect(address: Optional[str] = None, *, dashboard: bool = False, worker_lo
     else:
         ray.init(include_dashboard=dashboard, log_to_driver=worker_logs)
     return True
+
+
+@contextlib.contextmanager
+def environment_restored():
+    """This process's environment put back as it was when the block began: ``ray.init`` and the
+    modules a sweep imports set variables of their own (usage stats, auth mode, OpenMP, the
+    breakpoint hook), and a library call leaves the caller's process as it found it."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k not in before]:
+            del os.environ[key]
+        for key, value in before.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 
 
 def shutdown() -> None:

@@ -189,6 +189,20 @@ def run_job(
     workers' output (otherwise in Ray's log files, /tmp/ray/session_latest/logs). ``task`` is
     ``validate.check_job(spec)``'s, when the caller has validated the job already; else it is built
     here, before Ray starts."""
+    with cluster.environment_restored():
+        return _run_job(spec, task, address, run_id, dashboard, progress, worker_logs, resume)
+
+
+def _run_job(
+    spec: JobSpec,
+    task: Optional[Task],
+    address: Optional[str],
+    run_id: Optional[str],
+    dashboard: bool,
+    progress: bool,
+    worker_logs: bool,
+    resume: str,
+) -> RunResult:
     task = task if task is not None else check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
     explicit_id = run_id is not None
     run_id, resuming = choose_run(spec, run_id, resume)

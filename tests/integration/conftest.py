@@ -1,4 +1,9 @@
+import os
+import shutil
+import signal
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -8,12 +13,71 @@ from distsearch.results.files import read_run
 from distsearch.sweep import cleanup
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_ray_tmpdir():
+    """Every Ray this test session starts, embedded or by a subprocess, lives under a temp dir of
+    its own unless a fixture gives it a narrower one: none is found by, or shares files with, a Ray
+    the machine runs beside the tests."""
+    with own_ray_tmpdir():
+        yield
+
+
 @pytest.fixture(scope="module")
 def embedded_ray():
-    """A small real Ray for one test module: 2 CPUs, like the developer machines; no dashboard."""
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+    """A small real Ray for one test module: 2 CPUs, like the developer machines; no dashboard;
+    under its own temp dir, so that nothing it starts or finds (``address="auto"``) is another Ray's."""
+    with own_ray_tmpdir():
+        ray.init(num_cpus=2, include_dashboard=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+class own_ray_tmpdir:
+    """``RAY_TMPDIR`` set to a new, short directory (a Unix socket path has a length limit) while the
+    block runs, for this process and the processes it starts; put back and removed after it."""
+
+    def __enter__(self) -> str:
+        self.before = os.environ.get("RAY_TMPDIR")
+        self.path = tempfile.mkdtemp(prefix="dsray-", dir="/tmp")
+        os.environ["RAY_TMPDIR"] = self.path
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        if self.before is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = self.before
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """The live processes of process group ``pgid``: pid -> command line."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text()
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found[int(proc.name)] = cmd
+    return found
+
+
+def end_group(pgid: int, timeout_s: float = 30) -> None:
+    """End process group ``pgid``, which a test started (``start_new_session=True``): SIGTERM, then
+    SIGKILL for what is left. Nothing outside that group is touched."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s / 2
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def live_job_placement_groups() -> list[str]:

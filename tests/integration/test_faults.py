@@ -202,8 +202,10 @@ def test_the_time_budget_cancels_what_runs_and_records_what_never_started(embedd
     trials = run["trials"]
     assert run["run"]["out_of_time"] is True and not result.error_budget_exceeded
     assert set(trials[C.STATUS]) <= {C.STATUS_COMPLETED, C.STATUS_CANCELLED, C.STATUS_NOT_STARTED}
+    # The hanging trial never finished an epoch, and is cancelled, never stopped_early; a trial that had
+    # just started beside it when the clock ran out may be cancelled at 0 epochs too, whatever the timing.
     hung = trials[(trials[C.STATUS] == C.STATUS_CANCELLED) & (trials[C.EPOCHS_COMPLETED] == 0)]
-    assert len(hung) == 1  # the hanging trial, never stopped_early
+    assert 1 <= len(hung) <= run["run"]["max_concurrent_trials"]
     assert (trials[C.STATUS] == C.STATUS_COMPLETED).sum() >= 1 and result.best is not None
     ran = run["run"]["trials_ran"]
     assert ran == (trials[C.STATUS] != C.STATUS_NOT_STARTED).sum() < spec.budget.num_trials

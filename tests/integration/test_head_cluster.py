@@ -16,12 +16,17 @@ from distsearch import constants as C
 from distsearch.spec.model import load_job, parse_job
 
 from ..conftest import ROOT, tiny_job
-from .conftest import check_run_files
+from .conftest import check_run_files, end_group, own_ray_tmpdir
 
 pytestmark = pytest.mark.integration
 
-GCS_PORT = 6391
-DASHBOARD_PORT = 8271
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _ray_cli():
@@ -32,33 +37,42 @@ def _ray_cli():
 def head_with_dashboard():
     # Token authentication stays on: `ray start` enables it because a token exists (the
     # embedded Ray of an earlier test, or .ci/run, made ~/.ray/auth_token).
-    subprocess.run(
-        [
-            _ray_cli(),
-            "start",
-            "--head",
-            f"--port={GCS_PORT}",
-            "--num-cpus=2",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={DASHBOARD_PORT}",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-        # as on a real node, the environment's python comes first: job entrypoints run `python`
-        env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")},
-    )
-    address = f"127.0.0.1:{GCS_PORT}"
-    try:
-        # "auto" (the head just started here) is the form Ray 2.60 authenticates on its own.
-        ray.init(address="auto")
-        yield address
-    finally:
-        ray.shutdown()
-        subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
+    # The head runs under this module's own temp dir (so "auto" finds it and no other), on free
+    # ports, in its own process group, which the fixture ends: another Ray on the machine is never touched.
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    with own_ray_tmpdir():
+        start = subprocess.Popen(
+            [
+                _ray_cli(),
+                "start",
+                "--head",
+                f"--port={gcs_port}",
+                "--num-cpus=2",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard_port}",
+                "--disable-usage-stats",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            # as on a real node, the environment's python comes first: job entrypoints run `python`
+            env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")},
+        )
+        try:
+            out = start.communicate(timeout=120)[0]
+            assert start.returncode == 0, out[-3000:]
+            # "auto" (the head just started here) is the form Ray 2.60 authenticates on its own.
+            ray.init(address="auto")
+            HEAD["dashboard"] = f"http://127.0.0.1:{dashboard_port}"
+            yield f"127.0.0.1:{gcs_port}"
+        finally:
+            ray.shutdown()
+            end_group(start.pid)
 
+
+HEAD: dict[str, str] = {}  # the dashboard's address of the head this module started
 
 TRAIN_ACTORS = ("RayTrainWorker", "TrainController", "PlacementGroupCleaner")
 AUTH_ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # a client naming the address opts in to the token
@@ -82,7 +96,7 @@ def _job_cli(*args, timeout=120):
 
 
 def _job_status(job_id):
-    proc = _job_cli("status", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", job_id)
+    proc = _job_cli("status", "--address", HEAD["dashboard"], job_id)
     out = (proc.stdout + proc.stderr).upper()
     for state in ("SUCCEEDED", "STOPPED", "FAILED", "RUNNING", "PENDING"):
         if state in out:
@@ -92,7 +106,7 @@ def _job_status(job_id):
 
 def _submit(submission_id: str, job: str, store, *run_args: str):
     """``ray job submit`` of ``distsearch run JOB`` with its results under ``store``, not waiting."""
-    submit = ["submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "--working-dir", ".", "--submission-id", submission_id, "--no-wait"]
+    submit = ["submit", "--address", HEAD["dashboard"], "--working-dir", ".", "--submission-id", submission_id, "--no-wait"]
     return _job_cli(*submit, "--", "python", "-m", "distsearch", "run", job, "--storage", str(store), *run_args)
 
 
@@ -103,7 +117,7 @@ def test_ray_job_submit_runs_the_sweep_to_success(head_with_dashboard, tmp_path)
     deadline = time.monotonic() + 600
     while _job_status("ds-ok") in ("PENDING", "RUNNING") and time.monotonic() < deadline:
         time.sleep(2)
-    logs = _job_cli("logs", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-ok").stdout
+    logs = _job_cli("logs", "--address", HEAD["dashboard"], "ds-ok").stdout
     assert _job_status("ds-ok") == "SUCCEEDED", logs[-3000:]
     # the progress line and the leaderboard reach `ray job logs`; Ray Train's per-report lines do not
     assert "trials:" in logs and "| epochs " in logs and "held-out test" in logs
@@ -127,7 +141,7 @@ def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
         time.sleep(1)
     else:
         pytest.fail("no Train worker ever started")
-    stop = _job_cli("stop", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-stop")
+    stop = _job_cli("stop", "--address", HEAD["dashboard"], "ds-stop")
     assert stop.returncode == 0, stop.stderr[-2000:]
     deadline = time.monotonic() + 60
     while _job_status("ds-stop") not in ("STOPPED", "FAILED", "SUCCEEDED") and time.monotonic() < deadline:
@@ -135,7 +149,7 @@ def test_ray_job_stop_cancels_the_sweep_cleanly(head_with_dashboard, tmp_path):
     assert _job_status("ds-stop") == "STOPPED"
     # The driver released everything itself before exiting (cleanup.released_on_stop): GCS
     # alone misses a worker group that a controller registers while it is being killed.
-    logs = _job_cli("logs", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}", "ds-stop").stdout
+    logs = _job_cli("logs", "--address", HEAD["dashboard"], "ds-stop").stdout
     released = re.search(
         r"distsearch: SIGTERM: stopped the sweep; removed (\d+) placement groups in ([\d.]+) s; Train actors still alive: (.*)", logs
     )

@@ -8,7 +8,7 @@ from distsearch.job import run_job
 from distsearch.spec.model import parse_job
 
 from ..conftest import tiny_job
-from .conftest import assert_nothing_left, check_run_files
+from .conftest import assert_nothing_left, check_run_files, own_ray_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -17,13 +17,16 @@ pytestmark = pytest.mark.integration
 def two_nodes():
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address)
-    cluster.wait_for_nodes()
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    with own_ray_tmpdir():
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            cluster.add_node(num_cpus=1)
+            ray.init(address=cluster.address)
+            cluster.wait_for_nodes()
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 def test_one_trial_worker_group_spans_both_nodes(two_nodes, tmp_path):

@@ -2,7 +2,6 @@
 command, run again, finishes the run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from distsearch import constants as C
 from distsearch.results.files import read_run
 
 from ..conftest import ROOT, images_job, text_job, tiny_job
-from .conftest import check_run_files
+from .conftest import check_run_files, end_group, group_members, own_ray_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -53,36 +52,20 @@ def _checkpointed_epochs(run: Path) -> dict:
 _AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 
-def _ray_processes() -> dict:
-    """Every Ray worker process on this machine (title ``ray::...``): pid -> title."""
-    found = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            continue
-        if title.startswith("ray::"):
-            found[int(proc.name)] = title
-    return found
-
-
-def _end_leftovers(before: dict, timeout_s: float = 60) -> None:
+def _end_leftovers(pgid: int, timeout_s: float = 60) -> None:
     """Wait until the killed driver's Ray is gone, so storage holds all it will ever write.
 
-    A SIGKILLed driver takes its embedded Ray's GCS and raylet along; its controller and
-    workers may still train and checkpoint for a few seconds before they notice. Its dashboard
-    and runtime-env agents never exit on their own: end them."""
+    The driver runs in its own process group, and its embedded Ray's processes with it. A
+    SIGKILLed driver takes its GCS and raylet along; its controller and workers may still train
+    and checkpoint for a few seconds before they notice. Its dashboard and runtime-env agents
+    never exit on their own: the group is ended. No process outside it is touched."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        left = {pid: t for pid, t in _ray_processes().items() if pid not in before}
-        if all(t.startswith(_AGENTS) for t in left.values()):
+        left = group_members(pgid)
+        if all(cmd.startswith(_AGENTS) for cmd in left.values()):
             break
         time.sleep(0.2)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    end_group(pgid)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +103,20 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]
-    ray_before = _ray_processes()
+    with own_ray_tmpdir():  # each driver's Ray under this test's own temp dir
+        _kill_and_resume(command, raw, stop, algorithm)
+
+
+def _kill_and_resume(command, raw, stop, algorithm):
+    started = []
+    try:
+        _run_kill_and_resume(command, raw, stop, algorithm, started)
+    finally:  # a failed assertion must not leave a driver's Ray behind
+        for pgid in started:
+            end_group(pgid)
+
+
+def _run_kill_and_resume(command, raw, stop, algorithm, started):
     # As from a terminal: a shell without job control starts background commands (a CI runner's
     # included) with SIGINT ignored, and the driver rightly leaves an ignored SIGINT ignored.
     first = subprocess.Popen(
@@ -130,7 +126,9 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
         stderr=subprocess.STDOUT,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=True,  # its own process group: the test ends that group, and nothing else
     )
+    started.append(first.pid)
     runs = Path(raw["storage"], "tiny")
     # Kill once a trial has ended and another is mid-training with a checkpoint on storage.
     deadline = time.monotonic() + 240
@@ -154,7 +152,7 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
         assert "Tuner.restore" not in out and "held-out test" not in out
         assert not json.loads((run / C.RUN_FILE).read_text()).get("finished_at")
         assert not (run / C.BEST_FILE).exists()
-    _end_leftovers(ray_before)
+    _end_leftovers(first.pid)
     # What storage holds now is all a new driver has: the ledger, and the Train checkpoints
     # (the old workers may have finished an epoch or two between the kill and their end).
     ledger_before = _ledger(run)
@@ -162,10 +160,14 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
     ckpt_before = _checkpointed_epochs(run)
 
     t0 = time.time()
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400)
-    _end_leftovers(ray_before)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert f"resuming run {run.name}" in second.stderr
+    second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    started.append(second.pid)
+    try:
+        stdout, stderr = second.communicate(timeout=400)
+    finally:
+        _end_leftovers(second.pid)
+    assert second.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert f"resuming run {run.name}" in stderr
     assert [p.name for p in runs.iterdir()] == [run.name]  # the same run, no new one
 
     from distsearch.spec.model import parse_job

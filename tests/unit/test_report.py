@@ -248,3 +248,24 @@ def test_the_report_and_the_comparison_name_each_runs_searcher(tmp_path):
     assert compare.loc["search"].tolist() == ["tpe+asha", "random+asha"]
     report.write_report(a)
     assert "search: tpe+asha" in (tmp_path / "tpe" / report.REPORT_FILE).read_text()
+
+
+def test_no_tick_label_of_any_figure_prints_raw_mathtext(tmp_path):
+    """Log axes (lr here) print plain numbers, never ``$\\mathdefault{10^{-3}}$``; and drawing the
+    figures changes nothing in the caller's matplotlib."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    before = dict(matplotlib.rcParams)
+    run = results.read_run(make_run(tmp_path / "r"))
+    assert (run["trials"]["hp_lr"].max() / run["trials"]["hp_lr"].min()) >= 20  # the premise: hparams.png draws lr on a log axis
+    labels = []
+    for name, draw in [*figures.FIGURES.items(), ("compare", lambda r: figures.best_so_far([r]))]:
+        fig = draw(run)
+        FigureCanvasAgg(fig).draw()
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                labels += [(name, t.get_text()) for t in axis.get_ticklabels(which="both") if t.get_visible()]
+    assert labels and not [label for label in labels if "$" in label[1]], [label for label in labels if "$" in label[1]][:5]
+    assert any(ax.get_xscale() == "log" for ax in figures.hparams_vs_metric(run).axes)
+    assert dict(matplotlib.rcParams) == before
