@@ -70,14 +70,14 @@ def _end_leftovers(pgid: int, timeout_s: float = 60) -> None:
 
 @pytest.mark.parametrize(
     "stop, algorithm, task",
+    # Three sweeps cover each stop (SIGKILL, SIGINT), each searcher (random, TPE) and each kind of
+    # data (a table, text with its tokenizers, an image folder): one case each, not all products.
     [
         (signal.SIGKILL, "random", "digits"),
-        (signal.SIGINT, "random", "digits"),
-        (signal.SIGKILL, "tpe", "digits"),
-        (signal.SIGKILL, "tpe", "text"),
-        (signal.SIGKILL, "random", "images"),
+        (signal.SIGINT, "tpe", "text"),
+        (signal.SIGKILL, "tpe", "images"),
     ],
-    ids=["sigkill", "sigint", "sigkill-tpe", "sigkill-text", "sigkill-images"],
+    ids=["sigkill", "sigint-tpe-text", "sigkill-tpe-images"],
 )
 def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, algorithm, task):
     # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
