@@ -80,6 +80,26 @@ def _families_in_space(spec: JobSpec, task: Task) -> list[str]:
     return list(p.sub_spaces()) or [family_of(v) for v in p.listed()]
 
 
+def ray_release_problems(spec: JobSpec) -> list[str]:
+    """On a Ray other than the pinned one, what of the job needs the pinned Ray's private API."""
+    from . import _ray as door
+
+    if door.VOUCHED:
+        return []
+    import ray
+
+    why = f"Ray {ray.__version__} is installed, and only Ray {door.PINNED_RAY_VERSION} is vouched for beyond Ray's public path"
+    fix = f"or pip install 'ray[default,tune,train]=={door.PINNED_RAY_VERSION}'"
+    problems = []
+    if spec.harness.trial_processes != "ray":
+        problems.append(f"harness.trial_processes: got {spec.harness.trial_processes!r}; {why}; fix: set harness.trial_processes: ray, {fix}")
+    if spec.harness.spare_worker_keep_alive_s:
+        problems.append(
+            f"harness.spare_worker_keep_alive_s: got {spec.harness.spare_worker_keep_alive_s:g}; {why}; fix: leave it unset (no spares), {fix}"
+        )
+    return problems
+
+
 def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
     """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad
     field. ``dry_run``: also build each model family and take one small batch through it
@@ -105,6 +125,7 @@ def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
         if family not in task.families:
             problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
     problems += check_space(spec.space, getattr(task, "param_domains", None))
+    problems += ray_release_problems(spec)
     problems += warmstart.problems(spec)
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):

@@ -3,8 +3,13 @@
 Nothing else in the package names a name under ``ray._private`` or an ``_internal`` module, an
 underscore attribute of a Ray object, raw raylet RPC or an internal resource name;
 ``tests/unit/test_private_api.py`` fails if a module outside this package does. Each touch point
-is tied to the Ray version pinned in ``pyproject.toml``: importing this package with any other
-Ray raises ``ImportError`` at once, before a sweep can misbehave halfway through.
+is tied to the Ray version pinned in ``pyproject.toml`` (``PINNED_RAY_VERSION``). On any other Ray
+(``VOUCHED`` false) distsearch still imports, and each touch point switches itself off: the
+optional ones (spares, the early coordinator, the head-node pin, the credential filter, the GCS
+leak census) do nothing, and the ones a mode needs (the in-trial controller and kept worker
+groups, resuming a run) raise ``NotVouched`` with the fix. Validation refuses those modes first
+(``harness.trial_processes`` other than ``ray``), so on another release a job runs on Ray's own
+public path.
 
 The inventory (module: what it does; why no public route serves; upstream issue):
 
@@ -57,6 +62,10 @@ The inventory (module: what it does; why no public route serves; upstream issue)
   - ``job_actors_alive``: the GCS view of this job's actors (``ray._private.state``); the public
     ``ray.util.state`` needs the dashboard, which distsearch does not require.
 
+``__init__``
+  - ``PINNED_RAY_VERSION``, ``OLDEST_RAY_VERSION``, ``VOUCHED``, ``NotVouched``, ``not_vouched``:
+    the version guard that switches the touch points off on another Ray release.
+
 Public routes used instead of private ones: an actor handle's hash identifies it in the
 reaper's bookkeeping; the ASHA replay on resume feeds the scheduler through its public
 ``on_trial_result``; TensorBoard hparams come from a plain ``tune.Callback`` over tensorboardX.
@@ -66,11 +75,23 @@ from __future__ import annotations
 
 import ray
 
-#: The only Ray these touch points were written and tested against (pyproject.toml pins it).
-PINNED_RAY_VERSION = "2.60.0"
+from ..errors import UserError
 
-if ray.__version__ != PINNED_RAY_VERSION:
-    raise ImportError(
-        f"distsearch uses private parts of Ray {PINNED_RAY_VERSION} (see distsearch._ray), but Ray {ray.__version__} is "
-        f"installed; fix: pip install 'ray[default,tune,train]=={PINNED_RAY_VERSION}'"
+#: The only Ray these touch points were written and tested against.
+PINNED_RAY_VERSION = "2.60.0"
+#: The oldest Ray that distsearch runs on, with ``harness.trial_processes: ray`` (pyproject.toml's range).
+OLDEST_RAY_VERSION = "2.59.0"
+#: Whether the installed Ray is the pinned one, so that every touch point may run.
+VOUCHED = ray.__version__ == PINNED_RAY_VERSION
+
+
+class NotVouched(UserError, RuntimeError):
+    """A feature that needs the pinned Ray's private API was asked of another Ray release."""
+
+
+def not_vouched(what: str) -> NotVouched:
+    """The error for ``what`` on an unpinned Ray, with the fix."""
+    return NotVouched(
+        f"{what} needs private parts of Ray {PINNED_RAY_VERSION} (see distsearch._ray), but Ray {ray.__version__} is installed; "
+        f"fix: set harness.trial_processes: ray (Ray's public path), or pip install 'ray[default,tune,train]=={PINNED_RAY_VERSION}'"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import PINNED_RAY_VERSION  # noqa: F401 - the version guard runs on import
+from . import VOUCHED
 
 
 def worker_setup_hook_env_var() -> str:
@@ -32,7 +32,10 @@ def prestart(
     ``batch``, at most that many per request, ``batch_interval_s`` apart. Raises on failure.
 
     The raylet silently drops what exceeds its limit on processes starting at once (the node's
-    CPU count), so a spare is likely, not certain."""
+    CPU count), so a spare is likely, not certain. On another Ray, nothing is asked for (spares
+    are an optimisation)."""
+    if not VOUCHED:
+        return
     from ray._private.grpc_utils import init_grpc_channel
     from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
 

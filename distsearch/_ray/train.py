@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any
 
-from . import PINNED_RAY_VERSION  # noqa: F401 - the version guard runs on import
+from . import VOUCHED, not_vouched
 
 log = logging.getLogger("distsearch")
 
@@ -40,6 +40,15 @@ def lean_trainer_cls(controller_in_trial: bool, worker_group_cls: Any = None):
       the trial actor. The trainer's ``abort`` event ends the run (``run_until_aborted``).
     """
     from ray.train.torch import TorchTrainer
+
+    if not VOUCHED:
+        if controller_in_trial or worker_group_cls is not None:
+            raise not_vouched("harness.trial_processes other than ray (the in-trial Train controller, kept worker groups)")
+
+        class PublicTorchTrainer(TorchTrainer):  # Ray's own trainer; the abort event goes unused
+            abort: threading.Event
+
+        return PublicTorchTrainer
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
     from ray.train.v2._internal.execution.controller import TrainController
@@ -120,7 +129,10 @@ def renew_upload_pool() -> None:
 
 
 def ray_train_error() -> type[Exception]:
-    """The base class of Ray Train's own errors (``Result.from_path`` raises it for a cut snapshot)."""
+    """The base class of Ray Train's own errors (``Result.from_path`` raises it for a cut snapshot);
+    on another Ray, any exception."""
+    if not VOUCHED:
+        return Exception
     from ray.train.v2._internal.exceptions import RayTrainError
 
     return RayTrainError
@@ -134,6 +146,8 @@ def start_train_coordinator() -> bool:
     starts while Tune does. Returns whether this call created it; best effort."""
     import ray
 
+    if not VOUCHED:
+        return False
     try:
         ray.get_actor("AutoscalingCoordinator", namespace="AutoscalingCoordinator")
         return False

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
-from . import PINNED_RAY_VERSION  # noqa: F401 - the version guard runs on import
+from . import PINNED_RAY_VERSION, VOUCHED, not_vouched
+
+log = logging.getLogger("distsearch")
 
 # Tune refuses an empty resource request; a sliver of the head node's marker resource places the
 # trial actor (and its in-trial Train controller) on the head, the one node a sweep cannot lose.
@@ -14,6 +18,8 @@ HEAD_NODE_RESOURCE = "node:__internal_head__"
 def replace_restored_config(tuner: Any, *, callbacks: list, stop: Any, scheduler: Any) -> None:
     """After ``Tuner.restore``: this driver's live callbacks, stopper and scheduler replace the
     ones pickled when the first driver started (``TunerInternal`` keeps both configs)."""
+    if not VOUCHED:
+        raise not_vouched("resuming a run (the restored tuner's callbacks, stopper and scheduler)")
     internal = tuner._local_tuner
     internal._run_config.callbacks = callbacks
     internal._run_config.stop = stop
@@ -21,7 +27,9 @@ def replace_restored_config(tuner: Any, *, callbacks: list, stop: Any, scheduler
 
 
 def trial_actor(trial: Any) -> Any:
-    """The handle of the actor that runs ``trial`` now, or None before it has one."""
+    """The handle of the actor that runs ``trial`` now, or None before it has one (or on another Ray)."""
+    if not VOUCHED:
+        return None
     return getattr(trial.temporary_state, "ray_actor", None)
 
 
@@ -43,6 +51,10 @@ def keep_credentials_out_of_runtime_envs() -> None:
     """Stop Tune from putting ``CREDENTIAL_ENV_VARS`` into trial actors' runtime envs: workers take
     credentials from their node's environment instead (inherited from the driver on an embedded
     Ray or a ``ray start`` from the same shell; an instance role or the pod's env on a cluster)."""
+    if not VOUCHED:
+        if CREDENTIAL_ENV_VARS & set(os.environ):
+            log.warning("Ray %s: Tune copies AWS credentials into trial actors' runtime envs, which Ray logs", PINNED_RAY_VERSION)
+        return
     from ray.tune.execution import class_cache
 
     class_cache.ENV_VARS_TO_PROPAGATE.difference_update(CREDENTIAL_ENV_VARS)

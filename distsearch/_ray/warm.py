@@ -34,7 +34,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from . import PINNED_RAY_VERSION  # noqa: F401 - the version guard runs on import
+from . import VOUCHED, not_vouched
 
 log = logging.getLogger("distsearch")
 
@@ -59,6 +59,8 @@ def warm_worker_group_cls(wait_s: float, settle: Callable[[float], bool]):
     at their next report (seconds) before the group is ended instead.
 
     Built lazily so that importing this module does not import Ray Train's internals."""
+    if not VOUCHED:
+        raise not_vouched("harness.trial_processes: kept_worker_group (kept worker groups)")
     import ray
     from ray.exceptions import RayActorError
     from ray.train.v2._internal.exceptions import WorkerGroupStartupFailedError

@@ -38,6 +38,7 @@ import ray
 from ray import tune
 
 from .. import constants as C
+from .._ray import NotVouched
 from .._ray import core as ray_core
 from .._ray import tune as ray_tune
 
@@ -213,7 +214,10 @@ def release_everything(trial_actors: Iterable[Any] = (), deadline_s: float = STO
     while True:
         found = sweep_job_pgs()
         removed += found
-        alive = ray_core.job_actors_alive(job)
+        try:
+            alive = ray_core.job_actors_alive(job)
+        except NotVouched:  # another Ray release: no census; the placement groups are still swept
+            alive = {}
         # only a controller can register a new group (in its trial actor, or as its own actor); workers cannot
         creators = [aid for aid, cls in alive.items() if aid in killed or cls == "TrainController"]
         clean_sweeps = clean_sweeps + 1 if not found and not creators else 0

@@ -12,6 +12,7 @@ import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from .. import _ray as door
 from .. import constants as C
 from .. import storage
 from .._ray import train as ray_train
@@ -100,7 +101,8 @@ def run_sweep(
     plan = build_plan(spec)
     nodes = alive_nodes()
     concurrency = planning.plan_concurrency(spec, nodes)
-    spare_plan = planning.resolve_spares(spec, nodes, concurrency)
+    # Spares need the pinned Ray's raylet call (distsearch._ray): none on another release.
+    spare_plan = planning.resolve_spares(spec, nodes, concurrency) if door.VOUCHED else planning.NO_SPARES
     splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
     # Workers get no test rows: the test split is touched once, by distsearch.select.evaluate, for the best model.
     data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
@@ -152,6 +154,7 @@ def run_sweep(
                 verbose=0,  # ProgressView instead of Tune's tables
             ),
         )
+    ray_tune.keep_credentials_out_of_runtime_envs()  # before the first trial actor's runtime env is made
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     ray_train.start_train_coordinator()
     t0 = time.monotonic()

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from .. import _ray as door
 from .. import constants as C
 from .. import storage
 from .._ray import train as ray_train
@@ -45,7 +46,7 @@ _TUNE_THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Tune's re
 # Ray pins to the same node) then live on the head, the one node a sweep cannot lose anyway (the
 # driver is there). Losing a worker node costs only the Train workers on it, which the controller
 # restarts elsewhere from the last checkpoint (harness.max_worker_failures).
-TRIAL_ACTOR_RESOURCES = {"memory": 2**20, ray_tune.HEAD_NODE_RESOURCE: 0.001}
+TRIAL_ACTOR_RESOURCES = {"memory": 2**20, **({ray_tune.HEAD_NODE_RESOURCE: 0.001} if door.VOUCHED else {})}
 
 
 def trial_env(h: Harness) -> dict[str, str]:
@@ -91,7 +92,7 @@ def start_first_spares(spec: JobSpec, concurrency: int, plan: planning.SparePlan
     env would be merged in too, so with one it asks for none;
     ``tests/integration/test_sweep.py`` checks that the first trial's worker takes a spare."""
     ctx = ray.get_runtime_context()
-    if plan.first_s <= 0 or ctx.get_runtime_env_string() not in ("", "{}"):
+    if plan.first_s <= 0 or ctx.get_runtime_env_string() not in ("", "{}") or not door.VOUCHED:
         return 0
     trial_actor = ray_tune.trial_actor_env(dict(os.environ))
     in_trial = {**os.environ, **trial_actor, **trial_env(spec.harness)}

@@ -45,7 +45,10 @@ def _checkpointed_epochs(run: Path) -> dict:
         except Exception:  # noqa: BLE001 - no snapshot yet, or one being rewritten while we poll
             continue
         if latest is not None:
-            out[trial.name] = json.loads(Path(latest.path, C.CHECKPOINT_META_FILE).read_text())[C.EPOCH]
+            try:
+                out[trial.name] = json.loads(Path(latest.path, C.CHECKPOINT_META_FILE).read_text())[C.EPOCH]
+            except (OSError, ValueError):  # removed by Train's rotation, or being written, between the listing and the read
+                continue
     return out
 
 

@@ -34,8 +34,9 @@ def test_a_group_whose_workers_do_not_stop_in_time_is_ended_and_the_next_trial_s
             "seed": 1,
             "task_options": {"factory": "tests.integration.spy_task:make", "log_dir": str(log_dir), "seconds_per_batch": 0.16},
             # lr 1e-6 stays at chance, so ASHA stops those trials at their first rung once a 0.5 one has set
-            # it; seed 1 draws 0.5, 1e-6, 1e-6, 1e-6, 0.5, 0.5
+            # it; the points fix the order whatever a searcher would draw: 0.5, 1e-6, 1e-6, 1e-6, 0.5, 0.5
             "space": {"model": "spy", "lr": {"choice": [0.5, 1.0e-6]}, "batch_size": 32},
+            "search": {"algorithm": "tpe", "points_to_evaluate": [{"lr": lr} for lr in (0.5, 1.0e-6, 1.0e-6, 1.0e-6, 0.5, 0.5)]},
             "budget": {"num_trials": 6, "max_epochs": 3},
             "asha": {"grace_period_epochs": 1, "reduction_factor": 3},
             "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},

@@ -89,3 +89,30 @@ def test_param_types_cover_every_flat_name():
         assert set(s) <= set(types)
         for k, v in s.items():
             assert isinstance(v, types[k]), (k, v)
+
+
+def test_each_parameter_type_draws_only_values_it_can_produce():
+    """``Param.draw`` (a searcher's or a simulator's random draw) stays inside ``value_problem``'s domain."""
+    import random
+
+    from distsearch.space.points import point_problems
+
+    params = _space(
+        {
+            "lr": {"loguniform": [1.0e-4, 1.0e-1]},
+            "wd": {"qloguniform": [1.0e-6, 1.0e-2, 1.0e-6]},
+            "momentum": {"quniform": [0.8, 0.99, 0.01]},
+            "depth": {"randint": [1, 4]},
+            "width": {"qrandint": [32, 256, 32]},
+            "optimizer": {"choice": ["sgd", "adam"]},
+            "batch_size": 64,
+            "model": {"choice": {"mlp": {"depth": {"randint": [1, 3]}}, "cnn": {"channels": {"choice": [16, 32]}}}},
+        }
+    )
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(300):
+        point = space.flatten({name: p.draw(rng) for name, p in params.items()})
+        assert point_problems(params, point) == [], point
+        seen.add(point["model"])
+    assert seen == {"mlp", "cnn"}
