@@ -192,3 +192,21 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
     assert _wait_until_nothing_left() == ([], [])
     report = subprocess.run([sys.executable, "-m", "distsearch", "report", run_dir], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert report.returncode == 0 and "test_accuracy" in report.stdout
+
+
+def test_a_gpu_job_on_a_cluster_without_gpus_is_refused_before_a_run_folder_is_written(head_with_dashboard, tmp_path):
+    """With an address, the cluster's resources decide, before the run folder: report has nothing to misread."""
+    raw = tiny_job(tmp_path, name="gpujob", scaling={"num_workers": 1, "use_gpu": True, "gpus_per_worker": 1, "cpus_per_worker": 1})
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "distsearch", "run", str(job), "--address", head_with_dashboard, "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+        env=AUTH_ENV,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "scaling.gpus_per_worker: one worker needs" in proc.stderr and "fix:" in proc.stderr
+    assert not (tmp_path / "runs" / "gpujob").exists()

@@ -98,3 +98,21 @@ def test_first_trials_always_get_spares_and_later_trials_only_where_the_trials_l
     assert off == SparePlan(0.0, 0.0) and not off.hook
     assert resolve_spares(_spec(tmp_path, harness={"spare_worker_keep_alive_s": 30}), [{"CPU": 2.0}], 2) == SparePlan(30.0, 30.0)
     assert SparePlan(d, 0.0).hook  # the first trials' spares need every trial's workers to carry the hook
+
+
+def test_a_gpu_job_on_a_machine_without_enough_gpus_is_refused_before_ray_starts_or_a_run_folder_exists(tmp_path, monkeypatch):
+    """Embedded (no address): the local CUDA devices are counted before anything else happens."""
+    import ray
+    import torch
+
+    from distsearch.errors import ResourcesMissing
+    from distsearch.job import run_job
+    from distsearch.spec.model import parse_job
+    from distsearch.tasks import make_task
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = parse_job(tiny_job(tmp_path, scaling={"num_workers": 2, "use_gpu": True, "gpus_per_worker": 1, "cpus_per_worker": 0.5}))
+    assert torch.cuda.device_count() < 2  # the premise: these machines have no two GPUs
+    with pytest.raises(ResourcesMissing, match=r"scaling.use_gpu: one trial needs 2 GPU\(s\).*fix: set scaling.use_gpu: false"):
+        run_job(spec, task=make_task("digits"))
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()

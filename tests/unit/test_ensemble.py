@@ -158,6 +158,11 @@ def test_load_model_predicts_labels_without_ray(trained_run):
     assert sum(p == t for p, t in zip(ens, truth, strict=True)) >= 15 and sum(p == t for p, t in zip(single, truth, strict=True)) >= 15
     here = load_model(tmp, ensemble=True)
     assert here.predict(images) == ens and here.class_names == [str(d) for d in range(10)]
+    import numpy as np
+
+    proba = here.predict_proba(images)  # NumPy, as scikit-learn users expect: (rows, classes)
+    assert isinstance(proba, np.ndarray) and proba.shape == (20, 10)
+    assert [here.class_names[i] for i in proba.argmax(1)] == ens
 
 
 def test_load_model_says_why_when_there_is_no_ensemble(tmp_path):

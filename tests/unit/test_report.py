@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from distsearch import constants as C
@@ -12,6 +13,7 @@ from distsearch import storage
 from distsearch.cli import main as cli
 from distsearch.results import figures, report
 from distsearch.results import files as results
+from distsearch.search.objective import Objective
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -191,6 +193,30 @@ def test_progress_line_counts_states_epochs_and_best(tmp_path):
     line = out.getvalue().strip()
     assert "1 running, 1 pending, 1 done, 1 stopped early, 0 failed" in line
     assert "epochs 3/12" in line and "best val_accuracy 0.9100 (t1)" in line
+
+
+def test_the_live_best_is_the_trial_the_selection_rule_picks(tmp_path):
+    """Equal metrics (common on small validation splits) are told apart as the final pick does: the
+    lower validation loss, then the earlier epoch. The first trial to reach 1.0 is not the pick."""
+    import io
+
+    from distsearch.spec.model import parse_job
+    from distsearch.sweep.progress import ProgressView
+
+    from ..conftest import tiny_job
+
+    view = ProgressView(parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 3})), interval_s=0.0, stream=io.StringIO())
+    trials = [SimpleNamespace(trial_id=f"t{i}", status="RUNNING") for i in range(3)]
+    view.on_trial_result(0, trials, trials[0], {C.EPOCH: 1, "val_accuracy": 1.0, "val_loss": 0.30})
+    view.on_trial_result(0, trials, trials[1], {C.EPOCH: 1, "val_accuracy": 1.0, "val_loss": 0.10})
+    view.on_trial_result(0, trials, trials[2], {C.EPOCH: 1, "val_accuracy": 0.9, "val_loss": 0.01})
+    view.on_trial_result(0, trials, trials[0], {C.EPOCH: 2, "val_accuracy": 1.0, "val_loss": 0.10})  # tied, but a later epoch
+    assert view.best == (1.0, "t1")
+    frame = pd.DataFrame(
+        {C.TRIAL_ID: ["t0", "t1", "t2"], C.STATUS: [C.STATUS_COMPLETED] * 3, C.BEST_METRIC: [1.0, 1.0, 0.9], C.BEST_EPOCH: [1, 1, 1]}
+    )
+    epochs = pd.DataFrame({C.TRIAL_ID: ["t0", "t1", "t2"], C.EPOCH: [1, 1, 1], "val_loss": [0.30, 0.10, 0.01]})
+    assert Objective("val_accuracy", "max").best_trial(frame, epochs)[C.TRIAL_ID] == "t1"  # the final pick agrees
 
 
 # ---- the Parquet schema contract: a column change must come with a new schema version --------
