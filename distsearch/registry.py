@@ -13,13 +13,10 @@ from typing import Any, Union
 
 Ref = Union[str, type]
 
-#: search.algorithm -> (reference, the search.* settings beyond the seed that it reads).
-SEARCHERS: dict[str, tuple[Ref, tuple[str, ...]]] = {
-    "random": ("distsearch.search.random_search:RandomSearcher", ()),
-    "tpe": (
-        "distsearch.search.tpe_plan:TPESearcher",
-        ("startup_trials", "multivariate", "constant_liar", "warm_start", "points_to_evaluate"),
-    ),
+#: search.algorithm -> the searcher's class.
+SEARCHERS: dict[str, Ref] = {
+    "random": "distsearch.search.random_search:RandomSearcher",
+    "tpe": "distsearch.search.tpe_plan:TPESearcher",
 }
 #: scheduler name -> reference; ``asha.enabled`` picks asha (true) or fifo (false).
 SCHEDULERS: dict[str, Ref] = {
@@ -28,19 +25,14 @@ SCHEDULERS: dict[str, Ref] = {
 }
 
 
-def register_searcher(name: str, ref: Ref, settings: tuple[str, ...] = ()) -> None:
+def register_searcher(name: str, ref: Ref) -> None:
     """Make ``name`` a value of ``search.algorithm``, built by ``ref``."""
-    SEARCHERS[name] = (ref, tuple(settings))
+    SEARCHERS[name] = ref
 
 
 def register_scheduler(name: str, ref: Ref) -> None:
     """Make ``name`` a scheduler a plan can build."""
     SCHEDULERS[name] = ref
-
-
-def searcher_settings(name: str) -> tuple[str, ...]:
-    """The ``search.*`` settings the searcher ``name`` reads; none for a name not registered."""
-    return SEARCHERS.get(name, (None, ()))[1]
 
 
 def resolve(ref: Ref) -> Any:

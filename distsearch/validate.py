@@ -126,6 +126,7 @@ def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
             problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")
     problems += check_space(spec.space, getattr(task, "param_domains", None))
     problems += ray_release_problems(spec)
+    problems += build_plan(spec).problems()
     problems += warmstart.problems(spec)
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):

@@ -25,6 +25,9 @@ class SearcherKind:
     #: Whether a trial must wait until Tune's saved state lists it before it trains: a searcher's
     #: trial ids are random, so a trial the state does not list would be lost to a resumed driver.
     waits_for_saved_state: bool = True
+    #: The ``search.*`` lists it reads (``warm_start``, ``points_to_evaluate``); a job that gives
+    #: another is refused at validation.
+    takes: tuple[str, ...] = ()
 
     def __init__(self, spec: JobSpec, name: str):
         self.spec = spec

@@ -59,6 +59,15 @@ class SearchPlan:
     def notes(self) -> list[str]:
         return self.searcher.notes()
 
+    def problems(self) -> list[str]:
+        """What of the job's ``search`` section its searcher does not read, each with the fix."""
+        name = self.searcher.name
+        return [
+            f"search.{key}: given with algorithm: {name}, which does not read it; fix: use a searcher that does (tpe), or drop {key}"
+            for key in ("warm_start", "points_to_evaluate")
+            if getattr(self.spec.search, key) and key not in self.searcher.takes
+        ]
+
     def describe(self) -> dict[str, Any]:
         """What run.json records of the search: names, seed, settings and the report's words."""
         return {
@@ -77,7 +86,7 @@ class SearchPlan:
 def build_plan(spec: JobSpec) -> SearchPlan:
     """The plan of ``spec``: its registered searcher and scheduler, built but holding no Ray state."""
     name = spec.search.algorithm
-    searcher_cls = registry.resolve(registry.SEARCHERS[name][0])
+    searcher_cls = registry.resolve(registry.SEARCHERS[name])
     scheduler = _scheduler_name(spec.asha.model_dump())
     scheduler_cls = registry.resolve(registry.SCHEDULERS[scheduler])
     return SearchPlan(spec, searcher_cls(spec, name), scheduler_cls(spec, scheduler), Objective(spec.metric, spec.mode))

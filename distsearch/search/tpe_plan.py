@@ -22,6 +22,8 @@ def startup_trials(spec) -> int:
 
 
 class TPESearcher(SearcherKind):
+    takes = ("warm_start", "points_to_evaluate")
+
     def build(self, concurrency: int) -> Any:
         from . import warmstart
         from .tpe import TPESearch, prior_trials

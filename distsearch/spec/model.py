@@ -18,7 +18,6 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .. import registry
 from ..space.grammar import parse_space
 from ..space.params import Choice, Conditional, Fixed, Param, RandInt, Uniform, is_parsed
 from ..space.points import point_problems
@@ -118,12 +117,6 @@ class JobSpec(_Section):
         problems = [
             f"search.points_to_evaluate[{i}].{p}" for i, pt in enumerate(self.search.points_to_evaluate) for p in point_problems(self.space, pt)
         ]
-        takes = registry.searcher_settings(self.search.algorithm)
-        for key in ("warm_start", "points_to_evaluate"):
-            if getattr(self.search, key) and key not in takes:
-                problems.append(
-                    f"search.{key}: given with algorithm: {self.search.algorithm}, which takes neither; fix: set search.algorithm: tpe, or drop {key}"
-                )
         if problems:
             raise ValueError("\n".join(problems))
         return self

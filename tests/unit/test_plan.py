@@ -41,7 +41,7 @@ class ToySearcher(SearcherKind):
 
 @pytest.fixture
 def toy(monkeypatch):
-    monkeypatch.setitem(registry.SEARCHERS, "toy", (ToySearcher, ()))
+    monkeypatch.setitem(registry.SEARCHERS, "toy", ToySearcher)
 
 
 def _spec(tmp_path, algorithm, **extra):
@@ -103,3 +103,13 @@ def test_tpe_startup_trials_default_to_what_the_budget_allows_and_a_budget_it_ne
     (note,) = plan(8, startup_trials=10).notes()
     assert note.startswith("search.startup_trials: 10 random draws") and "fix: lower search.startup_trials below 8" in note
     assert "(TPE never models: every trial is a startup draw)" in plan(8, startup_trials=10).describe()["settings_line"]
+
+
+def test_search_settings_the_searcher_does_not_read_are_refused_at_validation(tmp_path):
+    from distsearch.validate import check_job
+
+    raw = tiny_job(tmp_path, search={"algorithm": "random", "points_to_evaluate": [{"lr": 0.01}]})
+    with pytest.raises(SpecError, match=r"search.points_to_evaluate: given with algorithm: random, which does not read it; fix:"):
+        check_job(parse_job(raw), dry_run=False)
+    raw["search"]["algorithm"] = "tpe"
+    check_job(parse_job(raw), dry_run=False)

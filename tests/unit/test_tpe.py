@@ -98,8 +98,10 @@ def test_search_spec_refuses_bad_points_and_random_with_tpe_only_settings(tmp_pa
         _spec(tmp_path, points_to_evaluate=[{"model": "cnn", "model.width": 32}])
     with pytest.raises(SpecError, match=r"search.points_to_evaluate\[0\].lr: got 3; fix: give a number in"):
         _spec(tmp_path, points_to_evaluate=[{"lr": 3}])
+    from distsearch.validate import check_job
+
     with pytest.raises(SpecError, match="search.points_to_evaluate: given with algorithm: random"):
-        parse_job(tiny_job(tmp_path, search={"algorithm": "random", "points_to_evaluate": [{"lr": 0.01}]}))
+        check_job(parse_job(tiny_job(tmp_path, search={"algorithm": "random", "points_to_evaluate": [{"lr": 0.01}]})), dry_run=False)
     with pytest.raises(SpecError, match="search.startup_trials"):
         _spec(tmp_path, startup_trials=0)
 
