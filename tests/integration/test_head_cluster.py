@@ -39,7 +39,9 @@ def head_with_dashboard():
     # embedded Ray of an earlier test, or .ci/run, made ~/.ray/auth_token).
     # The head runs under this module's own temp dir (so "auto" finds it and no other), on free
     # ports, in its own process group, which the fixture ends: another Ray on the machine is never touched.
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    # Ray's dashboard agent listens on 52365 unless told otherwise: a second head on the machine
+    # (a user's own) would hold it, and this head's agent could take no job.
+    gcs_port, dashboard_port, agent_port = _free_port(), _free_port(), _free_port()
     with own_ray_tmpdir():
         start = subprocess.Popen(
             [
@@ -51,6 +53,7 @@ def head_with_dashboard():
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={dashboard_port}",
+                f"--dashboard-agent-listen-port={agent_port}",
                 "--disable-usage-stats",
             ],
             stdout=subprocess.PIPE,
@@ -105,9 +108,16 @@ def _job_status(job_id):
 
 
 def _submit(submission_id: str, job: str, store, *run_args: str):
-    """``ray job submit`` of ``distsearch run JOB`` with its results under ``store``, not waiting."""
+    """``ray job submit`` of ``distsearch run JOB`` with its results under ``store``, not waiting. A
+    head's job agent registers a few seconds after `ray start` returns (longer on a busy machine),
+    and until then Ray answers "No available agent ... try again later": so it tries again."""
     submit = ["submit", "--address", HEAD["dashboard"], "--working-dir", ".", "--submission-id", submission_id, "--no-wait"]
-    return _job_cli(*submit, "--", "python", "-m", "distsearch", "run", job, "--storage", str(store), *run_args)
+    deadline = time.monotonic() + 90
+    while True:
+        proc = _job_cli(*submit, "--", "python", "-m", "distsearch", "run", job, "--storage", str(store), *run_args)
+        if proc.returncode == 0 or "No available agent" not in proc.stderr or time.monotonic() > deadline:
+            return proc
+        time.sleep(2)
 
 
 def test_ray_job_submit_runs_the_sweep_to_success(head_with_dashboard, tmp_path):
