@@ -1,4 +1,4 @@
-"""The command line: ``distsearch validate JOB [JOB ...] | run JOB | report RUN [RUN ...]``.
+"""The command line: ``distsearch validate JOB [JOB ...] | run JOB | report RUN [RUN ...] | resave-models RUN``.
 
 Exit codes: 0, success; 1, the sweep ran but failed as a whole (the error budget ended it, or no
 trial produced a model to select), or a bug in distsearch (the message says where its traceback
@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         "where compare.html and compare.png go (default: none written)",
     )
     rep.add_argument("--no-html", action="store_true", help="print only; write no files")
+    rs = sub.add_parser(
+        "resave-models", help="rewrite an older run's models (pickles, never read) as JSON and safetensors, from its checkpoints and its job's data"
+    )
+    rs.add_argument("run", metavar="RUN", help="run directory: a local path or a storage URI")
     return p
 
 
@@ -94,6 +98,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args.jobs, dry_run=not args.no_dry_run)
+        if args.command == "resave-models":
+            from .select.evaluate import resave_models
+
+            for path in resave_models(args.run):
+                print(f"wrote {path}")
+            return 0
         if args.command == "run":
             spec, task = _load(args.job, args.storage, dry_run=not args.no_dry_run)
             from .job import run_job

@@ -22,7 +22,7 @@ from .results import files as results
 from .search.plan import build_plan
 from .select import evaluate
 from .space import names as space
-from .spec.model import JobSpec
+from .spec.model import NAME_RE, JobSpec
 from .sweep import planning
 from .tasks import Task
 from .validate import check_job
@@ -107,6 +107,10 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
     if resume not in RESUME_MODES:
         raise RunChoiceError(f"resume: got {resume!r}; use one of {', '.join(RESUME_MODES)}")
     if run_id is not None:
+        if not isinstance(run_id, str) or not NAME_RE.fullmatch(run_id):
+            raise RunChoiceError(
+                f"--run-id: got {run_id!r}; a run id is one folder name under the job's storage; fix: use letters, digits, _ . - (up to 64, starting with a letter or digit)"
+            )
         out = results.run_dir(spec.storage, spec.name, run_id)
         if not storage.exists(storage.join(out, C.RUN_FILE)):
             if resume == "require":

@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import pyarrow.fs as pafs
 
@@ -69,8 +69,23 @@ def write_bytes(path: PathLike, data: bytes) -> None:
         raise
 
 
-def read_bytes(path: PathLike) -> bytes:
+class TooLarge(ValueError):
+    """A file is larger than what reading it may cost; the message names the file and the bound."""
+
+
+def size(path: PathLike) -> int:
+    """The size of the file at ``path`` in bytes."""
     fs, p = filesystem(path)
+    return fs.get_file_info(p).size
+
+
+def read_bytes(path: PathLike, max_bytes: Optional[int] = None) -> bytes:
+    """The file's bytes; with ``max_bytes``, raises ``TooLarge`` before reading a larger file."""
+    fs, p = filesystem(path)
+    if max_bytes is not None:
+        n = fs.get_file_info(p).size
+        if n is not None and n > max_bytes:
+            raise TooLarge(f"{path}: {n} bytes, more than the {max_bytes} this file may hold; it was not written by distsearch, or is damaged")
     with fs.open_input_stream(p) as f:
         return f.readall()
 
@@ -84,5 +99,5 @@ def write_json(path: PathLike, obj: Any) -> None:
     write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
-def read_json(path: PathLike) -> Any:
-    return json.loads(read_bytes(path))
+def read_json(path: PathLike, max_bytes: Optional[int] = None) -> Any:
+    return json.loads(read_bytes(path, max_bytes))

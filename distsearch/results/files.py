@@ -114,11 +114,12 @@ def write_tables(directory: PathLike, trials: pd.DataFrame, epochs: pd.DataFrame
 
 
 def load_state(checkpoint_path: str) -> dict[str, Any]:
-    """The state dict a Train checkpoint directory holds (``model.pt``), from any filesystem."""
-    import torch
+    """The state dict a Train checkpoint directory holds (``model.pt``), from any filesystem:
+    tensors and plain values only (``train.checkpoint``)."""
+    from ..train.checkpoint import read_state
 
-    data = read_bytes(join(checkpoint_path, C.CHECKPOINT_FILE))
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    path = join(checkpoint_path, C.CHECKPOINT_FILE)
+    return read_state(read_bytes(path), path)
 
 
 def best_checkpoint(epochs: pd.DataFrame, trial_id: str, objective: Objective) -> Optional[pd.Series]:

@@ -5,6 +5,7 @@ side comparison of runs. No Ray import; reads local paths and URIs alike.
 from __future__ import annotations
 
 import html
+import re
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -16,6 +17,16 @@ from ..storage import join, write_bytes
 from .files import read_run
 
 REPORT_FILE = "report.html"
+#: C0 and C1 control characters but the newline: ANSI/OSC sequences in a run's text (a trial's
+#: error, a parameter value) would otherwise retitle or clear the terminal the report prints to.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but the newline written as a Python escape (``\\x1b``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 CLOSE_TO_BEST = 0.005  # "within 0.5% of the final best", for time-to-near-best
 
 
@@ -90,7 +101,7 @@ def format_run(run: Mapping[str, Any], top: int = 10) -> str:
     errors = trials[trials[C.STATUS] == C.STATUS_ERROR]
     for _, r in errors.head(3).iterrows():
         lines.append(f"error in {r[C.TRIAL_ID]}: {str(r[C.ERROR]).strip().splitlines()[-1][:300]}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _ensemble_lines(ensemble: Mapping[str, Any] | None) -> list[str]:
@@ -262,4 +273,4 @@ def format_compare(directories: Sequence[str]) -> str:
             if a and b:
                 ratio.append(f"{key} {b / a:.2f}x")
         lines.append(f"{other} against {cols[0]}: " + ", ".join(ratio))
-    return "\n".join(lines)
+    return printable("\n".join(lines))

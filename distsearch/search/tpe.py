@@ -8,16 +8,17 @@ reached ``max_epochs`` is COMPLETE with its best value; a failed one is FAIL. (R
 results look alike to the model.) The space is sampled define-by-run: a conditional
 sub-parameter is sampled only under its option, and named with it (``search_space.searcher_names``).
 
-Only Optuna's public API is used; the searcher's state is saved as plain records and rebuilt
-with ``add_trial`` (ended trials) and ``enqueue_trial`` + ``ask`` (running ones).
+Only Optuna's public API is used; the searcher's state is saved as JSON records (no pickle: a run
+folder may come from anyone) and rebuilt with ``add_trial`` (ended trials) and ``enqueue_trial`` +
+``ask`` (running ones).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
-import pickle
 import time
 import warnings
 from collections import Counter
@@ -155,21 +156,24 @@ class TPESearch(Searcher):
     # ---- saved with Tune's experiment state, restored by Tuner.restore -------------------------
     def save(self, checkpoint_path: str) -> None:
         running = {t.number for t in self.live.values()}
+        ended = [t for t in self.study.get_trials() if t.number not in running and t.state.is_finished()]  # warm start included
         state = {
+            "format": STATE_FORMAT,
             "settings": self.settings,
-            "records": self.records,
+            "records": {k: {**r, "reports": {str(e): v for e, v in r["reports"].items()}} for k, r in self.records.items()},
             "live": list(self.live),
             "points": self.points,
             "warm_start": self.warm_start,
-            "ended": [t for t in self.study.get_trials() if t.number not in running and t.state.is_finished()],  # warm start included
+            "ended": [_trial_json(t) for t in ended],
         }
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
+        with open(checkpoint_path, "w") as f:
+            json.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        self.settings, self.records, self.points, self.warm_start = state["settings"], state["records"], state["points"], state["warm_start"]
+            state = read_state(f.read(), checkpoint_path)
+        self.settings, self.points, self.warm_start = state["settings"], state["points"], state["warm_start"]
+        self.records = {k: {**r, "reports": {int(e): float(v) for e, v in r["reports"].items()}} for k, r in state["records"].items()}
         self.study = self._new_study(draws_before=len(self.records))
         self.live = {}
         for trial_id in state["live"]:  # running when saved: running again, with what they had reported
@@ -181,7 +185,58 @@ class TPESearch(Searcher):
                 trial.report(value, epoch)
             self.live[trial_id] = trial
         for t in state["ended"]:
-            self.study.add_trial(t)
+            self.study.add_trial(_trial_from_json(t))
+
+
+#: The searcher state's format: JSON, read back without running anything from the file.
+STATE_FORMAT = "distsearch-tpe/2"
+#: A state holds a record per trial; a file larger than this is not one distsearch wrote.
+MAX_STATE_BYTES = 256 * 2**20
+
+
+class UnsafeSearcherState(ValueError):
+    """A saved searcher state that is not distsearch's JSON (a pickle, a damaged file)."""
+
+
+def read_state(data: bytes, where: str) -> dict[str, Any]:
+    """The searcher state in ``data`` (read from ``where``); raises ``UnsafeSearcherState`` naming it."""
+    if len(data) > MAX_STATE_BYTES:
+        raise UnsafeSearcherState(f"{where}: {len(data)} bytes, more than a searcher state holds; fix: start a new run (--new-run)")
+    try:
+        state = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise UnsafeSearcherState(
+            f"{where}: not the JSON searcher state distsearch writes (a pickle is never loaded: it could run code): {e}; fix: start a new run (--new-run)"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UnsafeSearcherState(
+            f"{where}: not a {STATE_FORMAT} searcher state; fix: resume it with the distsearch that wrote it, or start a new run"
+        )
+    return state
+
+
+def _trial_json(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    from optuna.distributions import distribution_to_json
+
+    return {
+        "params": t.params,
+        "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
+        "state": t.state.name,
+        "value": t.value if t.state == TrialState.COMPLETE else None,
+        "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
+    }
+
+
+def _trial_from_json(d: Mapping[str, Any]) -> optuna.trial.FrozenTrial:
+    from optuna.distributions import json_to_distribution
+
+    return optuna.trial.create_trial(
+        params=dict(d["params"]),
+        distributions={k: json_to_distribution(v) for k, v in d["distributions"].items()},
+        state=TrialState[d["state"]],
+        value=d["value"],
+        intermediate_values={int(k): float(v) for k, v in d["intermediate_values"].items()},
+    )
 
 
 def prior_trials(searcher: TPESearch, warm: Any) -> tuple[list[optuna.trial.FrozenTrial], dict[str, Any]]:
@@ -235,9 +290,9 @@ def wait_until_saved(tune_dir: str, trial_id: str, timeout_s: float = SAVE_WAIT_
         experiment, searcher = _newest(tune_dir, "experiment_state-"), _newest(tune_dir, "searcher-state-")
         if experiment and searcher and trial_id.encode() in experiment:
             try:
-                if trial_id in pickle.loads(searcher)["records"]:
+                if trial_id in read_state(searcher, tune_dir)["records"]:
                     return True
-            except (pickle.UnpicklingError, EOFError, KeyError):
+            except UnsafeSearcherState:
                 pass  # caught mid-write
         time.sleep(0.2)
     logging.getLogger("distsearch").warning("trial %s: Tune's saved state did not list it within %.0f s; training anyway", trial_id, timeout_s)
@@ -251,6 +306,6 @@ def saved_summary(tune_dir: str) -> Optional[dict[str, Any]]:
     saved = _newest(tune_dir, "searcher-state-")
     if saved is None:
         return None
-    state = pickle.loads(saved)
+    state = read_state(saved, f"{tune_dir}/searcher-state-*")
     told = Counter((r["state"] or "RUNNING").lower() for r in state["records"].values())
     return {"told": dict(told), "warm_start": state["warm_start"]}

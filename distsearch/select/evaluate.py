@@ -63,11 +63,17 @@ def _metrics(task: Task, predictions: torch.Tensor, targets: torch.Tensor, split
     return {f"{split}_{k}": v for k, v in task.metrics_from_sums(sums).items()}
 
 
-def _loaded(task: Task, models: list[torch.nn.Module], members: Mapping[str, float]) -> load.LoadedModel:
+def to_saved(task: Task, splits: Splits, models: list[torch.nn.Module], members: Mapping[str, float], params: list[dict]) -> load.LoadedModel:
     """``models`` averaged with the ``members``' weights, and what feeds them, ready to save."""
     module = Averaged(models, list(members.values()), getattr(task, "prediction_kind", "values")).eval()
     encoder = getattr(task, "input_encoder", None)
+    recipe = getattr(task, "model_recipe", None)
+    x = splits.train[0]
     return load.LoadedModel(
+        params=[dict(p) for p in params],
+        recipe=recipe() if recipe is not None else {},
+        input_shape=list(x.shape[1:]),
+        input_dtype=str(x.dtype).removeprefix("torch."),
         module=module,
         task=task.name,
         encode=encoder() if encoder is not None else None,
@@ -126,19 +132,20 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
             **record,
             "skipped": f"task {task.name} has no {', '.join(missing)} (see distsearch.tasks.base.Task); fix: inherit a head or define them",
         }
-    candidates = []  # (trial id, epoch, checkpoint path, model)
+    candidates = []  # (trial id, epoch, checkpoint path, model, params)
     for _, row in objective.rank_trials(trials, epochs).iterrows():
         if len(candidates) == spec.ensemble.top_trials or row[C.STATUS] == C.STATUS_ERROR or pd.isna(row[C.BEST_METRIC]):
             break
         ckpt = results.best_checkpoint(epochs, row[C.TRIAL_ID], objective)
         if ckpt is not None:
             state = results.load_state(ckpt[C.CHECKPOINT_PATH])
-            candidates.append((row[C.TRIAL_ID], int(ckpt[C.EPOCH]), ckpt[C.CHECKPOINT_PATH], _restore(task, splits, state["params"], state)))
+            model = _restore(task, splits, state["params"], state)
+            candidates.append((row[C.TRIAL_ID], int(ckpt[C.EPOCH]), ckpt[C.CHECKPOINT_PATH], model, state["params"]))
     if not candidates:
         return {**record, "skipped": "no trial has a checkpoint left"}
     y_val, y_test = splits.val[1], splits.test[1]
     val_inputs = _inputs(task, splits.val)
-    val_predictions = [_predictions(task, model, val_inputs) for *_, model in candidates]
+    val_predictions = [_predictions(task, c[3], val_inputs) for c in candidates]
     selection = select(
         val_predictions,
         lambda p: _metrics(task, p, y_val, "val")[spec.metric],
@@ -160,8 +167,35 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
         "val_by_round": selection.scores,
         "val": _metrics(task, val, y_val, "val"),
         "test": _metrics(task, test, y_test, "test"),
-        "model": _loaded(task, [c[3] for c, _ in chosen], {c[0]: w for c, w in chosen}),
+        "model": to_saved(task, splits, [c[3] for c, _ in chosen], {c[0]: w for c, w in chosen}, [c[4] for c, _ in chosen]),
     }
+
+
+def resave_models(run: str) -> list[str]:
+    """Write a run's selected models in the current format (JSON and safetensors) from its
+    checkpoints (read as tensors only) and its job, whose data must be where the job says; the
+    models of an older run, saved as pickles, are never read. Returns the files written."""
+    from ..spec.model import parse_job
+    from ..validate import check_job
+
+    meta = storage.read_json(storage.join(run, C.RUN_FILE), load.MAX_DESCRIPTION_BYTES)
+    spec = parse_job(meta["job"], storage.join(run, C.RUN_FILE))
+    task = check_job(spec, dry_run=False)
+    splits = task.splits(spec.seed)
+    records = [(C.BEST_MODEL, storage.read_json(storage.join(run, C.BEST_FILE), load.MAX_DESCRIPTION_BYTES))]
+    ensemble = storage.join(run, C.ENSEMBLE_FILE)
+    if storage.exists(ensemble) and storage.read_json(ensemble, load.MAX_DESCRIPTION_BYTES).get("members"):
+        records.append((C.ENSEMBLE_MODEL, storage.read_json(ensemble, load.MAX_DESCRIPTION_BYTES)))
+    written = []
+    for name, record in records:
+        members = record.get("members") or [{**record, "weight": 1.0}]
+        states = [results.load_state(m[C.CHECKPOINT_PATH]) for m in members]
+        models = [_restore(task, splits, s["params"], s) for s in states]
+        saved = to_saved(task, splits, models, {m[C.TRIAL_ID]: float(m["weight"]) for m in members}, [s["params"] for s in states])
+        prefix = storage.join(run, C.MODEL_DIR, name)
+        load.save(saved, prefix)
+        written += [prefix + C.MODEL_DESCRIPTION_SUFFIX, prefix + C.MODEL_WEIGHTS_SUFFIX]
+    return written
 
 
 def evaluate_run(
@@ -173,14 +207,14 @@ def evaluate_run(
     if best is None:
         return None, None
     storage.write_json(storage.join(out, C.BEST_FILE), best)
-    load.save(_loaded(task, [model], {best[C.TRIAL_ID]: 1.0}), storage.join(out, C.MODEL_DIR, C.BEST_MODEL_FILE))
+    load.save(to_saved(task, splits, [model], {best[C.TRIAL_ID]: 1.0}, [best["params"]]), storage.join(out, C.MODEL_DIR, C.BEST_MODEL))
     if not spec.ensemble.enabled:
         return best, None
     t0 = time.perf_counter()
     ensemble = build_ensemble(spec, task, splits, trials, epochs, best)
     ensemble_model = ensemble.pop("model", None)
     if ensemble_model is not None:
-        load.save(ensemble_model, storage.join(out, C.MODEL_DIR, C.ENSEMBLE_MODEL_FILE))
+        load.save(ensemble_model, storage.join(out, C.MODEL_DIR, C.ENSEMBLE_MODEL))
     else:
         log.warning("ensemble skipped: %s", ensemble["skipped"])
     ensemble["ensemble_seconds"] = time.perf_counter() - t0  # selection, the test score and the saved model

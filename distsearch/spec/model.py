@@ -47,7 +47,8 @@ __all__ = [
 
 #: URI schemes of the filesystems pyarrow opens, which storage can name.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A job name or run id: one path component, no "..", no trailing newline (``fullmatch``, not ``$``).
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class JobSpec(_Section):
@@ -77,7 +78,7 @@ class JobSpec(_Section):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
-        if not NAME_RE.match(v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError(f"name: got {v!r}; use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
         return v
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from .base import PROTOCOL_MEMBERS, ClassificationHead, RegressionHead, SequenceHead, Splits, Task, TaskInputError, split_indices
+from .base import PROTOCOL_MEMBERS, ClassificationHead, RegressionHead, SequenceHead, Splits, Task, TaskInputError
+from .splitting import split_indices
 
 __all__ = [
     "PROTOCOL_MEMBERS",
@@ -26,6 +27,7 @@ __all__ = [
     "Splits",
     "Task",
     "TaskInputError",
+    "from_recipe",
     "make_task",
     "split_indices",
 ]
@@ -78,6 +80,35 @@ TASKS: dict[str, Callable[[Mapping[str, Any]], Task]] = {
     "images": _images,
     "custom": _custom,
 }
+
+
+#: Where each task's ``from_recipe`` lives, imported only for the task a saved model names.
+_FROM_RECIPE = {
+    "digits": ("digits", "DigitsTask.from_recipe"),
+    "tabular": ("tabular", "from_recipe"),
+    "charlm": ("charlm", "CharLMTask.from_recipe"),
+    "text": ("text", "_Text.from_recipe"),
+    "images": ("images", "ImagesTask.from_recipe"),
+}
+
+
+def from_recipe(name: str, recipe: Mapping[str, Any]) -> Any:
+    """What builds task ``name``'s models and encodes its inputs, from its ``model_recipe()``
+    (plain JSON) alone: no data is read, and no code is imported by name. A ``custom`` task has no
+    recipe: its models are its own code's."""
+    if name == "custom":
+        raise ValueError(
+            "a custom task's models are built by its own code, which distsearch does not import from a run folder; fix: pass task=<the object your factory returns> to load_model"
+        )
+    if name not in _FROM_RECIPE:
+        raise ValueError(f"task: got {name!r}; a saved model's task is one of {', '.join(_FROM_RECIPE)}")
+    import importlib
+
+    module, attr = _FROM_RECIPE[name]
+    fn: Any = importlib.import_module(f"{__name__}.{module}")
+    for part in attr.split("."):
+        fn = getattr(fn, part)
+    return fn(recipe)
 
 
 def make_task(name: str, options: Mapping[str, Any] | None = None) -> Task:

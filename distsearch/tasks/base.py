@@ -273,23 +273,8 @@ class SequenceHead:
 
 
 # ---------------------------------------------------------------------------------------------
-# Splitting and option helpers
+# Option helpers
 # ---------------------------------------------------------------------------------------------
-def split_indices(n: int, seed: int, val_fraction: float, test_fraction: float, stratify: Optional[Any] = None):
-    """Index arrays (train, val, test) of ``n`` rows, fixed by ``seed``; stratified on ``stratify``
-    (one label per row) when given. Raises ``ValueError`` if a class is too small to stratify."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
-    strat = None if stratify is None else np.asarray(stratify)
-    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=None if strat is None else strat[rest]
-    )
-    return train, val, test
-
-
 def check_options(
     task: str, options: Mapping[str, Any], defaults: Mapping[str, Any], required: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], list[str]]:

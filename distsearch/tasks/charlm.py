@@ -102,5 +102,15 @@ class CharLMTask(SequenceHead):
     def input_encoder(self) -> "CharEncoder":
         return CharEncoder(self.vocab)
 
+    def model_recipe(self) -> dict[str, Any]:
+        return {"vocab": self.vocab, "seq_len": self.options["seq_len"]}
+
+    @classmethod
+    def from_recipe(cls, recipe: Mapping[str, Any]) -> "CharLMTask":
+        """What builds its models and encodes text, without a corpus."""
+        task = cls.__new__(cls)
+        task.vocab, task.options = [str(ch) for ch in recipe["vocab"]], {"seq_len": int(recipe["seq_len"])}
+        return task
+
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         return models.build_sequence(params, vocab_size=len(self.vocab), seq_len=self.options["seq_len"])

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from .. import models
-from .base import ClassificationHead, Splits, TaskInputError, check_fractions, check_options, split_indices
+from .base import ClassificationHead, Splits, TaskInputError, check_fractions, check_options
+from .splitting import split_indices
 
 DEFAULTS = {"val_fraction": 0.15, "test_fraction": 0.15}
 
@@ -56,6 +57,13 @@ class DigitsTask(ClassificationHead):
 
     def input_encoder(self) -> "PixelEncoder":
         return PixelEncoder(self.image_side)
+
+    def model_recipe(self) -> dict[str, Any]:
+        return {"options": self.options}
+
+    @classmethod
+    def from_recipe(cls, recipe: Mapping[str, Any]) -> "DigitsTask":
+        return cls(recipe["options"])
 
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         return models.build(params, in_features=splits.train[0].shape[1], out_features=self.num_classes, image_side=self.image_side)

@@ -49,8 +49,8 @@ from .base import (
     family_values,
     locate,
     require_extra,
-    split_indices,
 )
+from .splitting import split_indices, stratify_problem
 
 log = logging.getLogger("distsearch")
 
@@ -104,6 +104,7 @@ class ImagesTask(ClassificationHead):
     families = FAMILIES
     hyperparameters = models.param_names(FAMILIES) | {"input_size", "crop_padding", "flip"}
     mixed_precision = True
+    from_saved = False  # built by from_recipe: the saved weights replace any pretrained ones
 
     def __init__(self, options: Mapping[str, Any], classes: list[str], blobs: list[bytes], labels: np.ndarray, color: str):
         self.options, self.class_names, self.blobs, self.labels, self.color = dict(options), classes, blobs, labels, color
@@ -172,6 +173,26 @@ class ImagesTask(ClassificationHead):
     def input_encoder(self) -> "ImageEncoder":
         return ImageEncoder(self.color, self.image_size)
 
+    def model_recipe(self) -> dict[str, Any]:
+        return {
+            "class_names": list(self.class_names),
+            "color": self.color,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_recipe(cls, recipe: Mapping[str, Any]) -> "ImagesTask":
+        """What builds its models and decodes images, without the folder; no pretrained weights
+        are read (the saved weights replace them)."""
+        task = cls.__new__(cls)
+        task.class_names, task.color, task.image_size = [str(c) for c in recipe["class_names"]], str(recipe["color"]), int(recipe["image_size"])
+        task.num_classes, task.channels = len(task.class_names), 3 if task.color == "rgb" else 1
+        task.mean, task.std = tuple(float(v) for v in recipe["mean"]), tuple(float(v) for v in recipe["std"])
+        task.weights_files, task.from_saved = {}, True
+        return task
+
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         from . import image_models
 
@@ -179,7 +200,7 @@ class ImagesTask(ClassificationHead):
         weights = models.family_param(params, "weights", None)
         return image_models.build(
             family, dict(params), num_classes=self.num_classes, channels=self.channels, image_size=self.image_size,
-            mean=self.mean, std=self.std, weights=self.weights_files.get(str(weights), weights),
+            mean=self.mean, std=self.std, weights=None if self.from_saved else self.weights_files.get(str(weights), weights),
         )  # fmt: skip
 
 
@@ -231,12 +252,8 @@ def make(options: Mapping[str, Any]) -> ImagesTask:
         )
     color = opts["color"] if opts["color"] != "auto" else ("grayscale" if modes <= {"L", "1", "I;16", "I"} else "rgb")
     labels = np.array([c for _, c in files])
-    try:
-        split_indices(len(labels), 0, opts["val_fraction"], opts["test_fraction"], stratify=labels)
-    except ValueError:
-        rare = ", ".join(c for c, n in zip(classes, per_class, strict=True) if n == per_class.min())
-        raise TaskInputError(
-            [f"task_options.path: class(es) {rare} have only {per_class.min()} image(s); fix: give each class at least 5 images"]
-        ) from None
+    why = stratify_problem(np.asarray(classes)[labels], opts["val_fraction"], opts["test_fraction"], "task_options.path (class folders)", "image(s)")
+    if why:
+        raise TaskInputError([why])
     log.info("images: %d images of %d classes under %s (%s, %.1f MB encoded)", len(blobs), len(classes), root, color, sum(map(len, blobs)) / 1e6)
     return ImagesTask(opts, classes, blobs, labels, color)

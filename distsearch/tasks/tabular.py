@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from .. import models
-from .base import ClassificationHead, RegressionHead, Splits, TaskInputError, check_fractions, check_options, locate, split_indices
+from .base import ClassificationHead, RegressionHead, Splits, TaskInputError, check_fractions, check_options, locate
+from .splitting import split_indices, stratify_problem
 
 log = logging.getLogger("distsearch")
 
@@ -56,7 +57,33 @@ def read_table(path: str):
                 table = pacsv.read_csv(f)
     except Exception as e:  # noqa: BLE001 - any parse failure is the file's fault, reported as such
         raise TaskInputError([f"task_options.path: got {path!r}; cannot read it as {FORMATS[suffix]}: {e}"]) from None
+    problems = _binary_problems(table, path)
+    if problems:
+        raise TaskInputError(problems)
     return table.to_pandas()
+
+
+def _binary_problems(table, path: str) -> list[str]:
+    """A line per column that holds bytes, not text: pyarrow reads a CSV column with any byte
+    that is not UTF-8 as binary, and pandas would turn each cell into the text ``"b'...'"``."""
+    import pyarrow as pa
+
+    problems = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+            continue
+        for row, value in enumerate(column.to_pylist(), start=1):
+            try:
+                (value or b"").decode("utf-8")
+            except UnicodeDecodeError as e:
+                problems.append(
+                    f"task_options.path: {path}, column {name!r}, data row {row}: byte 0x{value[e.start]:02x} at offset {e.start} is not UTF-8; "
+                    "fix: save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8 in.csv > out.csv)"
+                )
+                break
+        else:
+            problems.append(f"task_options.path: {path}, column {name!r} holds bytes, not text; fix: store it as UTF-8 strings")
+    return problems
 
 
 class TableEncoder:
@@ -99,6 +126,17 @@ class TableEncoder:
         columns = {c: (frame[c].to_numpy(dtype=float) if c in self.numeric else frame[c].astype(str).to_numpy()) for c in self.features}
         return torch.tensor(self.matrix(columns, len(frame)), dtype=torch.float32)
 
+    def to_json(self) -> dict[str, Any]:
+        encoding = [["num", e[1], e[2]] if e[0] == "num" else ["cat", [str(v) for v in e[1]]] for e in self.encoding]
+        return {"features": list(self.features), "numeric": list(self.numeric), "encoding": encoding}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "TableEncoder":
+        encoding = [
+            ("num", float(e[1]), float(e[2])) if e[0] == "num" else ("cat", np.array([str(v) for v in e[1]], dtype=object)) for e in d["encoding"]
+        ]
+        return cls([str(f) for f in d["features"]], [str(f) for f in d["numeric"]], encoding)
+
 
 class _Tabular:
     name = "tabular"
@@ -131,6 +169,25 @@ class _Tabular:
 
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         return models.build(params, in_features=splits.train[0].shape[1], out_features=self.out_features)
+
+    def model_recipe(self) -> dict[str, Any]:
+        return {
+            "problem": self.problem,
+            "out_features": int(self.out_features),
+            "class_names": getattr(self, "class_names", None),
+            "encoder": self.encoder.to_json(),
+        }
+
+
+def from_recipe(recipe: Mapping[str, Any]) -> _Tabular:
+    """What builds a tabular task's models and encodes its rows, without the table."""
+    cls = {"classification": TabularClassification, "regression": TabularRegression}[recipe["problem"]]
+    task = cls.__new__(cls)
+    task.problem, task.out_features, task.encoder = recipe["problem"], int(recipe["out_features"]), TableEncoder.from_json(recipe["encoder"])
+    if recipe["problem"] == "classification":
+        task.class_names = [str(c) for c in recipe["class_names"]]
+        task.classes, task.num_classes = np.array(task.class_names, dtype=object), task.out_features
+    return task
 
 
 class TabularClassification(ClassificationHead, _Tabular):
@@ -246,15 +303,7 @@ def make(options: Mapping[str, Any]):
     if task.dropped_rows:
         log.warning("tabular: %d row(s) of %s have no %r and are left out", task.dropped_rows, opts["path"], target)
     if problem == "classification":
-        try:
-            split_indices(task.n_rows, 0, opts["val_fraction"], opts["test_fraction"], stratify=task.labels)
-        except ValueError as e:
-            counts = pd.Series(task.labels).value_counts()
-            rare = ", ".join(str(task.classes[i]) for i in counts[counts == counts.min()].index)
-            raise TaskInputError(
-                [
-                    f"task_options.target: class(es) {rare} of {target!r} have only {counts.min()} row(s); stratified train/val/test "
-                    f"splits need more rows per class ({e}); drop those rows or use problem: regression"
-                ]
-            ) from None
+        why = stratify_problem(task.classes[task.labels], opts["val_fraction"], opts["test_fraction"], f"task_options.target ({target!r})")
+        if why:
+            raise TaskInputError([why])
     return task

@@ -54,9 +54,10 @@ from .base import (
     check_whole_numbers,
     family_values,
     require_extra,
-    split_indices,
 )
+from .splitting import split_indices, stratify_problem
 from .tabular import infer_problem, read_table
+from .text_tokens import CHARS_PER_TOKEN, TextEncoder, max_chars, tokenise, tokenizer_from_json, tokenizer_json
 
 log = logging.getLogger("distsearch")
 
@@ -68,6 +69,7 @@ DEFAULTS = {
     "test_fraction": 0.15,
     "max_tokens": 128,
     "vocab_size": 8000,
+    "trust_remote_code": False,
     "cache_dir": os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "distsearch", "tokens"),
 }
 REQUIRED = ("path",)
@@ -84,22 +86,6 @@ def checkpoints_in(space: Mapping[str, Param]) -> tuple[list[str], bool]:
     return [str(v) for v in values if v not in FAMILIES], ENCODER in values
 
 
-class TextEncoder:
-    """Texts as the models take them: each tokenizer's ids and mask, padded to ``max_tokens``."""
-
-    def __init__(self, tokenizers: list, max_tokens: int):
-        self.tokenizers, self.max_tokens = tokenizers, max_tokens
-
-    def __call__(self, texts) -> torch.Tensor:
-        texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
-        return torch.stack([_tokenise(tok, texts, self.max_tokens) for tok in self.tokenizers], dim=1)
-
-
-def _tokenise(tokenizer, texts: list[str], max_tokens: int) -> torch.Tensor:
-    enc = tokenizer(texts, truncation=True, max_length=max_tokens, padding="max_length", return_tensors="pt")
-    return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1).to(torch.int32)
-
-
 class _Text:
     name = "text"
     families = FAMILIES
@@ -114,6 +100,8 @@ class _Text:
         self.uses_encoder = True
         self.tokenizers: dict[str, Any] = {}
         self.located: dict[str, str] = {}  # checkpoint as the space names it -> where a worker loads it from
+        self.configs: dict[str, dict] = {}  # set by from_recipe only: each checkpoint's config, to build it empty
+        self.trust_remote_code = bool(options.get("trust_remote_code", False))
         self._splits: dict[int, Splits] = {}
 
     def __getstate__(self):
@@ -136,7 +124,8 @@ class _Text:
                 problems.append(f"{where} is a directory without config.json; fix: give a directory saved with save_pretrained")
                 continue
             try:
-                config, tokenizer = text_models.load_config(ckpt), text_models.load_tokenizer(ckpt)
+                config = text_models.load_config(ckpt, self.trust_remote_code)
+                tokenizer = text_models.load_tokenizer(ckpt, self.trust_remote_code)
             except Exception as e:  # noqa: BLE001 - Transformers' own error says what was missing
                 if text_models.is_local(ckpt):
                     hint = "its files are incomplete"
@@ -190,12 +179,12 @@ class _Text:
         cache = self.options["cache_dir"]
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if cache is None or backend is None:
-            return _tokenise(tokenizer, self.texts, self.max_tokens)
+            return tokenise(tokenizer, self.texts, self.max_tokens)
         key = hashlib.sha256(f"{self.max_tokens}\0{backend.to_str()}\0{texts_digest}".encode()).hexdigest()
         path = Path(cache).expanduser() / f"{key}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
-        tokens = _tokenise(tokenizer, self.texts, self.max_tokens)
+        tokens = tokenise(tokenizer, self.texts, self.max_tokens)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save(tokens, tmp)
@@ -204,6 +193,36 @@ class _Text:
 
     def input_encoder(self) -> TextEncoder:
         return TextEncoder([self.tokenizers[k] for k in self.tokenizer_keys()], self.max_tokens)
+
+    def model_recipe(self) -> dict[str, Any]:
+        """The tokenizers as their own JSON and each checkpoint's config: what rebuilds the models
+        (``from_recipe``) with no checkpoint folder and no code from one."""
+        from . import text_models
+
+        return {
+            "problem": "classification" if isinstance(self, TextClassification) else "regression",
+            "class_names": getattr(self, "class_names", None),
+            "out_features": int(self.out_features),
+            "max_tokens": self.max_tokens,
+            "checkpoints": list(self.checkpoints),
+            "uses_encoder": self.uses_encoder,
+            "tokenizers": {k: tokenizer_json(self.tokenizers[k]) for k in self.tokenizer_keys()},
+            "configs": {c: text_models.load_config(self.located.get(c, c), self.trust_remote_code).to_dict() for c in self.checkpoints},
+        }
+
+    @classmethod
+    def from_recipe(cls, recipe: Mapping[str, Any]) -> "_Text":
+
+        kind = {"classification": TextClassification, "regression": TextRegression}[recipe["problem"]]
+        task = kind.__new__(kind)
+        task.max_tokens, task.out_features = int(recipe["max_tokens"]), int(recipe["out_features"])
+        task.checkpoints, task.uses_encoder = [str(c) for c in recipe["checkpoints"]], bool(recipe["uses_encoder"])
+        task.tokenizers = {k: tokenizer_from_json(v) for k, v in recipe["tokenizers"].items()}
+        task.configs, task.located, task.trust_remote_code = dict(recipe["configs"]), {}, False
+        if recipe["problem"] == "classification":
+            task.class_names = [str(c) for c in recipe["class_names"]]
+            task.classes, task.num_classes = np.array(task.class_names), task.out_features
+        return task
 
     def build_model(self, params: Mapping[str, Any], splits: Splits) -> nn.Module:
         from . import text_models
@@ -225,7 +244,11 @@ class _Text:
             raise ValueError(
                 f"model.checkpoint: got {ckpt!r}, which the job's space does not name; fix: give the hf family a checkpoint from the space"
             )
-        net = text_models.pretrained(self.located.get(ckpt, ckpt), self.out_features, self.tokenizers[ckpt].pad_token_id)
+        pad = self.tokenizers[ckpt].pad_token_id
+        if self.configs:  # rebuilt from a saved model's recipe: its weights come next
+            net = text_models.from_config(self.configs[ckpt], self.out_features, pad)
+        else:
+            net = text_models.pretrained(self.located.get(ckpt, ckpt), self.out_features, pad, self.trust_remote_code)
         return text_models.TextModel(net, keys.index(ckpt), max_length, int(params.get("freeze_epochs", 0)))
 
 
@@ -264,6 +287,10 @@ def _option_problems(opts: Mapping[str, Any]) -> list[str]:
             problems.append(f"task_options.{key}: got {opts[key]!r}; fix: name one column, e.g. {key}: {DEFAULTS[key]}")
     if opts["problem"] not in ("auto", "classification", "regression"):
         problems.append(f"task_options.problem: got {opts['problem']!r}; fix: use auto, classification or regression")
+    if not isinstance(opts["trust_remote_code"], bool):
+        problems.append(
+            f"task_options.trust_remote_code: got {opts['trust_remote_code']!r}; fix: true or false (false unless you have read the checkpoints' code)"
+        )
     if opts["cache_dir"] is not None and not isinstance(opts["cache_dir"], str):
         problems.append(f"task_options.cache_dir: got {opts['cache_dir']!r}; fix: give a directory, or null for no cache")
     return problems
@@ -299,16 +326,15 @@ def make(options: Mapping[str, Any]) -> _Text:
         raise TaskInputError(
             [f"task_options.problem: got regression for column {label_col!r} of type {y.dtype}; fix: use classification or a numeric label"]
         )
-    texts = [str(t) for t in kept[text_col]]
+    limit = max_chars(opts["max_tokens"])
+    long = int((kept[text_col].astype(str).str.len() > limit).sum())
+    if long:
+        log.info("text: %d text(s) longer than %d characters are cut there (max_tokens x %d) before tokenising", long, limit, CHARS_PER_TOKEN)
+    texts = [str(t)[:limit] for t in kept[text_col]]
     cls = TextClassification if problem == "classification" else TextRegression
     task = cls(opts, texts, y.to_numpy())
     if problem == "classification":
-        try:
-            split_indices(len(texts), 0, opts["val_fraction"], opts["test_fraction"], stratify=task.labels)
-        except ValueError:
-            counts = pd.Series(task.classes[task.labels]).value_counts()
-            raise TaskInputError(
-                [f"task_options.label_column: label(s) {', '.join(map(str, counts[counts == counts.min()].index))} have only {counts.min()} row(s); "
-                 "fix: give each label at least 5 rows, or drop those rows"]
-            ) from None  # fmt: skip
+        why = stratify_problem(task.classes[task.labels], opts["val_fraction"], opts["test_fraction"], f"task_options.label_column ({label_col!r})")
+        if why:
+            raise TaskInputError([why])
     return task

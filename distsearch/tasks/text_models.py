@@ -64,21 +64,42 @@ def _quiet():
             logging.enable_progress_bar()
 
 
-def load_config(checkpoint: str):
+# trust_remote_code is passed on every load, False unless the job opts in
+# (task_options.trust_remote_code): left unset, Transformers asks on stdin whether to run a
+# checkpoint's own Python files, and a "y" piped in runs them.
+
+
+def load_config(checkpoint: str, trust_remote_code: bool = False):
     ensure_importable()
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(os.path.expanduser(checkpoint), local_files_only=_local_only(checkpoint))
+    return AutoConfig.from_pretrained(os.path.expanduser(checkpoint), local_files_only=_local_only(checkpoint), trust_remote_code=trust_remote_code)
 
 
-def load_tokenizer(checkpoint: str):
+def load_tokenizer(checkpoint: str, trust_remote_code: bool = False):
     ensure_importable()
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(os.path.expanduser(checkpoint), local_files_only=_local_only(checkpoint))
+    tok = AutoTokenizer.from_pretrained(os.path.expanduser(checkpoint), local_files_only=_local_only(checkpoint), trust_remote_code=trust_remote_code)
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # GPT-style tokenizers have no pad token; the mask hides it
     return tok
+
+
+def from_config(config: dict[str, Any], num_labels: int, pad_token_id: int) -> nn.Module:
+    """A sequence classifier of a saved config's built-in architecture with fresh weights: no
+    checkpoint folder, and no custom code (a config naming an unknown ``model_type`` is refused)."""
+    ensure_importable()
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    cfg = {k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")}
+    conf = AutoConfig.for_model(str(config["model_type"]), **cfg)
+    conf.num_labels = num_labels
+    with _quiet():
+        model = AutoModelForSequenceClassification.from_config(conf, trust_remote_code=False)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
+    return model
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
@@ -147,15 +168,16 @@ class TextModel(nn.Module):
         return self.model(input_ids=ids[:, :length], attention_mask=mask[:, :length]).logits
 
 
-def pretrained(checkpoint: str, num_labels: int, pad_token_id: int) -> nn.Module:
+def pretrained(checkpoint: str, num_labels: int, pad_token_id: int, trust_remote_code: bool = False) -> nn.Module:
     """``checkpoint``'s model with a new ``num_labels``-way head (1: regression), offline when it is a directory."""
     ensure_importable()
     from transformers import AutoModelForSequenceClassification
 
     with _quiet():
         model = AutoModelForSequenceClassification.from_pretrained(
-            os.path.expanduser(checkpoint), num_labels=num_labels, local_files_only=_local_only(checkpoint), ignore_mismatched_sizes=True
-        )
+            os.path.expanduser(checkpoint), num_labels=num_labels, local_files_only=_local_only(checkpoint), ignore_mismatched_sizes=True,
+            trust_remote_code=trust_remote_code,
+        )  # fmt: skip
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model

@@ -30,7 +30,7 @@ from ray.train import UserCallback
 from .. import constants as C
 from .. import storage
 from ..spec.model import JobSpec
-from . import loop, spares
+from . import checkpoint, loop, spares
 
 # Set in this worker process to end its trial's training at the next report (every rank agrees
 # there first). One Train worker per process, so one flag per process.
@@ -149,7 +149,8 @@ def train_worker(cfg: dict[str, Any]) -> None:
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            start_state = torch.load(Path(d, C.CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+            path = Path(d, C.CHECKPOINT_FILE)
+            start_state = checkpoint.read_state(path.read_bytes(), f"{storage.uri(ckpt.filesystem, ckpt.path)}/{C.CHECKPOINT_FILE}")
             history = json.loads(Path(d, C.CHECKPOINT_HISTORY_FILE).read_text())
         if start_state.get("params") != cfg["params"]:
             raise RuntimeError(

@@ -168,3 +168,31 @@ def test_load_model_predicts_labels_without_ray(trained_run):
 def test_load_model_says_why_when_there_is_no_ensemble(tmp_path):
     with pytest.raises(FileNotFoundError, match="fix: load the single best"):
         load_model(tmp_path, ensemble=True)
+
+
+def test_a_run_of_the_pickle_format_is_resaved_from_its_checkpoints(trained_run, tmp_path, capsys):
+    """Issue 29, case 1: ``load_model`` of an older run names ``distsearch resave-models``, which
+    rebuilds the models from the checkpoints and the job's data, reading no pickle."""
+    import shutil
+
+    from distsearch import storage
+    from distsearch.cli import main as cli
+    from distsearch.select.load import UnsafeModelFile
+
+    src, spec, *_ = trained_run
+    run = tmp_path / "old"
+    shutil.copytree(src, run)
+    before = load_model(run, ensemble=True)
+    for p in (run / C.MODEL_DIR).iterdir():  # as an older distsearch left it: pickles only
+        p.unlink()
+    (run / C.MODEL_DIR / "best.pt").write_bytes(b"\x80\x04not read")
+    (run / C.MODEL_DIR / "ensemble.pt").write_bytes(b"\x80\x04not read")
+    storage.write_json(str(run / C.RUN_FILE), {"job": spec.to_dict()})
+    with pytest.raises(UnsafeModelFile, match="distsearch resave-models"):
+        load_model(run)
+    assert cli(["resave-models", str(run)]) == 0
+    assert capsys.readouterr().out.count("wrote ") == 4
+    after = load_model(run, ensemble=True)
+    images = torch.rand(5, 64) * 16
+    assert after.members == before.members and torch.equal(torch.as_tensor(after.predict_proba(images)), torch.as_tensor(before.predict_proba(images)))
+    assert load_model(run).members == load_model(src).members

@@ -295,3 +295,17 @@ def test_no_tick_label_of_any_figure_prints_raw_mathtext(tmp_path):
     assert labels and not [label for label in labels if "$" in label[1]], [label for label in labels if "$" in label[1]][:5]
     assert any(ax.get_xscale() == "log" for ax in figures.hparams_vs_metric(run).axes)
     assert dict(matplotlib.rcParams) == before
+
+
+def test_control_sequences_from_a_run_folder_never_reach_the_terminal(tmp_path, capsys):
+    """Issue 29, case 13: a trial's error text with an OSC title change and an ANSI screen clear
+    printed raw by ``distsearch report``."""
+    d = make_run(tmp_path / "r")
+    trials = pd.read_parquet(storage.join(d, C.TRIALS_FILE))
+    trials.loc[0, C.STATUS] = C.STATUS_ERROR
+    trials.loc[0, C.ERROR] = "Traceback\nRuntimeError: \x1b]0;pwned\x07\x1b[2J\x1b[31mred\x9b"
+    results.write_frame(storage.join(d, C.TRIALS_FILE), trials)
+    assert cli(["report", d]) == 0
+    out = capsys.readouterr().out
+    assert "error in" in out and "\\x1b]0;pwned\\x07" in out  # shown, as escapes
+    assert not any(ord(ch) < 32 and ch != "\n" or 0x7F <= ord(ch) <= 0x9F for ch in out), repr(out)

@@ -268,3 +268,10 @@ def test_claims_written_at_once_have_exactly_one_winner(tmp_path):
     won = [pid for pid, a in answers.items() if a == 0]
     assert len(won) == 1, answers
     assert all(f"another driver (pid {won[0]} on " in a for pid, a in answers.items() if pid not in won)
+
+
+@pytest.mark.parametrize("run_id", ["../../../x", "a/b", "..", "/tmp/x", "ok\n", ""])
+def test_a_run_id_that_is_not_one_folder_name_is_refused(spec, run_id):
+    """Issue 29, case 10: ``--run-id ../../../x`` wrote the run outside storage."""
+    with pytest.raises(job.RunChoiceError, match="--run-id: got .*fix: use letters"):
+        job.choose_run(spec, run_id=run_id, resume="auto")

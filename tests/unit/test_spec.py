@@ -56,6 +56,7 @@ BAD = [
     ("scaling.gpus_per_worker", 0.5, ["scaling.gpus_per_worker", "0.5", "use_gpu: true"]),
     ("mode", "maximize", ["mode", "'maximize'", "fix: set mode to 'min' or 'max'"]),
     ("name", "bad name!", ["name", "'bad name!'", "letters, digits"]),
+    ("name", "quickstart\n", ["name", "'quickstart\\n'", "letters, digits"]),  # issue 29, case 10: the regex ended at $
     ("name", _DELETE, ["name", "nothing", "add it"]),
     ("space.lr", {"loguniform": [0.1, 0.001]}, ["space.lr", "[0.1, 0.001]", "low must be below high"]),
     ("space.lr", {"loguniform": [0, 0.1]}, ["space.lr", "[0, 0.1]", "0 < low"]),

@@ -249,3 +249,47 @@ def test_model_family_the_task_cannot_build_is_refused(tmp_path):
 def test_make_task_rejects_unknown_tasks():
     with pytest.raises(TaskInputError, match="task: got 'imagenet'; use one of digits, tabular, charlm, text, images, custom"):
         make_task("imagenet")
+
+
+def test_more_classes_than_the_test_split_holds_names_that_cause_and_a_few_labels(tmp_path):
+    """Issue 29, case 11: 10,000 labels x 5 rows blamed the row count and listed every label (69 KB)."""
+    path = tmp_path / "many.parquet"
+    labels = [f"label{i:05d}" for i in range(10_000) for _ in range(5)]
+    pd.DataFrame({"x": range(len(labels)), "y": labels}).to_parquet(path)
+    with pytest.raises(TaskInputError) as e:
+        make_task("tabular", {"path": str(path), "target": "y", "problem": "classification"})
+    msg = str(e.value)
+    assert "10000 classes, but the test split holds 7500" in msg and "fix: merge rare classes" in msg, msg
+    assert "label00000" in msg and "and 9995 more" in msg and "label09999" not in msg and len(msg) < 500, msg
+
+
+def test_a_class_too_small_to_stratify_is_named(tmp_path):
+    path = tmp_path / "rare.csv"
+    pd.DataFrame({"x": range(41), "y": ["a"] * 20 + ["b"] * 20 + ["c"]}).to_csv(path, index=False)
+    with pytest.raises(TaskInputError, match=r"task_options.target \('y'\): class\(es\) c have only 1 row\(s\); fix: give each class at least 5"):
+        make_task("tabular", {"path": str(path), "target": "y", "problem": "classification"})
+
+
+def test_a_saved_model_is_rebuilt_from_json_and_safetensors_alone(shipped, tmp_path):
+    """Issue 29, case 1: every shipped task's models save as a JSON recipe and safetensors
+    weights, and load_model rebuilds the same function from them (no pickle, no data read)."""
+    from distsearch.select import evaluate
+    from distsearch.select.load import load_model, save
+
+    name, spec, task, splits = shipped
+    if name == "custom.yaml":
+        pytest.skip("a custom task's models are its own code's: load_model takes task= (test_load.py)")
+    params = [_params(p, spec) for p in SHIPPED[name]]
+    torch.manual_seed(0)
+    models = [task.build_model(p, splits).eval() for p in params]
+    saved = evaluate.to_saved(task, splits, models, {f"t{i}": 1 / len(models) for i in range(len(models))}, params)
+    save(saved, str(tmp_path / "model" / "best"))
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["best.json", "best.safetensors"]
+    loaded = load_model(tmp_path)
+    x = next(batches(task, splits.val, batch_size=4))[0]  # the model's input, as the task makes it (images: decoded)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), saved.module(x), atol=1e-6)
+    assert loaded.class_names == saved.class_names and loaded.members == saved.members
+    if name == "text.yaml":  # the tokenizers, rebuilt from their JSON, give the same ids
+        texts = ["Return the event loop.", "Parse a MIME message " * 100]
+        assert torch.equal(loaded.encode(texts), saved.encode(texts))

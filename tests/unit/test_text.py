@@ -76,6 +76,15 @@ def test_an_empty_or_one_label_column_is_refused(corpus, tmp_path):
         make_task("text", {"path": str(empty)})
 
 
+def test_bytes_that_are_not_utf8_are_refused_naming_the_row_and_the_byte(tmp_path):
+    """Issue 29, case 7: pyarrow read the column as binary and every text became "b'...'"."""
+    rows = b"text,label\n" + b"".join(f"sample text {i},{'ab'[i % 2]}\n".encode() for i in range(40))
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(rows + b"caf\xe9 au lait,a\n")  # Latin-1 for the e with an accent
+    with pytest.raises(TaskInputError, match=r"column 'text', data row 41: byte 0xe9 at offset 3 is not UTF-8; fix: save the file as UTF-8"):
+        make_task("text", {"path": str(path)})
+
+
 def test_a_checkpoint_without_config_and_a_mismatched_tokenizer_are_refused(corpus, tmp_path):
     tmp, path, ckpt = corpus
     bare = tmp_path / "no-config"
@@ -106,8 +115,8 @@ def test_a_hub_id_offline_and_not_cached_is_named_at_validation(corpus, monkeypa
 def test_each_text_is_tokenised_once_per_tokenizer_and_a_later_run_reads_the_cache(corpus, monkeypatch):
     tmp, path, ckpt = corpus
     calls = []
-    real = text_task._tokenise
-    monkeypatch.setattr(text_task, "_tokenise", lambda tok, texts, n: calls.append(len(texts)) or real(tok, texts, n))
+    real = text_task.tokenise
+    monkeypatch.setattr(text_task, "tokenise", lambda tok, texts, n: calls.append(len(texts)) or real(tok, texts, n))
     spec = _job(tmp, path, {"model": {"choice": {"hf": {"checkpoint": str(ckpt)}, "encoder": {"width": 16, "heads": 2, "depth": 1}}}})
     task = check_job(spec)  # the dry run splits once
     first = task.splits(0)
