@@ -63,20 +63,61 @@ SHOWN = 5  # unreadable files named in the error
 
 def scan(root: str) -> tuple[list[str], list[tuple[str, int]]]:
     """The class names and ``(file path, class index)`` of every image under ``root``, sorted."""
-    import pyarrow.fs as pafs
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     fs, inner = locate(root, "folder")
-    entries = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
     base = inner.rstrip("/") + "/"
-    classes = sorted({e.path[len(base) :].split("/", 1)[0] for e in entries if e.type == pafs.FileType.Directory and "/" not in e.path[len(base) :]})
+    entries = _local_entries(inner) if isinstance(fs, _local_fs()) else _entries(fs, inner)
+    classes = sorted({p[len(base) :] for p, is_dir in entries if is_dir and "/" not in p[len(base) :]})
     index = {c: i for i, c in enumerate(classes)}
     files = sorted(
-        (e.path, index[e.path[len(base) :].split("/", 1)[0]])
-        for e in entries
-        if e.type == pafs.FileType.File and "/" in e.path[len(base) :] and e.path.lower().endswith(IMG_EXTENSIONS)
+        (p, index[p[len(base) :].split("/", 1)[0]])
+        for p, is_dir in entries
+        if not is_dir and "/" in p[len(base) :] and p.lower().endswith(IMG_EXTENSIONS) and p[len(base) :].split("/", 1)[0] in index
     )
     return classes, files
+
+
+def _local_fs():
+    import pyarrow.fs as pafs
+
+    return pafs.LocalFileSystem
+
+
+def _entries(fs, inner: str) -> list[tuple[str, bool]]:
+    import pyarrow.fs as pafs
+
+    return [(e.path, e.type == pafs.FileType.Directory) for e in fs.get_file_info(pafs.FileSelector(inner, recursive=True))]
+
+
+def _local_entries(inner: str) -> list[tuple[str, bool]]:
+    """``(path, is a directory)`` under a local folder, as ``inner``'s own paths. A link to a
+    directory is not followed, a link to a file only when the file is inside the folder, and no
+    directory is visited twice: pyarrow's recursive listing follows a link to ``..`` round and
+    round, listing the tree again under every class."""
+    import os
+
+    top = os.path.realpath(inner)
+    seen: set[tuple[int, int]] = set()
+    out: list[tuple[str, bool]] = []
+    stack = [(inner.rstrip("/"), top)]
+    while stack:
+        shown, real = stack.pop()
+        st = os.stat(real)
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(real) as it:
+            for entry in it:
+                path = f"{shown}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    out.append((path, True))
+                    stack.append((path, entry.path))
+                elif entry.is_file():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([top, target]) == top:  # a link out of the folder is not read
+                        out.append((path, False))
+    return out
 
 
 def read_images(root: str, files: list[tuple[str, int]]) -> tuple[list[bytes], set[str], list[str]]:

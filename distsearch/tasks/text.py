@@ -127,6 +127,12 @@ class _Text:
                 config = text_models.load_config(ckpt, self.trust_remote_code)
                 tokenizer = text_models.load_tokenizer(ckpt, self.trust_remote_code)
             except Exception as e:  # noqa: BLE001 - Transformers' own error says what was missing
+                if "trust_remote_code" in str(e):
+                    problems.append(
+                        f"{where} ships its own Python code (auto_map in its config), which distsearch does not run; fix: use a checkpoint "
+                        "of a built-in Transformers architecture, or, having read that code, set task_options.trust_remote_code: true"
+                    )
+                    continue
                 if text_models.is_local(ckpt):
                     hint = "its files are incomplete"
                 elif text_models.offline():
@@ -143,6 +149,10 @@ class _Text:
                 problems.append(
                     f"{where}: {why}; fix: give the checkpoint its own tokenizer (save both with save_pretrained), or lower task_options.max_tokens"
                 )
+            elif text_models.is_local(ckpt):  # a hub id's files are Transformers' to fetch and check
+                why = text_models.weight_problems(ckpt, config, self.out_features)
+                if why:
+                    problems.append(f"{where}: {why}")
             self.tokenizers[ckpt] = tokenizer
             self.located[ckpt] = text_models.located(ckpt)
         if problems:

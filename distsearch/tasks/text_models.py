@@ -13,6 +13,7 @@ a word-level tokenizer (the ``encoder`` family's, and the shipped job's data scr
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -126,6 +127,51 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
+
+
+#: Tensors named in a message before "and N more".
+SHOWN_TENSORS = 4
+
+
+def weight_problems(checkpoint: str, config: Any, num_labels: int) -> Optional[str]:
+    """Why the weights of the local ``checkpoint`` do not fill the classifier its ``config``
+    builds, or None. Read from the safetensors headers and a model built on PyTorch's ``meta``
+    device, so nothing the size of the model is allocated (a config can claim any size). Every
+    tensor of the pretrained body must be in the files, with its shape; only the new
+    classification head (outside ``base_model_prefix``) may be missing or differ."""
+    import json
+
+    from safetensors import safe_open
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(checkpoint).expanduser()
+    index = folder / "model.safetensors.index.json"
+    files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()}) if index.is_file() else [folder / "model.safetensors"]
+    if not all(f.is_file() for f in files):
+        pickled = [p.name for p in folder.glob("*.bin")]
+        what = f"only pickled weights ({', '.join(pickled)})" if pickled else "no model.safetensors"
+        return f"it has {what}; fix: save it with save_pretrained (safetensors, which loads no code)"
+    saved = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as weights:
+            saved.update({k: tuple(weights.get_slice(k).get_shape()) for k in weights.keys()})
+    conf = copy.deepcopy(config)
+    conf.num_labels = num_labels
+    with torch.device("meta"), _quiet():
+        model = AutoModelForSequenceClassification.from_config(conf, trust_remote_code=False)
+    prefix = model.base_model_prefix + "."
+    body = {k: tuple(p.shape) for k, p in model.named_parameters() if k.startswith(prefix)}
+    found = {k if k in body else prefix + k: shape for k, shape in saved.items()}
+    wrong = [f"{k} {found[k]} in the files, {shape} in the config" for k, shape in body.items() if k in found and found[k] != shape]
+    missing = [k for k in body if k not in found]
+    if not wrong and not missing:
+        return None
+    parts = []
+    if wrong:
+        parts.append(f"{len(wrong)} tensor(s) differ in shape from what config.json builds: {'; '.join(wrong[:SHOWN_TENSORS])}")
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) of the model are not in its weights: {', '.join(missing[:SHOWN_TENSORS])}")
+    return " and ".join(parts) + "; they would start from random values; fix: save the model and its config together with save_pretrained"
 
 
 def mismatch(tokenizer: Any, config: Any, max_tokens: int) -> Optional[str]:

@@ -49,6 +49,22 @@ def test_a_folder_with_one_class_or_an_empty_class_is_refused(tmp_path):
         make_task("images", {"path": str(one)})
 
 
+def test_links_to_parent_folders_list_no_image_twice_and_no_file_outside_the_root(tmp_path):
+    """Issue 29, case 3: ``ln -s .. root/a/up`` turned 12 images into 492 and relabelled class b's as a;
+    two such links allocated until killed."""
+    import os
+
+    root = _folder(tmp_path / "imgs", per_class=6)
+    os.symlink("..", root / "a" / "up")
+    os.symlink("../..", root / "b" / "up2")
+    outside = _folder(tmp_path / "elsewhere", classes=("c",), per_class=3)
+    os.symlink(outside / "c" / "0.png", root / "b" / "from_outside.png")
+    os.symlink(root / "a" / "0.png", root / "b" / "alias.png")  # a file link inside the root is an image like any other
+    task = make_task("images", {"path": str(root), "image_size": 12})
+    labels = [task.class_names[i] for i in task.labels]
+    assert labels.count("a") == 6 and labels.count("b") == 7 and len(task.blobs) == 13
+
+
 def test_unreadable_images_are_counted_and_the_first_named(tmp_path):
     root = _folder(tmp_path / "imgs")
     for i in range(7):

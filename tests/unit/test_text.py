@@ -99,6 +99,74 @@ def test_a_checkpoint_without_config_and_a_mismatched_tokenizer_are_refused(corp
     assert f"checkpoint '{small}': its tokenizer has" in problems and "but its model embeds 50" in problems and "fix:" in problems
 
 
+def _resized(ckpt, out, **config):
+    """A copy of ``ckpt`` whose config.json claims other sizes than its weights hold."""
+    import json
+    import shutil
+
+    shutil.copytree(ckpt, out)
+    path = out / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+    return out
+
+
+def test_weights_that_do_not_fill_the_configured_model_are_refused_naming_the_tensors(corpus, tmp_path):
+    """Issue 29, case 5: ``vocab_size: 18`` over 17 embedding rows validated, and the embedding was
+    re-initialised at random (ignore_mismatched_sizes, with Transformers' log silenced)."""
+    tmp, path, ckpt = corpus
+    rows = text_models.load_config(str(ckpt)).vocab_size
+    off = _resized(ckpt, tmp_path / "off-by-one", vocab_size=rows + 1)
+    problems = _problems(_job(tmp, path, {"model": str(off)}))
+    assert f"checkpoint '{off}': 1 tensor(s) differ in shape" in problems, problems
+    assert f"bert.embeddings.word_embeddings.weight ({rows}, 16) in the files, ({rows + 1}, 16) in the config" in problems
+    assert "fix: save the model and its config together" in problems
+
+
+def test_a_config_claiming_a_huge_model_is_refused_without_allocating_it(corpus, tmp_path):
+    """Issue 29, case 5: ``vocab_size: 20000000`` on a 52 KB checkpoint took 5.5 GB at validation."""
+    import subprocess
+
+    tmp, path, ckpt = corpus
+    huge = _resized(ckpt, tmp_path / "huge", vocab_size=20_000_000)
+    job = tmp_path / "job.yaml"
+    job.write_text(_job(tmp, path, {"model": str(huge)}).model_dump_json())
+    code = (
+        "import resource, sys\nfrom distsearch.cli import main\n"
+        f"rc = main(['validate', {str(job)!r}])\n"
+        "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "(20000000, 16) in the config" in proc.stderr, proc.stderr[-2000:]
+    peak_mib = int(proc.stdout.split("peak_kib")[1]) / 1024
+    assert peak_mib < 1500, f"validation peaked at {peak_mib:.0f} MiB; 20,000,000 x 16 float32 embeddings alone are 1,221 MiB"
+
+
+def test_a_checkpoints_own_code_never_runs_unless_the_job_opts_in(corpus, tmp_path):
+    """Issue 29, case 6: with trust_remote_code unset, Transformers asked on stdin, and
+    ``echo y | distsearch validate`` ran the checkpoint's configuration_evil.py."""
+    import json
+    import subprocess
+
+    tmp, path, ckpt = corpus
+    evil = _resized(ckpt, tmp_path / "evil", auto_map={"AutoConfig": "configuration_evil.EvilConfig"}, model_type="evil")
+    marker = tmp_path / "marker"
+    (evil / "configuration_evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('pwned')\nfrom transformers import BertConfig\n\n\nclass EvilConfig(BertConfig):\n    model_type = 'evil'\n"
+    )
+
+    def validate(**options):
+        job = tmp_path / "job.yaml"
+        job.write_text(_job(tmp, path, {"model": str(evil)}, **options).model_dump_json())
+        return subprocess.run([sys.executable, "-m", "distsearch", "validate", str(job)], input="y\n", capture_output=True, text=True, timeout=300)
+
+    proc = validate()
+    assert proc.returncode == 2 and "ships its own Python code" in proc.stderr and "task_options.trust_remote_code: true" in proc.stderr, proc.stderr[-2000:]
+    assert not marker.exists()
+    validate(trust_remote_code=True)  # the opt-in is what it says: that code runs
+    assert marker.read_text() == "pwned"
+    assert json.loads((evil / "config.json").read_text())["model_type"] == "evil"
+
+
 def test_a_hub_id_offline_and_not_cached_is_named_at_validation(corpus, monkeypatch):
     tmp, path, _ = corpus
     from huggingface_hub import constants
