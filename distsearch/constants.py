@@ -47,6 +47,8 @@ WORLD_SIZE = "world_size"
 WORKER_PROCESS_STARTED_AT = "worker_process_started_at"
 # Added by the controller-side ForwardReports when a report carries a checkpoint:
 CHECKPOINT_PATH = "checkpoint_path"
+# Reported with each checkpoint, and the score Ray Train keeps checkpoints by (train.checkpoint.keep_rank).
+CHECKPOINT_KEEP_RANK = "checkpoint_keep_rank"
 
 # ---- trials.parquet -------------------------------------------------------------------------
 TRIAL_ID = "trial_id"

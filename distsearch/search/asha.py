@@ -33,9 +33,12 @@ class AshaScheduler(SchedulerKind):
 
             def on_trial_result(self, tune_controller, trial, result):
                 action = super().on_trial_result(tune_controller, trial, result)
-                return TrialScheduler.STOP if trial.trial_id in cut_by_replay else action
+                action = TrialScheduler.STOP if trial.trial_id in cut_by_replay else action
+                if action == TrialScheduler.STOP:
+                    self.stopped.add(trial.trial_id)
+                return action
 
-        return ResumableASHA(
+        scheduler = ResumableASHA(
             time_attr=C.EPOCH,
             metric=spec.metric,
             mode=spec.mode,
@@ -44,3 +47,5 @@ class AshaScheduler(SchedulerKind):
             reduction_factor=spec.asha.reduction_factor,
             brackets=spec.asha.brackets,
         )
+        scheduler.stopped = set()  # trial ids this driver's rungs stopped: what "stopped early" counts
+        return scheduler

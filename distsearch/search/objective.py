@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TypeVar
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where frames are ranked: Train workers use this module and import no pandas
+    import pandas as pd
 
 from .. import constants as C
 
@@ -102,6 +103,8 @@ class Objective:
             self.rank(frame[~failed], C.BEST_METRIC, _LOSS_AT_BEST, C.BEST_EPOCH),
             self.rank(frame[failed], C.BEST_METRIC, _LOSS_AT_BEST, C.BEST_EPOCH),
         ]
+        import pandas as pd
+
         return pd.concat(parts).drop(columns=[_LOSS_AT_BEST], errors="ignore")
 
     def best_trial(self, trials: pd.DataFrame, epochs: Optional[pd.DataFrame] = None) -> Optional[pd.Series]:

@@ -9,9 +9,12 @@ counted; the rest seed the searcher with their per-epoch metric. Pure: no Ray, n
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import constants as C
@@ -57,22 +60,54 @@ def problems(spec: JobSpec) -> list[str]:
                 f"{where}: got {run!r}, a run for {job.get('metric')} ({job.get('mode')}); this job optimises {spec.metric} ({spec.mode}); "
                 "fix: give runs of a job with the same metric and mode"
             )
+            continue
+        try:  # every row read as the sweep will read it: a bad one fails here, before Ray starts
+            _trials_of(spec, run)
+        except (OSError, ValueError, KeyError) as e:
+            out.append(f"{where}: got {run!r}, whose results cannot seed the search: {e}; fix: give a run distsearch wrote, or drop it")
     return out
+
+
+def _trials_of(spec: JobSpec, run: str) -> tuple[list[PriorTrial], int]:
+    """The trials of ``run`` that fit ``spec.space``, and how many did not; raises ``ValueError``
+    naming the first row whose epoch is not a whole number from 1 or whose metric is not a number."""
+    trials, epochs = _frame(storage.join(run, C.TRIALS_FILE)), _frame(storage.join(run, C.EPOCHS_FILE))
+    for frame, name, cols in ((trials, C.TRIALS_FILE, (C.TRIAL_ID, C.STATUS)), (epochs, C.EPOCHS_FILE, (C.TRIAL_ID, C.EPOCH))):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} has no column {', '.join(missing)}")
+    hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
+    out, skipped = [], 0
+    for _, row in trials.iterrows():
+        point = {c[len(C.HP_PREFIX) :].replace("__", "."): _plain(row[c]) for c in hp if not pd.isna(row[c])}
+        mine = epochs[(epochs[C.TRIAL_ID] == row[C.TRIAL_ID])].dropna(subset=[spec.metric]) if spec.metric in epochs else epochs.iloc[0:0]
+        if point_problems(spec.space, point) or row[C.STATUS] == C.STATUS_NOT_STARTED:
+            skipped += 1
+            continue
+        by_epoch = {}
+        for e, v in zip(mine[C.EPOCH], mine[spec.metric], strict=True):
+            if not _whole(e) or not _number(v):
+                raise ValueError(f"{C.EPOCHS_FILE}: trial {row[C.TRIAL_ID]} has a row with epoch {e!r} and {spec.metric} {v!r}")
+            by_epoch[int(e)] = float(v)
+        out.append(PriorTrial(point, row[C.STATUS], by_epoch))
+    return out, skipped
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def _whole(e: Any) -> bool:
+    return _number(e) and e == int(e) and e >= 1
 
 
 def load(spec: JobSpec) -> WarmStart:
     """The trials of ``search.warm_start``'s runs that fit ``spec.space``; the rest counted."""
     warm = WarmStart(runs=list(spec.search.warm_start))
     for run in spec.search.warm_start:
-        trials, epochs = _frame(storage.join(run, C.TRIALS_FILE)), _frame(storage.join(run, C.EPOCHS_FILE))
-        hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
-        for _, row in trials.iterrows():
-            point = {c[len(C.HP_PREFIX) :].replace("__", "."): _plain(row[c]) for c in hp if not pd.isna(row[c])}
-            mine = epochs[(epochs[C.TRIAL_ID] == row[C.TRIAL_ID])].dropna(subset=[spec.metric]) if spec.metric in epochs else epochs.iloc[0:0]
-            if point_problems(spec.space, point) or row[C.STATUS] == C.STATUS_NOT_STARTED:
-                warm.skipped += 1
-                continue
-            warm.trials.append(PriorTrial(point, row[C.STATUS], {int(e): float(v) for e, v in zip(mine[C.EPOCH], mine[spec.metric], strict=True)}))
+        trials, skipped = _trials_of(spec, run)
+        warm.trials += trials
+        warm.skipped += skipped
     log.info("warm start: %d trials from %d runs; %d skipped (parameters outside this space)", len(warm.trials), len(warm.runs), warm.skipped)
     return warm
 

@@ -66,7 +66,7 @@ class Checkpointing(_Section):
     num_to_keep: int = Field(
         2,
         ge=1,
-        description="checkpoints kept per trial: the best by the job's metric (count, >= 1), plus the latest, which Ray Train always keeps for resuming",
+        description="checkpoints kept per trial (count, >= 1): the best epoch under the selection rule (the metric, then the lower val_loss, then the earlier epoch) and those after it, plus the latest, which Ray Train always keeps for resuming",
     )
 
 

@@ -45,7 +45,7 @@ class ProgressView(tune.Callback):
     best metric so far. Rewritten in place on a terminal; a new line every ``interval_s``
     otherwise (e.g. under ``ray job logs``)."""
 
-    def __init__(self, spec: JobSpec, interval_s: Optional[float] = None, stream=None, prior: Optional["PriorRun"] = None):
+    def __init__(self, spec: JobSpec, interval_s: Optional[float] = None, stream=None, prior: Optional["PriorRun"] = None, scheduler: Any = None):
         self.stream = stream or sys.stdout
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval_s = interval_s if interval_s is not None else (1.0 if self.tty else 10.0)
@@ -57,9 +57,18 @@ class ProgressView(tune.Callback):
         self._best_key: Optional[tuple] = None
         self.t0 = time.monotonic()
         self._last_print = 0.0
+        # "Stopped early" is what the scheduler stopped (ASHA's rungs, its ``stopped`` ids; an
+        # earlier driver's ASHA for a resumed run's ended trials); a trial a budget, a storage error
+        # or anything else ended short is "cancelled", as in trials.parquet.
+        self.scheduler = scheduler
+        self.stopped_before = (
+            {t for t, r in prior.ledger.items() if r.get(C.ENDED_AT) and self.last_epoch.get(t, 0) < self.max_epochs}
+            if prior and getattr(scheduler, "stopped", None) is not None
+            else set()
+        )
 
     def __getstate__(self):  # Tune pickles callbacks into its experiment state
-        return {**self.__dict__, "stream": None}
+        return {**self.__dict__, "stream": None, "scheduler": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         epoch = int(result.get(C.EPOCH, 0))
@@ -78,12 +87,15 @@ class ProgressView(tune.Callback):
     def line(self, trials) -> str:
         states = [t.status for t in trials]
         ended = [t for t in trials if t.status == "TERMINATED"]
-        done = sum(self.last_epoch.get(t.trial_id, 0) >= self.max_epochs for t in ended)
+        short = [t.trial_id for t in ended if self.last_epoch.get(t.trial_id, 0) < self.max_epochs]
+        stopped_now = getattr(self.scheduler, "stopped", set())
+        stopped = sum(t in stopped_now or t in self.stopped_before for t in short)
         metric = self.objective.metric
         best = f"best {metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else f"best {metric} -"
         return (
             f"[{time.monotonic() - self.t0:6.0f} s] trials: {states.count('RUNNING')} running, {states.count('PENDING')} pending, "
-            f"{done} done, {len(ended) - done} stopped early, {states.count('ERROR')} failed | epochs {self.epochs}/{self.budget} | {best}"
+            f"{len(ended) - len(short)} done, {stopped} stopped early, {len(short) - stopped} cancelled, {states.count('ERROR')} failed"
+            f" | epochs {self.epochs}/{self.budget} | {best}"
         )
 
     def _print(self, trials, final: bool = False) -> None:

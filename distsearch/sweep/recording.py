@@ -44,6 +44,7 @@ _TUNE_KEYS = frozenset(
         "checkpoint_dir_name",
         "should_checkpoint",
         "experiment_id",
+        C.CHECKPOINT_KEEP_RANK,  # Ray Train's retention score, not a result
     }
 )
 

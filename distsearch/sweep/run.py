@@ -113,7 +113,8 @@ def run_sweep(
     reaper = cleanup.WorkerGroupReaper(h.release_timeout_s, actors_outlive_trials=h.reuses_trial_actors, groups_outlive_trials=h.reuses_worker_groups)
     budget = SweepBudget(spec.budget.max_failed_trials, failed=recorder.errors, time_s=spec.budget.time_s)
     callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
-    callbacks += [ProgressView(spec, prior=prior)] if progress else []
+    scheduler = plan.make_scheduler(prior.metric_by_trial(spec.metric) if prior else None)
+    callbacks += [ProgressView(spec, prior=prior, scheduler=scheduler)] if progress else []
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -128,7 +129,6 @@ def run_sweep(
         ),
         TRIAL_ACTOR_RESOURCES,
     )
-    scheduler = plan.make_scheduler(prior.metric_by_trial(spec.metric) if prior else None)
     if prior:
         tuner = tune.Tuner.restore(storage.join(run_dir, C.TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False)
         ray_tune.replace_restored_config(tuner, callbacks=callbacks, stop=budget, scheduler=scheduler)

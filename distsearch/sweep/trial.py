@@ -211,7 +211,10 @@ def run_trial(
             name=trial_id,
             storage_path=train_storage,
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=spec.checkpointing.num_to_keep, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
+                # the selection rule's best is always kept (train.checkpoint.keep_rank), whatever ties the metric has
+                num_to_keep=spec.checkpointing.num_to_keep,
+                checkpoint_score_attribute=C.CHECKPOINT_KEEP_RANK,
+                checkpoint_score_order="max",
             ),
             failure_config=ray.train.FailureConfig(max_failures=h.max_worker_failures, controller_failure_limit=h.worker_start_attempts - 1),
             callbacks=[ForwardReports(reports)],

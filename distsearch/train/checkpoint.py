@@ -1,4 +1,4 @@
-"""A trial's checkpoint state read back as tensors and plain values only: never a pickle's code.
+"""A trial's checkpoint state read back as tensors and plain values only, and the score its retention uses.
 
 A checkpoint (``model.pt``) is ``torch.save`` of a dict of state dicts, numbers, strings and the
 trial's hyperparameters. It is read with ``weights_only=True``, torch's restricted unpickler,
@@ -9,16 +9,43 @@ folder cannot run code on the driver or the workers that resume from it.
 from __future__ import annotations
 
 import io
+import math
 import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import UserError
+from ..search.objective import TIEBREAK_LOSS
+
+if TYPE_CHECKING:
+    from ..search.objective import Objective
 
 
 class UnsafeCheckpoint(UserError):
     """A checkpoint file holds something other than tensors and plain values."""
+
+
+def keep_rank(objective: "Objective", history: list[dict[str, Any]]) -> float:
+    """Ray Train's score for the checkpoint of ``history``'s last report (every report so far).
+
+    Ray Train keeps a trial's highest-scored checkpoints and, among equal scores, the later
+    ones, while distsearch selects a trial's best epoch by the metric, then the lower validation
+    loss, then the earlier epoch (``Objective.selection_key``). Scored by the metric alone, a tie
+    kept epoch 39's checkpoint where trials.parquet named epoch 6. So the score is the count of
+    times the best under distsearch's rule changed, up to and including this report: a new best
+    scores above every earlier checkpoint, and any other report half a point below the current
+    best, so the best under the rule is always among the kept ones (with the latest, after it)."""
+    best_key, changes, last_is_best = None, 0, False
+    for h in history:
+        last_is_best = False
+        value = h.get(objective.metric)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        key = objective.selection_key(float(value), h.get(TIEBREAK_LOSS), int(h["epoch"]), "")
+        if best_key is None or key < best_key:
+            best_key, changes, last_is_best = key, changes + 1, True
+    return float(changes) if last_is_best else changes - 0.5
 
 
 def read_state(data: bytes, where: str) -> dict[str, Any]:

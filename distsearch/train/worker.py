@@ -29,6 +29,7 @@ from ray.train import UserCallback
 
 from .. import constants as C
 from .. import storage
+from ..search.objective import Objective
 from ..spec.model import JobSpec
 from . import checkpoint, loop, spares
 
@@ -119,6 +120,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
     import ray.train.torch
 
     spec = JobSpec.model_validate(cfg["job"])
+    objective = Objective.of(spec)
     _STOP.clear()  # a stop asked of this process's previous run is not this run's
     if cfg.get("spare_keep_alive_s", 0) > 0:
         # A thread: the request is a GCS lookup and a raylet call that the first epoch need not wait for.
@@ -186,6 +188,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics)
             return
         history.append({**metrics, C.TIMESTAMP: time.time()})
+        metrics = {**metrics, C.CHECKPOINT_KEEP_RANK: checkpoint.keep_rank(objective, history)}
         d = tempfile.mkdtemp(prefix=f"{CHECKPOINT_TMP_PREFIX}{os.getpid()}-")
         # Saved here, before training goes on: ``state`` shares tensors with the live model.
         torch.save(state, Path(d, C.CHECKPOINT_FILE))

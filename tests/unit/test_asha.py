@@ -32,6 +32,8 @@ def test_asha_stops_the_worse_trials_at_the_first_rung(tmp_path):
     late = _trial(99)
     sched.on_trial_add(None, late)
     assert sched.on_trial_result(None, late, {"epoch": 1, "val_accuracy": 0.05}) == TrialScheduler.STOP
+    # what the progress line counts as "stopped early": exactly the trials the rungs stopped
+    assert sched.stopped == {t for t, d in decisions.items() if d == TrialScheduler.STOP} | {late.trial_id}
 
 
 def test_asha_respects_mode_min(tmp_path):

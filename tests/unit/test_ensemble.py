@@ -194,5 +194,7 @@ def test_a_run_of_the_pickle_format_is_resaved_from_its_checkpoints(trained_run,
     assert capsys.readouterr().out.count("wrote ") == 4
     after = load_model(run, ensemble=True)
     images = torch.rand(5, 64) * 16
-    assert after.members == before.members and torch.equal(torch.as_tensor(after.predict_proba(images)), torch.as_tensor(before.predict_proba(images)))
+    assert after.members == before.members and torch.equal(
+        torch.as_tensor(after.predict_proba(images)), torch.as_tensor(before.predict_proba(images))
+    )
     assert load_model(run).members == load_model(src).members

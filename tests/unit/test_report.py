@@ -182,17 +182,23 @@ def test_progress_line_counts_states_epochs_and_best(tmp_path):
 
     from ..conftest import tiny_job
 
-    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 4, "max_epochs": 3}))
+    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 5, "max_epochs": 3}))
     out = io.StringIO()
-    view = ProgressView(spec, interval_s=0.0, stream=out)
-    trials = [SimpleNamespace(trial_id=f"t{i}", status=s) for i, s in enumerate(["RUNNING", "TERMINATED", "TERMINATED", "PENDING"])]
+    asha = SimpleNamespace(stopped={"t2"})  # what the scheduler stopped; t4 ended short otherwise (a budget, a storage error)
+    view = ProgressView(spec, interval_s=0.0, stream=out, scheduler=asha)
+    trials = [SimpleNamespace(trial_id=f"t{i}", status=s) for i, s in enumerate(["RUNNING", "TERMINATED", "TERMINATED", "PENDING", "TERMINATED"])]
     view.on_trial_result(0, trials, trials[1], {C.EPOCH: 3, "val_accuracy": 0.91})
     view.on_trial_result(0, trials, trials[2], {C.EPOCH: 1, "val_accuracy": 0.5})
     view.on_trial_result(0, trials, trials[0], {C.EPOCH: 1, "val_accuracy": float("nan")})
+    view.on_trial_result(0, trials, trials[4], {C.EPOCH: 2, "val_accuracy": 0.6})
     view.on_step_end(0, trials)
     line = out.getvalue().strip()
-    assert "1 running, 1 pending, 1 done, 1 stopped early, 0 failed" in line
-    assert "epochs 3/12" in line and "best val_accuracy 0.9100 (t1)" in line
+    assert "1 running, 1 pending, 1 done, 1 stopped early, 1 cancelled, 0 failed" in line, line
+    assert "epochs 4/15" in line and "best val_accuracy 0.9100 (t1)" in line
+    # Issue 29, case 12: without ASHA nothing is "stopped early"; trials a budget ended are cancelled.
+    fifo = ProgressView(spec, interval_s=0.0, stream=io.StringIO(), scheduler=SimpleNamespace())
+    fifo.on_trial_result(0, trials, trials[2], {C.EPOCH: 1, "val_accuracy": 0.5})
+    assert "0 done, 0 stopped early, 3 cancelled" in fifo.line(trials)
 
 
 def test_the_live_best_is_the_trial_the_selection_rule_picks(tmp_path):

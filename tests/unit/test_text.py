@@ -85,6 +85,25 @@ def test_bytes_that_are_not_utf8_are_refused_naming_the_row_and_the_byte(tmp_pat
         make_task("text", {"path": str(path)})
 
 
+def test_a_huge_text_cell_is_cut_at_the_stated_bound_before_tokenising(tmp_path, monkeypatch):
+    """Issue 29, case 4: one 50 MB cell with ``max_tokens: 32`` took 246 s and 10.8 GB to validate."""
+    from distsearch.tasks import text_tokens
+
+    rows = [{"text": f"short text number {i}", "label": "ab"[i % 2]} for i in range(40)]
+    rows[0]["text"] = "word " * 1_000_000  # 5 MB
+    path = tmp_path / "huge.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    seen = []
+    real = text_task.tokenise
+    monkeypatch.setattr(text_task, "tokenise", lambda tok, texts, n: seen.append(max(map(len, texts))) or real(tok, texts, n))
+    task = make_task("text", {"path": str(path), "max_tokens": 32, "vocab_size": 100, "cache_dir": None})
+    task.use_space({})
+    task.splits(0)
+    bound = 32 * text_tokens.CHARS_PER_TOKEN
+    assert max(map(len, task.texts)) == bound and seen == [bound]
+    assert task.input_encoder()(["word " * 100_000]).shape == (1, 1, 2, 32)
+
+
 def test_a_checkpoint_without_config_and_a_mismatched_tokenizer_are_refused(corpus, tmp_path):
     tmp, path, ckpt = corpus
     bare = tmp_path / "no-config"
@@ -160,7 +179,9 @@ def test_a_checkpoints_own_code_never_runs_unless_the_job_opts_in(corpus, tmp_pa
         return subprocess.run([sys.executable, "-m", "distsearch", "validate", str(job)], input="y\n", capture_output=True, text=True, timeout=300)
 
     proc = validate()
-    assert proc.returncode == 2 and "ships its own Python code" in proc.stderr and "task_options.trust_remote_code: true" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2 and "ships its own Python code" in proc.stderr and "task_options.trust_remote_code: true" in proc.stderr, proc.stderr[
+        -2000:
+    ]
     assert not marker.exists()
     validate(trust_remote_code=True)  # the opt-in is what it says: that code runs
     assert marker.read_text() == "pwned"

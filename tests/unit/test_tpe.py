@@ -164,6 +164,23 @@ def test_warm_start_entries_are_checked_at_validation(tmp_path):
     assert "search.warm_start[1]: got" in str(e.value) and "a run for val_loss (min); this job optimises val_accuracy (max)" in str(e.value)
 
 
+@pytest.mark.parametrize("epoch,value", [(float("nan"), 0.5), (0, 0.5), (1.5, 0.5), (1, "0.5"), (1, float("inf"))])
+def test_a_warm_start_run_with_a_bad_epoch_row_is_refused_at_validation(tmp_path, epoch, value):
+    """Issue 29, case 9: such a run passed validation, then the sweep died after Ray had started."""
+    from distsearch.validate import check_job
+
+    run = str(tmp_path / "earlier")
+    trials = results.trials_frame([{C.TRIAL_ID: "t0", C.STATUS: C.STATUS_COMPLETED, "params": {"lr": 0.01}}], {"lr": float})
+    first = "0.4" if isinstance(value, str) else 0.4  # one type per Parquet column
+    results.write_tables(run, trials, pd.DataFrame({C.TRIAL_ID: ["t0", "t0"], C.EPOCH: [1, epoch], "val_accuracy": [first, value]}))
+    storage.write_json(storage.join(run, C.RUN_FILE), {"job": {"metric": "val_accuracy", "mode": "max"}})
+    raw = tiny_job(tmp_path, search={"algorithm": "tpe", "warm_start": [run]})
+    with pytest.raises(
+        SpecError, match=r"search.warm_start\[0\]: got .* epochs.parquet: trial t0 has a row with epoch .* fix: give a run distsearch wrote"
+    ):
+        check_job(parse_job(raw), dry_run=False)
+
+
 def test_the_sampler_is_optunas_tpe_seeded_by_the_job(tmp_path):
     tpe = _tpe(tmp_path, startup_trials=3, multivariate=False, constant_liar=False)
     sampler = tpe.study.sampler

@@ -93,3 +93,30 @@ def test_a_training_thread_that_does_not_stop_in_time_or_failed_makes_the_proces
     ok, _, run = _settle_with(monkeypatch, fails, wait_s=2.0)
     assert not ok and isinstance(run.training_thread_runner.get_error(), Exception)
     worker._STOP.clear()
+
+
+def test_the_checkpoint_ray_train_keeps_is_the_epoch_the_selection_rule_names():
+    """Issue 29, case 12: on tied scores best.json picked epoch 39 while trials.parquet said
+    best_epoch 6; Ray Train keeps the later of equal scores. Ray's rule, as its checkpoint
+    manager applies it (highest score kept, later wins a tie, the latest always kept), over
+    histories full of ties, must keep the epoch that ``recording._best_epoch`` names."""
+    import random
+
+    from distsearch import constants as C
+    from distsearch.search.objective import Objective
+    from distsearch.sweep.recording import _best_epoch
+    from distsearch.train.checkpoint import keep_rank
+
+    rng = random.Random(0)
+    for mode in ("max", "min"):
+        objective = Objective("val_accuracy", mode)
+        for _ in range(200):
+            history, kept = [], []  # kept: (score, report index), worst first, as Ray orders them
+            for epoch in range(1, rng.randint(2, 40)):
+                history.append({C.EPOCH: epoch, "val_accuracy": rng.choice([0.5, 0.75, 1.0]), "val_loss": rng.choice([0.1, 0.2, float("nan")])})
+                kept.append((keep_rank(objective, history), epoch))
+                kept.sort()  # equal scores: the later report sorts after, so counts as better
+                latest = max(kept, key=lambda k: k[1])
+                kept = [k for k in kept[-1:] if k != latest] + [latest]  # num_to_keep: 1, plus the latest
+            _, best = _best_epoch(objective, history)
+            assert best in {e for _, e in kept}, (history, kept)
