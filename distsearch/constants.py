@@ -63,6 +63,7 @@ WALL_SECONDS = "wall_seconds"  # trial start (Tune) to trial end, seconds
 RELEASE_SECONDS = "release_seconds"  # trial end to its worker-group PG confirmed removed, or to its actor's next trial taking it
 ERROR = "error"
 LAST_REPORT = "last_report"  # ledger only: the trial's last {epoch, metric}, reported again if a resumed driver restarts it
+PARAMS = "params"  # ledger: the trial's hyperparameters (flat names)
 HP_PREFIX = "hp_"  # one typed column per hyperparameter: hp_<name>, dots become "__"
 
 # ---- epochs.parquet -------------------------------------------------------------------------

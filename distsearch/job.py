@@ -61,6 +61,11 @@ def _normalised(obj: Any) -> Any:
 
 
 _FINISHED = "it finished at"  # the reason that needs no warning: a finished run is simply not resumed
+_DAMAGED = "its sweep state is damaged"  # the reason that is never passed over for a new run: the user decides
+_DAMAGED_FIX = (
+    "fix: put back that file from a copy and run the same command, or start afresh with --new-run; the run's folder is left "
+    "as it is (its ledger/ and train/ keep every trial it ran)"
+)
 
 
 def why_not_resumable(out: str, spec: JobSpec, meta: Optional[dict[str, Any]] = None) -> Optional[str]:
@@ -76,10 +81,13 @@ def why_not_resumable(out: str, spec: JobSpec, meta: Optional[dict[str, Any]] = 
     current, beat = lease.owner(out, meta)
     if current is not None and lease.alive(current, beat):
         return f"its driver ({lease.describe(current)}) is still running"
-    from .sweep.resume import has_sweep_state
+    from .sweep.resume import damaged_sweep_state, has_sweep_state
 
     if not has_sweep_state(out):
         return "its driver stopped before Tune saved any sweep state"
+    damage = damaged_sweep_state(out)
+    if damage:
+        return f"{_DAMAGED}: {damage}"
     return None
 
 
@@ -120,7 +128,8 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
             raise RunChoiceError(f"--run-id: run {run_id!r} already exists under {out}; choose another id or drop --new-run to resume it")
         reason = why_not_resumable(out, spec)
         if reason:
-            raise RunChoiceError(f"--run-id: run {run_id!r} cannot be resumed: {reason}; choose another --run-id")
+            fix = _DAMAGED_FIX if reason.startswith(_DAMAGED) else "fix: choose another --run-id"
+            raise RunChoiceError(f"--run-id: run {run_id!r} cannot be resumed: {reason}; {fix}")
         return run_id, True
     if resume != "never":
         newest = newest_run(spec)
@@ -129,8 +138,11 @@ def choose_run(spec: JobSpec, run_id: Optional[str] = None, resume: str = "auto"
             reason = why_not_resumable(results.run_dir(spec.storage, spec.name, newest_id), spec, meta)
             if reason is None:
                 return newest_id, True
-            if resume == "require":
-                raise RunChoiceError(f"--resume: the newest run of job {spec.name!r}, {newest_id}, cannot be resumed: {reason}")
+            if resume == "require" or reason.startswith(_DAMAGED):
+                raise RunChoiceError(
+                    f"the newest run of job {spec.name!r}, {newest_id}, cannot be resumed: {reason}"
+                    + (f"; {_DAMAGED_FIX}" if reason.startswith(_DAMAGED) else "")
+                )
             if not reason.startswith(_FINISHED):
                 log.warning("not resuming run %s: %s; starting a new run", newest_id, reason)
         elif resume == "require":

@@ -108,6 +108,7 @@ class ResultRecorder(tune.Callback):
         record = self.record(trial.trial_id)
         if record[C.STARTED_AT] is None:
             record[C.STARTED_AT] = time.time()
+            record[C.PARAMS] = space.flatten(trial.config)  # the trial's row can be written from the ledger alone
             self._write(record)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -206,6 +207,25 @@ def _status(spec: JobSpec, tune_status: str, record: Mapping[str, Any], epochs_d
     return C.STATUS_STOPPED
 
 
+@dataclass
+class _Unlisted:
+    """A trial Tune did not list at the end, as ``trial_rows`` reads one: its ledger record."""
+
+    trial_id: str
+    record: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return "ERROR" if self.record.get(C.ERROR) else "TERMINATED"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.record.get(C.PARAMS) or {}
+
+    def get_error(self) -> str:
+        return self.record.get(C.ERROR) or ""
+
+
 def trial_rows(
     spec: JobSpec, rec: ResultRecorder, release_seconds: Mapping[str, float], sweep_ended_at: Optional[float] = None
 ) -> list[dict[str, Any]]:
@@ -216,7 +236,11 @@ def trial_rows(
         by_trial.setdefault(row[C.TRIAL_ID], []).append(row)
     objective = Objective.of(spec)
     rows = []
-    for trial in rec.trials:
+    # A trial the ledger or the epochs know but Tune's list lacks (Tune restored less than the
+    # run holds) still gets its row, from the ledger: no epoch row is ever without its trial.
+    listed = {t.trial_id for t in rec.trials}
+    unlisted = sorted((set(rec.ledger) | set(by_trial)) - listed)
+    for trial in list(rec.trials) + [_Unlisted(t, rec.record(t)) for t in unlisted]:
         tid = trial.trial_id
         epochs = by_trial.get(tid, [])
         values = [(r[spec.metric], r[C.EPOCH]) for r in epochs if r.get(spec.metric) is not None]
@@ -228,7 +252,7 @@ def trial_rows(
         rows.append(
             {
                 C.TRIAL_ID: tid,
-                "params": space.flatten(trial.config),
+                "params": trial.config if isinstance(trial, _Unlisted) else space.flatten(trial.config),
                 C.STATUS: status,
                 C.EPOCHS_COMPLETED: done,
                 C.BEST_METRIC: best[0],

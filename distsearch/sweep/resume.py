@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from .. import constants as C
 from .. import storage
@@ -76,6 +76,42 @@ def load_prior(run_dir: str) -> PriorRun:
                 row[C.CHECKPOINT_PATH] = paths[h[C.EPOCH]]
             rows.append(row)
     return PriorRun(epoch_rows=rows, ledger=ledger)
+
+
+#: Tune's experiment state lists every trial: more than this is not a file Tune wrote.
+MAX_SWEEP_STATE_BYTES = 512 * 2**20
+
+
+def damaged_sweep_state(run_dir: str) -> Optional[str]:
+    """Why Tune's newest experiment state in ``run_dir`` cannot restore the sweep the ledger
+    records, or None. Tune restores the trials its state file lists and no other: a file cut
+    short (a full disk, a crash mid-write) made it restore none, log one line and go on, and
+    trials that had trained vanished from trials.parquet while their epochs stayed. So the ledger,
+    one record per trial this run started, is checked against it before a resume."""
+    import json
+
+    import pyarrow.fs as pafs
+
+    fs, base = storage.filesystem(run_dir)
+    found = fs.get_file_info(pafs.FileSelector(f"{base}/{C.TUNE_DIR}", allow_not_found=True))
+    states = sorted(i.path for i in found if i.base_name.startswith("experiment_state") and i.base_name.endswith(".json"))
+    ledger = sorted(
+        i.base_name.removesuffix(".json")
+        for i in fs.get_file_info(pafs.FileSelector(f"{base}/{C.LEDGER_DIR}", allow_not_found=True))
+        if i.base_name.endswith(".json")
+    )
+    if not states:
+        return None
+    path = storage.uri(fs, states[-1])
+    try:
+        state = json.loads(storage.read_bytes(path, MAX_SWEEP_STATE_BYTES))
+        listed = {json.loads(t[0])["trial_id"] for t in state["trial_data"]}
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        return f"{path} is damaged ({type(e).__name__}: {str(e)[:200]}), and Tune would resume without the {len(ledger)} trial(s) in its ledger"
+    lost = [t for t in ledger if t not in listed]
+    if lost:
+        return f"{path} lists {len(listed)} trial(s) but the ledger holds {len(lost)} more ({', '.join(lost[:5])}), which Tune would drop"
+    return None
 
 
 def has_sweep_state(run_dir: str) -> bool:

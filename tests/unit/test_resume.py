@@ -41,7 +41,7 @@ def _make_run(spec, run_id, *, finished=False, pid=None, host=None, heartbeat_ag
         meta["finished_at"] = beat.isoformat()
     storage.write_json(storage.join(out, C.RUN_FILE), meta)
     if sweep_state:
-        storage.write_json(storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json"), {})
+        storage.write_json(storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json"), {"trial_data": []})
     return out
 
 
@@ -171,7 +171,7 @@ def test_replay_cuts_a_trial_that_crossed_a_rung_unjudged(tmp_path):
 def test_recorder_keeps_each_epoch_once_and_writes_the_ledger(tmp_path):
     ledger = str(tmp_path / "ledger")
     rec = recording.ResultRecorder("val_accuracy", ledger)
-    t = SimpleNamespace(trial_id="t0", get_error=lambda: None)
+    t = SimpleNamespace(trial_id="t0", config={"lr": 0.01}, get_error=lambda: None)
     rec.on_trial_start(0, [], t)
     assert storage.read_json(f"{ledger}/t0.json")[C.ENDED_AT] is None
     for epoch, acc in [(1, 0.5), (2, 0.6), (2, 0.6), (3, 0.7)]:  # epoch 2 repeated by a resumed trial
@@ -275,3 +275,38 @@ def test_a_run_id_that_is_not_one_folder_name_is_refused(spec, run_id):
     """Issue 29, case 10: ``--run-id ../../../x`` wrote the run outside storage."""
     with pytest.raises(job.RunChoiceError, match="--run-id: got .*fix: use letters"):
         job.choose_run(spec, run_id=run_id, resume="auto")
+
+
+def test_a_sweep_state_cut_short_or_missing_trials_is_refused_naming_the_file(spec):
+    """Issue 29, case 2: Tune restored nothing from a half-size experiment state, logged a line and
+    went on; three trials that had trained vanished from trials.parquet. The ledger is the truth:
+    a state that cannot be read, or that lacks a trial the ledger holds, is never resumed."""
+    out = _make_run(spec, "20260101-000000-aaaaaa")
+    for t in ("t1", "t2"):
+        storage.write_json(storage.join(out, C.LEDGER_DIR, f"{t}.json"), {C.TRIAL_ID: t})
+    state = storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json")
+    storage.write_json(state, {"trial_data": [[json.dumps({"trial_id": "t1"}), "{}"]]})
+    for mode in ("auto", "require"):  # auto: not passed over for a new run either; the user decides
+        with pytest.raises(job.RunChoiceError, match=f"{state} lists 1 trial.* holds 1 more \\(t2\\).* fix: put back that file"):
+            job.choose_run(spec, resume=mode)
+    storage.write_json(state, {"trial_data": [[json.dumps({"trial_id": t}), "{}"] for t in ("t1", "t2")]})
+    assert job.choose_run(spec, resume="auto") == ("20260101-000000-aaaaaa", True)
+    data = storage.read_bytes(state)
+    storage.write_bytes(state, data[: len(data) // 2])
+    with pytest.raises(job.RunChoiceError, match=f"{state} is damaged \\(JSONDecodeError"):
+        job.choose_run(spec, run_id="20260101-000000-aaaaaa", resume="auto")
+
+
+def test_a_trial_with_epoch_rows_always_has_a_trial_row(spec, tmp_path):
+    """Issue 29, case 2: no trial with epoch rows ever lacks a trial row, even one Tune's list lacks."""
+    rec = recording.ResultRecorder(spec.metric, str(tmp_path / "ledger"))
+    listed = SimpleNamespace(trial_id="a", status="TERMINATED", config={"lr": 0.01}, error_file=None, get_error=lambda: None)
+    lost = SimpleNamespace(trial_id="b", status="TERMINATED", config={"lr": 0.02})
+    for trial in (listed, lost):
+        rec.on_trial_start(0, [], trial)
+        for epoch in (1, 2):
+            rec.on_trial_result(0, [], trial, {C.EPOCH: epoch, spec.metric: 0.5})
+    rec.on_trial_complete(0, [], lost)
+    rec.trials = [listed]  # what Tune listed at the end
+    rows = {r[C.TRIAL_ID]: r for r in recording.trial_rows(spec, rec, {})}
+    assert set(rows) == {"a", "b"} and rows["b"]["params"] == {"lr": 0.02} and rows["b"][C.EPOCHS_COMPLETED] == 2
