@@ -2,7 +2,8 @@
 
 Exit codes: 0, success; 1, the sweep ran but failed as a whole (the error budget ended it, or no
 trial produced a model to select), or a bug in distsearch (the message says where its traceback
-went); 2, invalid input (a job spec, a path, a cluster address: ``errors.UserError``);
+went); 2, invalid input (a job spec, a path, a cluster address: ``errors.UserError``); 3, the run's
+storage failed mid-run (full, read-only, unreachable: ``errors.StorageFailed``), and the same command resumes it once it works;
 130, interrupted (SIGINT, Ctrl-C): the run is left unfinished, and the same command resumes it.
 """
 
@@ -15,7 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import constants as C
-from .errors import UserError
+from .errors import StorageFailed, UserError
 from .spec.model import load_job, parse_job
 
 
@@ -157,6 +158,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except StorageFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except Exception as e:  # noqa: BLE001 - anything not the user's mistake is ours: say so, keep the traceback
         where = _save_traceback()
         print(

@@ -26,3 +26,15 @@ class ClusterUnreachable(UserError, ConnectionError):
 
 class ResourcesMissing(UserError, ValueError):
     """The job asks for resources (GPUs, CPUs) that the cluster or this machine does not have."""
+
+
+class StorageFailed(Exception):
+    """The run's storage failed mid-run (full, read-only, unreachable): not the user's input, not a
+    bug. The run is left unfinished and the same command resumes it; the command line exits 3."""
+
+    def __init__(self, storage: str, error: BaseException):
+        self.storage, self.error = storage, error
+        super().__init__(
+            f"the storage {storage} failed: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}; "
+            "the run is left unfinished; fix: free space or restore access to it, then run the same command: it resumes"
+        )

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from . import cluster, lease, storage
 from . import constants as C
-from .errors import ResourcesMissing, RunChoiceError
+from .errors import ResourcesMissing, RunChoiceError, StorageFailed, UserError
 from .results import files as results
 from .search.plan import build_plan
 from .select import evaluate
@@ -206,7 +206,15 @@ def run_job(
     ``validate.check_job(spec)``'s, when the caller has validated the job already; else it is built
     here, before Ray starts."""
     with cluster.environment_restored():
-        return _run_job(spec, task, address, run_id, dashboard, progress, worker_logs, resume)
+        try:
+            return _run_job(spec, task, address, run_id, dashboard, progress, worker_logs, resume)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            failed = storage.failure(e)
+            if failed is None:
+                raise
+            raise StorageFailed(spec.storage, failed) from e
 
 
 def _run_job(

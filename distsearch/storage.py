@@ -7,6 +7,7 @@ file. URIs are whatever pyarrow's filesystems open (file://, s3://, gs://, hdfs:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -67,6 +68,41 @@ def write_bytes(path: PathLike, data: bytes) -> None:
         except Exception:  # noqa: BLE001 - already gone
             pass
         raise
+
+
+#: errno values that say the storage itself failed, whatever file was being written.
+FAILURE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.ENOTCONN, errno.ETIMEDOUT})
+#: How pyarrow's S3 and GCS filesystems word a failed request.
+_REMOTE_FAILURE = (
+    "AWS Error",
+    "When getting information",
+    "When creating",
+    "When uploading",
+    "When writing",
+    "When initiating",
+    "GCS Error",
+    "google::cloud",
+)
+
+
+def failure(error: BaseException) -> Optional[BaseException]:
+    """The storage failure in ``error``'s chain (its causes and contexts), or None: an ``OSError``
+    with one of ``FAILURE_ERRNOS``, or a remote filesystem's failed request. Ray and Tune wrap
+    what a driver callback or a worker raised, so the chain is searched, not only the top."""
+    seen: set[int] = set()
+    todo: list[Optional[BaseException]] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and (e.errno in FAILURE_ERRNOS or any(m in str(e) for m in _REMOTE_FAILURE)):
+            return e
+        text = str(e)
+        if any(f"[Errno {n}]" in text for n in FAILURE_ERRNOS) or any(m in text for m in _REMOTE_FAILURE):
+            return e  # a worker's OSError, carried to the driver as text
+        todo += [e.__cause__, e.__context__]
+    return None
 
 
 class TooLarge(ValueError):

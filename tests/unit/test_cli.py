@@ -89,3 +89,35 @@ def test_a_bug_in_distsearch_exits_1_and_says_where_the_traceback_went(monkeypat
     path = re.search(r"the traceback is in (\S+):", err).group(1)
     with open(path) as f:
         assert "in broken" in f.read()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(28, "No space left on device"),  # a full disk, raised in the driver
+        OSError(30, "Read-only file system"),
+        RuntimeError("ray.exceptions.RayTaskError: ... OSError: [Errno 28] No space left on device"),  # a worker's, as text
+        OSError("When getting information for key 'runs/x' in bucket 'b': AWS Error NETWORK_CONNECTION during HeadObject operation"),
+    ],
+    ids=["enospc", "erofs", "worker-enospc", "s3-unreachable"],
+)
+def test_a_storage_that_fails_mid_run_ends_in_one_line_and_exit_3(monkeypatch, capsys, failure):
+    """Issue 29, case 8: storage failures mid-run ended in a raw traceback and exit 1."""
+
+    def fails(*args, **kwargs):
+        try:
+            raise failure
+        except Exception as e:
+            raise RuntimeError("Tune wrapped it") from e  # as Tune and Ray hand errors on
+
+    monkeypatch.setattr(job, "_run_job", fails)
+    assert main(["run", str(JOBS / "quickstart.yaml"), "--no-dry-run", "--storage", "/mnt/full"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("error: the storage /mnt/full failed: ") and "then run the same command: it resumes" in err, err
+
+
+def test_an_error_that_is_not_the_storage_s_is_still_a_bug(monkeypatch, capsys):
+    monkeypatch.setattr(job, "_run_job", lambda *a, **k: {}["injected"])
+    assert main(["run", str(JOBS / "quickstart.yaml"), "--no-dry-run"]) == 1
+    assert "a bug in distsearch (KeyError: 'injected')" in capsys.readouterr().err
