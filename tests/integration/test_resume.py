@@ -233,3 +233,71 @@ def _run_kill_and_resume(command, raw, stop, algorithm, started):
         f"killed with {len(ended_before)} trial(s) ended and {len(ckpt_before) - len(ended_before)} mid-training; second command "
         f"took {time.time() - t0:.1f} s; {len(epochs)} epoch rows checked, {len(after)} trained after the restart"
     )
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of its own, mounted for this test and unmounted after (needs root, as CI runs)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 2**20)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_disk_that_fills_mid_run_ends_in_exit_3_and_the_same_command_loses_no_trial(tmp_path, small_disk):
+    """Issue 29, cases 2 and 8: the run's storage fills up mid-sweep (ENOSPC). The driver ends in one
+    line naming the storage, exit 3; once space is freed the same command finishes the run, and
+    every trial the ledger holds, and every trial with epoch rows, has its row in trials.parquet."""
+    space = {"model": {"choice": {"mlp": {"depth": 1, "width": 16}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 8}
+    raw = tiny_job(tmp_path, space=space, budget={"num_trials": 3, "max_epochs": 6}, asha={"enabled": False})
+    raw["storage"] = str(small_disk)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]
+    started = []
+    with own_ray_tmpdir():
+        try:
+            first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            started.append(first.pid)
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not any(e >= 2 for e in _checkpointed_epochs(next(iter((small_disk / "tiny").glob("*")), small_disk)).values()):
+                assert first.poll() is None, first.communicate()
+                time.sleep(0.1)
+            filler = _fill(small_disk)
+            _, err = first.communicate(timeout=240)
+            _end_leftovers(first.pid)
+            lines = [line for line in err.splitlines() if line.startswith("error:")]
+            assert first.returncode == 3, err[-3000:]
+            assert len(lines) == 1 and f"the storage {small_disk} failed" in lines[0] and "run the same command: it resumes" in lines[0], err[-3000:]
+            filler.unlink()
+            second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            started.append(second.pid)
+            out, err = second.communicate(timeout=400)
+        finally:
+            for pgid in started:
+                end_group(pgid)
+    run = next(iter((small_disk / "tiny").glob("*")))
+    if second.returncode == 2:  # Tune's state was cut by the full disk: refused, naming it, with the fix
+        assert "its sweep state is damaged" in err and "fix: put back that file" in err, err[-3000:]
+        return
+    assert second.returncode == 0 and f"resuming run {run.name}" in err, out[-2000:] + err[-3000:]
+    result = read_run(str(run))
+    trials, epochs = result["trials"], result["epochs"]
+    assert set(epochs[C.TRIAL_ID]) <= set(trials[C.TRIAL_ID]) and set(_ledger(run)) <= set(trials[C.TRIAL_ID])
+    assert len(trials) == 3 and trials[C.TRIAL_ID].is_unique
