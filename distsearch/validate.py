@@ -11,10 +11,12 @@ otherwise fail every trial of the sweep, one after another, on the cluster.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Mapping
 
 import torch
 
+from . import storage
 from .search import warmstart
 from .search.plan import build_plan
 from .space.domains import check_space
@@ -100,6 +102,17 @@ def ray_release_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
+def storage_problems(where: str) -> list[str]:
+    """Why a local ``storage`` cannot hold runs, found before Ray starts: a link to nowhere (which
+    ended a run in a raw traceback mid-start)."""
+    if storage.is_uri(where) and not where.startswith("file://"):
+        return []  # a bucket's reachability shows at the first write, which exits 3 with the fix
+    path = where.removeprefix("file://")
+    if os.path.islink(path) and not os.path.exists(path):
+        return [f"storage: got {where!r}, a link to {os.readlink(path)!r}, which does not exist; fix: create that folder, or give another storage"]
+    return []  # a file in its place: the spec's own check
+
+
 def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
     """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad
     field. ``dry_run``: also build each model family and take one small batch through it
@@ -128,6 +141,7 @@ def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
     problems += ray_release_problems(spec)
     problems += build_plan(spec).problems()
     problems += warmstart.problems(spec)
+    problems += storage_problems(spec.storage)
     known = RECIPE_PARAMS | task.hyperparameters
     for name in param_types(spec.space):
         if name not in known:

@@ -71,7 +71,7 @@ def to_saved(task: Task, splits: Splits, models: list[torch.nn.Module], members:
     x = splits.train[0]
     return load.LoadedModel(
         params=[dict(p) for p in params],
-        recipe=recipe() if recipe is not None else {},
+        recipe=recipe() if recipe is not None else None,  # None: a custom task, whose own code builds its models
         input_shape=list(x.shape[1:]),
         input_dtype=str(x.dtype).removeprefix("torch."),
         module=module,

@@ -59,7 +59,7 @@ class LoadedModel:
     target_scale: float
     members: dict[str, float]
     params: list[dict[str, Any]] = field(default_factory=list)  # each member's hyperparameters, in member order
-    recipe: dict[str, Any] = field(default_factory=dict)  # the task's model_recipe(): what rebuilds module and encoder
+    recipe: Optional[dict[str, Any]] = None  # the task's model_recipe(): what rebuilds module and encoder; None for a custom task
     input_shape: list[int] = field(default_factory=list)  # one input's shape, without the batch dimension
     input_dtype: str = "float32"
 
@@ -177,7 +177,7 @@ def _builder(desc: Mapping[str, Any], where: str, task: Any) -> Any:
     from ..tasks import from_recipe
 
     try:
-        return from_recipe(desc["task"], desc["recipe"])
+        return from_recipe("custom" if desc["recipe"] is None else desc["task"], desc["recipe"])
     except (KeyError, TypeError, ValueError) as e:
         raise UnsafeModelFile(f"{where}: its recipe for task {desc.get('task')!r} cannot be used ({type(e).__name__}: {e})") from None
 

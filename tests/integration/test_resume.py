@@ -276,7 +276,9 @@ def test_a_disk_that_fills_mid_run_ends_in_exit_3_and_the_same_command_loses_no_
             first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
             started.append(first.pid)
             deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and not any(e >= 2 for e in _checkpointed_epochs(next(iter((small_disk / "tiny").glob("*")), small_disk)).values()):
+            while time.monotonic() < deadline and not any(
+                e >= 2 for e in _checkpointed_epochs(next(iter((small_disk / "tiny").glob("*")), small_disk)).values()
+            ):
                 assert first.poll() is None, first.communicate()
                 time.sleep(0.1)
             filler = _fill(small_disk)

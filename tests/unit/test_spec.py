@@ -170,3 +170,22 @@ def test_missing_file_and_bad_yaml(tmp_path):
     broken.write_text("name: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_job(broken)
+
+
+@pytest.mark.parametrize("kind", ["dangling-link", "file"])
+def test_a_local_storage_that_cannot_hold_runs_is_refused_before_ray(quickstart_raw, tmp_path, kind):
+    """Issue 29, case 8: a storage that is a link to nowhere ended a run in a raw traceback."""
+    import os
+
+    from distsearch.validate import check_job
+
+    storage = tmp_path / "runs"
+    if kind == "dangling-link":
+        os.symlink(tmp_path / "nowhere", storage)
+        needle = "a link to .*nowhere.*, which does not exist; fix: create that folder"
+    else:
+        storage.write_text("not a folder")
+        needle = "which is a file; fix: give a directory"
+    quickstart_raw["storage"] = str(storage)
+    with pytest.raises(SpecError, match=f"storage: got .*{needle}"):
+        check_job(parse_job(quickstart_raw), dry_run=False)
