@@ -264,8 +264,8 @@ def test_a_disk_that_fills_mid_run_ends_in_exit_3_and_the_same_command_loses_no_
     """Issue 29, cases 2 and 8: the run's storage fills up mid-sweep (ENOSPC). The driver ends in one
     line naming the storage, exit 3; once space is freed the same command finishes the run, and
     every trial the ledger holds, and every trial with epoch rows, has its row in trials.parquet."""
-    space = {"model": {"choice": {"mlp": {"depth": 1, "width": 16}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 8}
-    raw = tiny_job(tmp_path, space=space, budget={"num_trials": 3, "max_epochs": 6}, asha={"enabled": False})
+    space = {"model": {"choice": {"mlp": {"depth": 1, "width": 16}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 32}
+    raw = tiny_job(tmp_path, space=space, budget={"num_trials": 3, "max_epochs": 8}, asha={"enabled": False})
     raw["storage"] = str(small_disk)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))

@@ -173,17 +173,13 @@ def test_a_checkpoints_own_code_never_runs_unless_the_job_opts_in(corpus, tmp_pa
         f"open({str(marker)!r}, 'w').write('pwned')\nfrom transformers import BertConfig\n\n\nclass EvilConfig(BertConfig):\n    model_type = 'evil'\n"
     )
 
-    def validate(**options):
-        job = tmp_path / "job.yaml"
-        job.write_text(_job(tmp, path, {"model": str(evil)}, **options).model_dump_json())
-        return subprocess.run([sys.executable, "-m", "distsearch", "validate", str(job)], input="y\n", capture_output=True, text=True, timeout=300)
-
-    proc = validate()
-    assert proc.returncode == 2 and "ships its own Python code" in proc.stderr and "task_options.trust_remote_code: true" in proc.stderr, proc.stderr[
-        -2000:
-    ]
-    assert not marker.exists()
-    validate(trust_remote_code=True)  # the opt-in is what it says: that code runs
+    job = tmp_path / "job.yaml"
+    job.write_text(_job(tmp, path, {"model": str(evil)}).model_dump_json())
+    proc = subprocess.run([sys.executable, "-m", "distsearch", "validate", str(job)], input="y\n", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "ships its own Python code" in proc.stderr, proc.stderr[-2000:]
+    assert "task_options.trust_remote_code: true" in proc.stderr and not marker.exists()
+    with pytest.raises(ValueError):  # the opt-in is what it says: that code runs (then this toy config fails)
+        check_job(_job(tmp, path, {"model": str(evil)}, trust_remote_code=True), dry_run=False)
     assert marker.read_text() == "pwned"
     assert json.loads((evil / "config.json").read_text())["model_type"] == "evil"
 
