@@ -1,5 +1,7 @@
 """The CLI validates a job once per command and builds its task once, before Ray starts."""
 
+import os
+
 import pytest
 
 from distsearch import job, tasks
@@ -89,6 +91,7 @@ def test_a_bug_in_distsearch_exits_1_and_says_where_the_traceback_went(monkeypat
     path = re.search(r"the traceback is in (\S+):", err).group(1)
     with open(path) as f:
         assert "in broken" in f.read()
+    os.remove(path)
 
 
 @pytest.mark.parametrize(
@@ -118,6 +121,11 @@ def test_a_storage_that_fails_mid_run_ends_in_one_line_and_exit_3(monkeypatch, c
 
 
 def test_an_error_that_is_not_the_storage_s_is_still_a_bug(monkeypatch, capsys):
+    import os
+    import re
+
     monkeypatch.setattr(job, "_run_job", lambda *a, **k: {}["injected"])
     assert main(["run", str(JOBS / "quickstart.yaml"), "--no-dry-run"]) == 1
-    assert "a bug in distsearch (KeyError: 'injected')" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a bug in distsearch (KeyError: 'injected')" in err
+    os.remove(re.search(r"the traceback is in (\S+):", err).group(1))  # the test ends what it started
