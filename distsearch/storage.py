@@ -109,12 +109,6 @@ class TooLarge(ValueError):
     """A file is larger than what reading it may cost; the message names the file and the bound."""
 
 
-def size(path: PathLike) -> int:
-    """The size of the file at ``path`` in bytes."""
-    fs, p = filesystem(path)
-    return fs.get_file_info(p).size
-
-
 def read_bytes(path: PathLike, max_bytes: Optional[int] = None) -> bytes:
     """The file's bytes; with ``max_bytes``, raises ``TooLarge`` before reading a larger file."""
     fs, p = filesystem(path)

@@ -17,6 +17,7 @@ from ..storage import join, write_bytes
 from .files import read_run
 
 REPORT_FILE = "report.html"
+CLOSE_TO_BEST = 0.005  # "within 0.5% of the final best", for time-to-near-best
 #: C0 and C1 control characters but the newline: ANSI/OSC sequences in a run's text (a trial's
 #: error, a parameter value) would otherwise retitle or clear the terminal the report prints to.
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -25,9 +26,6 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 def printable(text: str) -> str:
     """``text`` with every control character but the newline written as a Python escape (``\\x1b``)."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
-CLOSE_TO_BEST = 0.005  # "within 0.5% of the final best", for time-to-near-best
 
 
 def leaderboard(

@@ -183,9 +183,10 @@ def resave_models(run: str) -> list[str]:
     task = check_job(spec, dry_run=False)
     splits = task.splits(spec.seed)
     records = [(C.BEST_MODEL, storage.read_json(storage.join(run, C.BEST_FILE), load.MAX_DESCRIPTION_BYTES))]
-    ensemble = storage.join(run, C.ENSEMBLE_FILE)
-    if storage.exists(ensemble) and storage.read_json(ensemble, load.MAX_DESCRIPTION_BYTES).get("members"):
-        records.append((C.ENSEMBLE_MODEL, storage.read_json(ensemble, load.MAX_DESCRIPTION_BYTES)))
+    path = storage.join(run, C.ENSEMBLE_FILE)
+    ensemble = storage.read_json(path, load.MAX_DESCRIPTION_BYTES) if storage.exists(path) else {}
+    if ensemble.get("members"):  # a skipped ensemble has none
+        records.append((C.ENSEMBLE_MODEL, ensemble))
     written = []
     for name, record in records:
         members = record.get("members") or [{**record, "weight": 1.0}]
