@@ -61,10 +61,10 @@ def _normalised(obj: Any) -> Any:
 
 
 _FINISHED = "it finished at"  # the reason that needs no warning: a finished run is simply not resumed
-_DAMAGED = "its sweep state is damaged"  # the reason that is never passed over for a new run: the user decides
+_DAMAGED = "its ledger is damaged"  # the reason that is never passed over for a new run: the user decides
 _DAMAGED_FIX = (
     "fix: put back that file from a copy and run the same command, or start afresh with --new-run; the run's folder is left "
-    "as it is (its ledger/ and train/ keep every trial it ran)"
+    "as it is (its train/ keeps every checkpoint it wrote)"
 )
 
 
@@ -81,13 +81,14 @@ def why_not_resumable(out: str, spec: JobSpec, meta: Optional[dict[str, Any]] = 
     current, beat = lease.owner(out, meta)
     if current is not None and lease.alive(current, beat):
         return f"its driver ({lease.describe(current)}) is still running"
-    from .sweep.resume import damaged_sweep_state, has_sweep_state
+    from .sweep.resume import DamagedLedger, has_ledger, read_ledger
 
-    if not has_sweep_state(out):
-        return "its driver stopped before Tune saved any sweep state"
-    damage = damaged_sweep_state(out)
-    if damage:
-        return f"{_DAMAGED}: {damage}"
+    if not has_ledger(out):
+        return "its driver stopped before any trial started"
+    try:
+        read_ledger(out)
+    except DamagedLedger as e:
+        return f"{_DAMAGED}: {e}"
     return None
 
 

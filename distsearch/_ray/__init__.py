@@ -42,9 +42,20 @@ The inventory (module: what it does; why no public route serves; upstream issue)
   - ``worker_setup_hook_env_var``: the variable that carries a worker process setup hook; Ray
     reads an actor-level hook only through it.
 ``tune``
-  - ``replace_restored_config``: after ``Tuner.restore``, this driver's callbacks, stopper and
-    scheduler replace the pickled ones (``tuner._local_tuner``); restore takes none of them
-    (ray-project/ray#41364, #30838).
+  - ``LedgerResume``: a resumed sweep's search algorithm, which hands out the ledger's unfinished
+    trials under their old ids (``config_parser._create_trial_from_spec``, as Tune's own
+    ``SearchGenerator`` does, which always draws a new id). ``Tuner.restore`` keeps ids but
+    unpickles Tune's saved state (``tuner.pkl``, each trial's ``CLOUDPICKLE`` fields, searcher
+    generators), and a run folder may come from anyone; Tune has no public way to add a trial
+    under a given id. Ray documents the restore as trusted-input only (ray-project/ray#62807).
+  - ``continue_ids``: a resumed random search's ``BasicVariantGenerator`` gets the first driver's
+    trial id prefix (``_uuid_prefix``), random per instance, so its same-seed draws come under
+    the same ids. No public setter; the ``_TEST_TUNE_TRIAL_UUID`` environment variable is for
+    Tune's tests and would apply to every generator in the process.
+  - ``fit``: ``Tuner.fit()`` without its ``ResultGrid`` (``tuner._local_tuner._fit_internal``):
+    the grid unpickles every failed trial's ``error.pkl`` from the run folder (the pinned Ray
+    reads it with ``cloudpickle.loads``; ray-project/ray#62807 hardened the JSON state, not this
+    file), and distsearch uses no part of the grid. No public option skips it.
   - ``trial_actor``: a trial's actor handle (``trial.temporary_state.ray_actor``), which the
     driver waits on and kills. Tune's callbacks are given no handle.
   - ``trial_actor_env``: Tune's ``DEFAULT_ENV_VARS`` and ``ENV_VARS_TO_PROPAGATE`` for trial

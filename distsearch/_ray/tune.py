@@ -1,10 +1,12 @@
-"""Ray Tune internals: a restored tuner's live configuration, a trial's actor, trial actors' env."""
+"""Ray Tune internals: a resumed sweep's search, a trial's actor, trial actors' env."""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Optional
+
+from ray.tune.search import SearchAlgorithm, Searcher, SearchGenerator
 
 from . import PINNED_RAY_VERSION, VOUCHED, not_vouched
 
@@ -15,15 +17,115 @@ log = logging.getLogger("distsearch")
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 
 
-def replace_restored_config(tuner: Any, *, callbacks: list, stop: Any, scheduler: Any) -> None:
-    """After ``Tuner.restore``: this driver's live callbacks, stopper and scheduler replace the
-    ones pickled when the first driver started (``TunerInternal`` keeps both configs)."""
+class LedgerResume(SearchAlgorithm):
+    """Tune's search algorithm for a resumed sweep: ``inner`` (the plan's own, built afresh), with
+    the trials the ledger says are unfinished (``carried``: ``[(trial id, config)]``) handed out
+    first under their old ids, any trial ``inner`` draws again under an id in ``ended`` (random
+    search draws the first driver's ids again) dropped, and at most ``new_trials`` new ones (None:
+    as many as ``inner`` draws). So the resume reads nothing of Tune's saved state, whose trials
+    Tune unpickles (see ``distsearch.sweep.resume``)."""
+
+    def __init__(self, inner: Any, carried: list, ended: frozenset, new_trials: Optional[int] = None):
+        if not VOUCHED:
+            raise not_vouched("resuming a run (trials created under their old ids)")
+        self.inner = SearchGenerator(inner) if isinstance(inner, Searcher) else inner
+        self.carried, self.ended, self.new_trials = list(carried), frozenset(ended), new_trials
+        self.dropped: list[str] = []  # ids of draws that the ledger says ended
+        self.drawn = 0
+        self._experiment = None
+
+    @property
+    def metric(self):
+        return self.inner.metric
+
+    @property
+    def total_samples(self) -> int:
+        new = self.inner.total_samples if self.new_trials is None else min(self.new_trials, self.inner.total_samples)
+        return new + len(self.carried)
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.inner.set_search_properties(metric, mode, config, **spec)
+
+    def add_configurations(self, experiments) -> None:
+        from ray.tune.experiment.experiment import _convert_to_experiment_list
+
+        self._experiment = _convert_to_experiment_list(experiments)[0]
+        self.inner.add_configurations(experiments)
+
+    def next_trial(self):
+        if self.carried:
+            trial_id, config = self.carried.pop(0)
+            return _trial_with_id(self._experiment, trial_id, config)
+        if self.new_trials is not None and self.drawn >= self.new_trials:
+            return None
+        while (trial := self.inner.next_trial()) is not None and trial.trial_id in self.ended:
+            self.dropped.append(trial.trial_id)
+            self.inner.on_trial_complete(trial.trial_id)  # frees the generator's concurrency slot
+        self.drawn += trial is not None
+        return trial
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.inner.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        self.inner.on_trial_complete(trial_id, result=result, error=error)
+
+    def is_finished(self) -> bool:
+        return not self.carried and (self.inner.is_finished() or (self.new_trials is not None and self.drawn >= self.new_trials))
+
+    def set_finished(self) -> None:
+        self.carried = []
+        self.inner.set_finished()
+
+    def has_checkpoint(self, dirpath: str) -> bool:
+        return False  # never restored by Tune: a resume builds it afresh from the ledger
+
+    def save_to_dir(self, dirpath: str, **kwargs) -> None:
+        self.inner.save_to_dir(dirpath, **kwargs)
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        raise RuntimeError("a resumed sweep's search is rebuilt from the ledger, never restored from Tune's saved state")
+
+
+def _trial_with_id(experiment: Any, trial_id: str, config: dict) -> Any:
+    """A Tune trial of ``experiment`` with ``config`` under ``trial_id``, as Tune's own
+    ``SearchGenerator`` makes one (which always draws a new id)."""
+    import copy
+
+    from ray.tune.experiment.config_parser import _create_trial_from_spec, _make_parser
+    from ray.tune.utils import flatten_dict, merge_dicts
+
+    spec = copy.deepcopy(experiment.spec)
+    spec["config"] = merge_dicts(spec["config"], copy.deepcopy(config))
+    return _create_trial_from_spec(
+        spec, _make_parser(), evaluated_params=flatten_dict(config), experiment_tag=f"resumed_{trial_id}", trial_id=trial_id
+    )
+
+
+def continue_ids(generator: Any, trial_ids: list[str]) -> None:
+    """Make Tune's ``BasicVariantGenerator`` name its trials as the one that drew ``trial_ids``
+    did (``<prefix>_00000`` on): with the same seed it draws the same trials in the same order,
+    so a resumed random search goes on under the first driver's ids. Its prefix is random per
+    instance and has no public setter."""
     if not VOUCHED:
-        raise not_vouched("resuming a run (the restored tuner's callbacks, stopper and scheduler)")
+        raise not_vouched("resuming a random search (its trial id prefix)")
+    prefixes = {t.rsplit("_", 1)[0] + "_" for t in trial_ids if "_" in t}
+    if len(prefixes) == 1:
+        generator._uuid_prefix = prefixes.pop()
+
+
+def fit(tuner: Any) -> None:
+    """``tuner.fit()`` without the ``ResultGrid`` it returns: building the grid unpickles each
+    failed trial's ``error.pkl`` from the run folder (cut short on a full disk it raised
+    ``UnpicklingError`` after the sweep had ended; planted, it would run code), and distsearch
+    reads its results from the recorder, never from the grid. On another Ray: ``tuner.fit()``."""
+    if not VOUCHED:
+        tuner.fit()
+        return
+    import copy
+
     internal = tuner._local_tuner
-    internal._run_config.callbacks = callbacks
-    internal._run_config.stop = stop
-    internal._tune_config.scheduler = scheduler
+    internal._fit_internal(internal.converted_trainable, copy.deepcopy(internal.param_space))
 
 
 def trial_actor(trial: Any) -> Any:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
 
 from .. import constants as C
 from .kinds import PriorMetrics, SchedulerKind
 
 
 class AshaScheduler(SchedulerKind):
-    def build(self, prior: Optional[PriorMetrics] = None) -> Any:
+    def build(self, prior: Optional[PriorMetrics] = None, ended: Iterable[str] = ()) -> Any:
         """Tune's ``ASHAScheduler`` deciding on the job's metric at epoch rungs.
 
         ``prior`` ({trial id: [(epoch, metric), ...]}, from an earlier driver of the same run) is
-        replayed into the rungs, through the scheduler's own ``on_trial_result``, as each restored
-        trial is added: Tune saves no scheduler state, and without it a resumed sweep would judge
-        its trials against empty rungs. A trial the replay would cut at a rung (it may have reached
+        replayed into the rungs through the scheduler's own ``on_trial_add`` and ``on_trial_result``:
+        Tune saves no scheduler state, and without it a resumed sweep would judge its trials
+        against empty rungs. The ``ended`` trials, which this driver never runs, are replayed now;
+        the others as Tune adds each. A trial the replay would cut at a rung (it may have reached
         the rung after the old driver's last look) is stopped at its first result.
         """
         from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -48,4 +50,15 @@ class AshaScheduler(SchedulerKind):
             brackets=spec.asha.brackets,
         )
         scheduler.stopped = set()  # trial ids this driver's rungs stopped: what "stopped early" counts
+        for trial_id in [t for t in history if t in set(ended)]:
+            replayed = _Replayed(trial_id)
+            scheduler.on_trial_add(None, replayed)
+            ASHAScheduler.on_trial_remove(scheduler, None, replayed)
         return scheduler
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    """An ended trial of an earlier driver, as the scheduler's rungs know a trial: by its id."""
+
+    trial_id: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from .kinds import PriorMetrics, SchedulerKind
 
@@ -11,7 +11,7 @@ class FifoScheduler(SchedulerKind):
     stops_early = False
     summary_format = "{searcher} ({scheduler})"
 
-    def build(self, prior: Optional[PriorMetrics] = None) -> Any:
+    def build(self, prior: Optional[PriorMetrics] = None, ended: Iterable[str] = ()) -> Any:
         from ray.tune.schedulers import FIFOScheduler
 
         return FIFOScheduler()

@@ -8,12 +8,26 @@ A searcher or scheduler is one module with one class deriving from these, and on
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, ContextManager, Iterable, Mapping, Optional
 
+from .. import constants as C
 from ..spec.model import JobSpec
 
 #: {trial id: [(epoch, metric), ...]} that earlier drivers of a run saw, for a resumed scheduler.
 PriorMetrics = Mapping[str, list[tuple[int, float]]]
+#: {trial id: ledger record} of a run's earlier drivers (``C.PARAMS``, ``C.ENDED_AT``, ``C.ERROR``, ...).
+Ledger = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A searcher built afresh for a resumed sweep from what the ledger holds (``SearcherKind.resume``)."""
+
+    searcher: Any  #: the Tune searcher, told of the ledger's trials
+    carried: list[tuple[str, dict[str, Any]]]  #: (trial id, config) of unfinished trials, to run first under their ids
+    ended: frozenset[str]  #: ids of ended trials: a draw under one of them is dropped
+    new_trials: Optional[int]  #: how many more trials the searcher may draw (None: its own count holds)
 
 
 class SearcherKind:
@@ -22,9 +36,6 @@ class SearcherKind:
     #: Whether it samples the job's space itself (Tune's ``param_space`` stays empty) or draws
     #: from Tune's domains (``Param.tune_domain``).
     samples_itself: bool = True
-    #: Whether a trial must wait until Tune's saved state lists it before it trains: a searcher's
-    #: trial ids are random, so a trial the state does not list would be lost to a resumed driver.
-    waits_for_saved_state: bool = True
     #: The ``search.*`` lists it reads (``warm_start``, ``points_to_evaluate``); a job that gives
     #: another is refused at validation.
     takes: tuple[str, ...] = ()
@@ -36,6 +47,15 @@ class SearcherKind:
     def build(self, concurrency: int) -> Any:
         """The Tune searcher (``ray.tune.search.Searcher`` or a generator), at most ``concurrency`` trials at once."""
         raise NotImplementedError
+
+    def resume(self, concurrency: int, ledger: Ledger, metrics: PriorMetrics, tune_dir: str) -> Resumed:
+        """The searcher for a driver that resumes a run whose earlier drivers left ``ledger`` and
+        ``metrics``; ``tune_dir`` holds the state this searcher saved, if it saves any. By
+        default a fresh searcher, told nothing, with the unfinished trials carried over under
+        their flat parameters."""
+        unfinished = [(t, dict(r.get(C.PARAMS) or {})) for t, r in ledger.items() if not r.get(C.ENDED_AT)]
+        ended = frozenset(t for t, r in ledger.items() if r.get(C.ENDED_AT))
+        return Resumed(self.build(concurrency), unfinished, ended, max(0, self.spec.budget.num_trials - len(ledger)))
 
     def settings(self) -> dict[str, Any]:
         """What run.json records of its settings, beside its name and the seed."""
@@ -52,9 +72,8 @@ class SearcherKind:
     def tune_env(self, concurrency: int) -> dict[str, str]:
         """Environment variables Tune's driver must read while this searcher runs."""
         # Tune keeps one trial pending at a time for a Searcher (not a generator), so slots freed at
-        # once would fill one by one; the searcher's own limit is the job's concurrency. A trial
-        # that waits for the saved state (waits_for_saved_state) needs Tune to save often.
-        return {"TUNE_MAX_PENDING_TRIALS_PG": str(concurrency), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+        # once would fill one by one; the searcher's own limit is the job's concurrency.
+        return {"TUNE_MAX_PENDING_TRIALS_PG": str(concurrency)}
 
     def running(self) -> ContextManager[None]:
         """A context the sweep holds while the searcher runs (a library's log level, say), undone after it."""
@@ -77,6 +96,7 @@ class SchedulerKind:
         self.spec = spec
         self.name = name
 
-    def build(self, prior: Optional[PriorMetrics] = None) -> Any:
-        """The Tune ``TrialScheduler``; ``prior`` replays what earlier drivers of the run saw."""
+    def build(self, prior: Optional[PriorMetrics] = None, ended: Iterable[str] = ()) -> Any:
+        """The Tune ``TrialScheduler``; ``prior`` replays what earlier drivers of the run saw, of
+        trials this driver runs on and of the ``ended`` ones, which it never runs."""
         raise NotImplementedError

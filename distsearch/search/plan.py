@@ -9,11 +9,11 @@ notes). Adding a searcher or scheduler is one module and one entry in ``distsear
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from .. import registry
 from ..spec.model import JobSpec, Search
-from .kinds import PriorMetrics, SchedulerKind, SearcherKind
+from .kinds import Ledger, PriorMetrics, Resumed, SchedulerKind, SearcherKind
 from .objective import Objective
 
 
@@ -35,10 +35,6 @@ class SearchPlan:
         """Who proposed trials and who stopped them: ``tpe+asha``, ``random (fifo)``."""
         return self.scheduler.summary_format.format(searcher=self.searcher.name, scheduler=self.scheduler.name)
 
-    @property
-    def waits_for_saved_state(self) -> bool:
-        return self.searcher.waits_for_saved_state
-
     def param_space(self) -> dict[str, Any]:
         """Tune's ``param_space``: the space's domains, or empty for a searcher that samples the space itself."""
         return {} if self.searcher.samples_itself else {name: p.tune_domain() for name, p in self.spec.space.items()}
@@ -46,8 +42,12 @@ class SearchPlan:
     def make_searcher(self, concurrency: int) -> Any:
         return self.searcher.build(concurrency)
 
-    def make_scheduler(self, prior: Optional[PriorMetrics] = None) -> Any:
-        return self.scheduler.build(prior)
+    def resume_searcher(self, concurrency: int, ledger: Ledger, metrics: PriorMetrics, tune_dir: str) -> Resumed:
+        """The searcher for a driver that resumes a run, from its ledger (``SearcherKind.resume``)."""
+        return self.searcher.resume(concurrency, ledger, metrics, tune_dir)
+
+    def make_scheduler(self, prior: Optional[PriorMetrics] = None, ended: Iterable[str] = ()) -> Any:
+        return self.scheduler.build(prior, ended)
 
     def tune_env(self, concurrency: int) -> dict[str, str]:
         return self.searcher.tune_env(concurrency)

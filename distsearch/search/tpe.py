@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
-import time
 import warnings
 from collections import Counter
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -153,7 +151,7 @@ class TPESearch(Searcher):
         """How many Optuna trials (warm start included) are in each state."""
         return dict(Counter(t.state.name.lower() for t in self.study.get_trials(deepcopy=False)))
 
-    # ---- saved with Tune's experiment state, restored by Tuner.restore -------------------------
+    # ---- saved with Tune's experiment state, read back on resume (distsearch.search.tpe_resume) ----
     def save(self, checkpoint_path: str) -> None:
         running = {t.number for t in self.live.values()}
         ended = [t for t in self.study.get_trials() if t.number not in running and t.state.is_finished()]  # warm start included
@@ -171,23 +169,38 @@ class TPESearch(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            state = read_state(f.read(), checkpoint_path)
+            self.load(read_state(f.read(), checkpoint_path))
+
+    def load(self, state: Mapping[str, Any], keep_live: Optional[Iterable[str]] = None) -> None:
+        """Take a state ``save`` wrote (``read_state``'s). Its running trials run again, with what
+        they had reported: all, or those in ``keep_live`` (the rest are forgotten, never told)."""
         self.settings, self.points, self.warm_start = state["settings"], state["points"], state["warm_start"]
         self.records = {k: {**r, "reports": {int(e): float(v) for e, v in r["reports"].items()}} for k, r in state["records"].items()}
         self.study = self._new_study(draws_before=len(self.records))
         self.live = {}
-        for trial_id in state["live"]:  # running when saved: running again, with what they had reported
-            record = self.records[trial_id]
-            self.study.enqueue_trial(record["params"], skip_if_exists=False)
-            trial = self.study.ask()
-            sample(trial, self.space)
-            for epoch, value in sorted(record["reports"].items()):
-                trial.report(value, epoch)
-            self.live[trial_id] = trial
+        for trial_id in state["live"]:
+            if keep_live is not None and trial_id not in set(keep_live):
+                del self.records[trial_id]
+                continue
+            self.relive(trial_id, self.records[trial_id]["params"])
         for t in state["ended"]:
             self.study.add_trial(_trial_from_json(t))
 
+    def relive(self, trial_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Make ``trial_id`` a running trial of ``params`` (searcher names), with the reports its
+        record holds; returns its config."""
+        record = self.records.setdefault(trial_id, {"params": dict(params), "reports": {}, "state": None})
+        self.study.enqueue_trial(dict(params), skip_if_exists=False)
+        trial = self.study.ask()
+        config = sample(trial, self.space)
+        for epoch, value in sorted(record["reports"].items()):
+            trial.report(value, epoch)
+        self.live[trial_id] = trial
+        return config
 
+
+#: How Tune names the files of a searcher's saved state (``Searcher.CKPT_FILE_TMPL``).
+STATE_PREFIX = "searcher-state-"
 #: The searcher state's format: JSON, read back without running anything from the file.
 STATE_FORMAT = "distsearch-tpe/2"
 #: A state holds a record per trial; a file larger than this is not one distsearch wrote.
@@ -265,7 +278,7 @@ def prior_trials(searcher: TPESearch, warm: Any) -> tuple[list[optuna.trial.Froz
     return out, {"runs": list(warm.runs), "trials": len(out), "skipped": skipped}
 
 
-def _newest(tune_dir: str, prefix: str) -> Optional[bytes]:
+def newest(tune_dir: str, prefix: str) -> Optional[bytes]:
     import pyarrow.fs as pafs
 
     from .. import storage
@@ -278,32 +291,11 @@ def _newest(tune_dir: str, prefix: str) -> Optional[bytes]:
         return f.readall()
 
 
-#: How long a trial waits for Tune's saved state to list it before it trains anyway (seconds).
-SAVE_WAIT_S = 120.0
-
-
-def wait_until_saved(tune_dir: str, trial_id: str, timeout_s: float = SAVE_WAIT_S) -> bool:
-    """Block until the experiment and searcher state on storage both list ``trial_id`` (Tune
-    saves them together, at most ``TUNE_GLOBAL_CHECKPOINT_S`` apart); False after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        experiment, searcher = _newest(tune_dir, "experiment_state-"), _newest(tune_dir, "searcher-state-")
-        if experiment and searcher and trial_id.encode() in experiment:
-            try:
-                if trial_id in read_state(searcher, tune_dir)["records"]:
-                    return True
-            except UnsafeSearcherState:
-                pass  # caught mid-write
-        time.sleep(0.2)
-    logging.getLogger("distsearch").warning("trial %s: Tune's saved state did not list it within %.0f s; training anyway", trial_id, timeout_s)
-    return False
-
-
 def saved_summary(tune_dir: str) -> Optional[dict[str, Any]]:
     """What the searcher state Tune saved last in ``tune_dir`` says: how this run's trials were
     told to the study (``told``: complete, pruned, fail, running) and the warm start. Read from
     storage, so it covers every driver of a resumed run; None before any save."""
-    saved = _newest(tune_dir, "searcher-state-")
+    saved = newest(tune_dir, STATE_PREFIX)
     if saved is None:
         return None
     state = read_state(saved, f"{tune_dir}/searcher-state-*")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .. import constants as C
 from ..space.points import searcher_names
-from .kinds import SearcherKind
+from .kinds import Ledger, PriorMetrics, Resumed, SearcherKind
 
 #: Optuna's own default of random draws before TPE models; the budget may lower it.
 MAX_DEFAULT_STARTUP_TRIALS = 10
@@ -44,6 +45,16 @@ class TPESearcher(SearcherKind):
         if s.warm_start:
             tpe.seed_with(prior_trials(tpe, warmstart.load(self.spec)))
         return tpe
+
+    def resume(self, concurrency: int, ledger: Ledger, metrics: PriorMetrics, tune_dir: str) -> Resumed:
+        """TPE from its saved JSON and the ledger (``tpe_resume``); the trials the ledger holds
+        count against ``budget.num_trials``."""
+        from . import tpe, tpe_resume
+
+        searcher = self.build(concurrency)
+        carried = tpe_resume.resume(searcher, ledger, metrics, tpe.newest(tune_dir, tpe.STATE_PREFIX), f"{tune_dir}/{tpe.STATE_PREFIX}*")
+        ended = frozenset(t for t, r in ledger.items() if r.get(C.ENDED_AT))
+        return Resumed(searcher, carried, ended, max(0, self.spec.budget.num_trials - len(ledger)))
 
     def settings(self) -> dict[str, Any]:
         s = self.spec.search

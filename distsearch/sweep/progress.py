@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ray import tune
@@ -66,6 +67,10 @@ class ProgressView(tune.Callback):
             if prior and getattr(scheduler, "stopped", None) is not None
             else set()
         )
+        # A resumed sweep's Tune never lists the trials that ended under an earlier driver.
+        self.ended_before = {t: "ERROR" if r.get(C.ERROR) else "TERMINATED" for t, r in prior.ledger.items() if r.get(C.ENDED_AT)} if prior else {}
+        for row in prior.epoch_rows if prior else ():
+            self._consider(row.get(self.objective.metric), row.get(TIEBREAK_LOSS), int(row[C.EPOCH]), row[C.TRIAL_ID])
 
     def __getstate__(self):  # Tune pickles callbacks into its experiment state
         return {**self.__dict__, "stream": None, "scheduler": None}
@@ -76,15 +81,19 @@ class ProgressView(tune.Callback):
             return  # a resumed trial repeating its checkpoint's report
         self.epochs += 1
         self.last_epoch[trial.trial_id] = epoch
-        value = result.get(self.objective.metric)
+        self._consider(result.get(self.objective.metric), result.get(TIEBREAK_LOSS), epoch, trial.trial_id)
+
+    def _consider(self, value: Optional[float], loss: Optional[float], epoch: int, trial_id: str) -> None:
         if value is None or not math.isfinite(value):
             return
         # The selection rule's order (Objective.rank_trials), so the live best is the trial the run will pick.
-        key = self.objective.selection_key(float(value), result.get(TIEBREAK_LOSS), epoch, trial.trial_id)
+        key = self.objective.selection_key(float(value), loss, epoch, trial_id)
         if self._best_key is None or key < self._best_key:
-            self._best_key, self.best = key, (float(value), trial.trial_id)
+            self._best_key, self.best = key, (float(value), trial_id)
 
     def line(self, trials) -> str:
+        listed = {t.trial_id for t in trials}
+        trials = [*trials, *(SimpleNamespace(trial_id=t, status=s) for t, s in self.ended_before.items() if t not in listed)]
         states = [t.status for t in trials]
         ended = [t for t in trials if t.status == "TERMINATED"]
         short = [t.trial_id for t in ended if self.last_epoch.get(t.trial_id, 0) < self.max_epochs]

@@ -1,9 +1,13 @@
-"""Resume: what earlier drivers of a run left on storage, and ASHA's rungs refilled from it.
+"""Resume: what earlier drivers of a run left on storage, the one truth a resumed sweep starts from.
 
-A driver that died leaves the ledger (one record per trial: start, end, error, last report) and
-each trial's Ray Train checkpoints, each holding every report up to it. ``load_prior`` reads
-both; the scheduler (``distsearch.search.asha``) replays the reports into its rungs, since Tune
-saves no scheduler state.
+A driver that died leaves the ledger (one record per trial: parameters, start, end, error, last
+report) and each trial's Ray Train checkpoints, each holding every report up to it (weights and
+JSON: ``distsearch.train.checkpoint``). ``load_prior`` reads both. The resumed sweep is a new Tune
+experiment: its searcher is built afresh and told the ledger (``SearcherKind.resume``), the
+unfinished trials run again under their ids from their checkpoints, and the scheduler
+(``distsearch.search.asha``) replays the reports into its rungs. Tune's own saved state
+(``tuner.pkl``, the experiment state's trials, searcher generators) is never read: Tune
+unpickles it, and a run folder may come from anyone; and it may be cut short or behind the ledger.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from .. import constants as C
 from .. import storage
@@ -41,11 +45,7 @@ def load_prior(run_dir: str) -> PriorRun:
     from ray.train import Result
 
     fs, base = storage.filesystem(run_dir)
-    ledger = {}
-    for info in fs.get_file_info(pafs.FileSelector(f"{base}/{C.LEDGER_DIR}", allow_not_found=True)):
-        if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
-            record = storage.read_json(storage.uri(fs, info.path))
-            ledger[record[C.TRIAL_ID]] = record
+    ledger = read_ledger(run_dir)
     rows: list[dict[str, Any]] = []
     for trial in fs.get_file_info(pafs.FileSelector(f"{base}/{C.TRAIN_DIR}", allow_not_found=True)):
         if trial.type != pafs.FileType.Directory:
@@ -78,45 +78,34 @@ def load_prior(run_dir: str) -> PriorRun:
     return PriorRun(epoch_rows=rows, ledger=ledger)
 
 
-#: Tune's experiment state lists every trial: more than this is not a file Tune wrote.
-MAX_SWEEP_STATE_BYTES = 512 * 2**20
-
-
-def damaged_sweep_state(run_dir: str) -> Optional[str]:
-    """Why Tune's newest experiment state in ``run_dir`` cannot be restored, or None. Tune writes
-    it in place, so a full disk or a crash can cut it short; Tune then restored no trial, logged
-    one line and went on, and trials that had trained vanished from trials.parquet while their
-    epochs stayed. A state that lists fewer trials than the ledger is no damage: it is saved every
-    few seconds, random search draws the same ids again, and a TPE trial trains only once the
-    saved state lists it (``search.tpe.wait_until_saved``)."""
-    import json
-
+def _ledger_files(run_dir: str) -> list[str]:
     import pyarrow.fs as pafs
 
     fs, base = storage.filesystem(run_dir)
-    found = fs.get_file_info(pafs.FileSelector(f"{base}/{C.TUNE_DIR}", allow_not_found=True))
-    states = sorted(i.path for i in found if i.base_name.startswith("experiment_state") and i.base_name.endswith(".json"))
-    ledger = sorted(
-        i.base_name.removesuffix(".json")
-        for i in fs.get_file_info(pafs.FileSelector(f"{base}/{C.LEDGER_DIR}", allow_not_found=True))
-        if i.base_name.endswith(".json")
-    )
-    if not states:
-        return None
-    path = storage.uri(fs, states[-1])
-    try:
-        state = json.loads(storage.read_bytes(path, MAX_SWEEP_STATE_BYTES))
-        for t in state["trial_data"]:
-            json.loads(t[0])["trial_id"]  # noqa: B018 - each entry must parse, as Tune will parse it
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        return f"{path} is damaged ({type(e).__name__}: {str(e)[:200]}), and Tune would resume without the {len(ledger)} trial(s) in its ledger"
-    return None
+    found = fs.get_file_info(pafs.FileSelector(f"{base}/{C.LEDGER_DIR}", allow_not_found=True))
+    return sorted(storage.uri(fs, i.path) for i in found if i.type == pafs.FileType.File and i.base_name.endswith(".json"))
 
 
-def has_sweep_state(run_dir: str) -> bool:
-    """Whether Tune saved the experiment state of ``run_dir``'s sweep (needed to resume it)."""
-    import pyarrow.fs as pafs
+def read_ledger(run_dir: str) -> dict[str, dict[str, Any]]:
+    """The run's ledger, ``{trial id: record}``, in the order its trials started. Raises
+    ``DamagedLedger`` naming a record that is not one the recorder writes."""
+    ledger = {}
+    for path in _ledger_files(run_dir):
+        trial_id = path.rsplit("/", 1)[-1].removesuffix(".json")
+        try:
+            record = storage.read_json(path)
+            if not isinstance(record, dict) or record.get(C.TRIAL_ID) != trial_id or not isinstance(record.get(C.PARAMS, {}), dict):
+                raise ValueError(f"not a ledger record of trial {trial_id}")
+        except (OSError, ValueError) as e:
+            raise DamagedLedger(f"{path} is damaged ({type(e).__name__}: {str(e)[:200]})") from e
+        ledger[trial_id] = record
+    return dict(sorted(ledger.items(), key=lambda kv: kv[1].get(C.STARTED_AT) or 0))
 
-    fs, base = storage.filesystem(run_dir)
-    found = fs.get_file_info(pafs.FileSelector(f"{base}/{C.TUNE_DIR}", allow_not_found=True))
-    return any(i.base_name.startswith("experiment_state") and i.base_name.endswith(".json") for i in found)
+
+class DamagedLedger(ValueError):
+    """A ledger record that cannot be read: the run it belongs to cannot be resumed as it is."""
+
+
+def has_ledger(run_dir: str) -> bool:
+    """Whether any trial of ``run_dir``'s sweep started (a resume needs the ledger, nothing of Tune's)."""
+    return bool(_ledger_files(run_dir))

@@ -91,11 +91,11 @@ def run_sweep(
     ``validate.check_job(spec)`` built. ``progress`` prints ``ProgressView``'s line to stdout
     instead of Tune's status tables. Trials that fail are recorded, not raised.
 
-    ``resume`` continues the sweep an earlier driver of ``run_dir`` left unfinished: trials that
-    ended stay ended (the ledger outranks Tune's last experiment save, which may be seconds
-    old), unfinished trials go on from their latest Ray Train checkpoint, new trials are drawn
-    where the search stopped, and ASHA's rungs are refilled from the reports stored with the
-    checkpoints (``resume.load_prior``). ``heartbeat`` is called every ``heartbeat_interval_s``
+    ``resume`` continues the sweep an earlier driver of ``run_dir`` left unfinished, from its
+    ledger and checkpoints alone (``distsearch.sweep.resume``): trials that ended stay ended,
+    unfinished trials go on under their ids from their latest Ray Train checkpoint, new trials
+    are drawn where the search stopped, and ASHA's rungs are refilled from the reports stored
+    with the checkpoints. ``heartbeat`` is called every ``heartbeat_interval_s``
     while Tune runs.
     """
     plan = build_plan(spec)
@@ -113,7 +113,8 @@ def run_sweep(
     reaper = cleanup.WorkerGroupReaper(h.release_timeout_s, actors_outlive_trials=h.reuses_trial_actors, groups_outlive_trials=h.reuses_worker_groups)
     budget = SweepBudget(spec.budget.max_failed_trials, failed=recorder.errors, time_s=spec.budget.time_s)
     callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
-    scheduler = plan.make_scheduler(prior.metric_by_trial(spec.metric) if prior else None)
+    ended = [t for t, r in prior.ledger.items() if r.get(C.ENDED_AT)] if prior else []
+    scheduler = plan.make_scheduler(prior.metric_by_trial(spec.metric) if prior else None, ended)
     callbacks += [ProgressView(spec, prior=prior, scheduler=scheduler)] if progress else []
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
@@ -125,42 +126,45 @@ def run_sweep(
             ledger_dir=ledger_dir,
             concurrency=concurrency,
             spare_plan=spare_plan,
-            wait_for_saved_state=plan.waits_for_saved_state,
         ),
         TRIAL_ACTOR_RESOURCES,
     )
-    if prior:
-        tuner = tune.Tuner.restore(storage.join(run_dir, C.TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False)
-        ray_tune.replace_restored_config(tuner, callbacks=callbacks, stop=budget, scheduler=scheduler)
-    else:  # on resume, Tune restores the searcher the first driver made, with what it had learned
-        tuner = tune.Tuner(
-            trainable,
-            param_space=plan.param_space(),
-            tune_config=tune.TuneConfig(
-                num_samples=spec.budget.num_trials,
-                search_alg=plan.make_searcher(concurrency),
-                scheduler=scheduler,
-                reuse_actors=h.reuses_trial_actors,
-                # Tune's default folder name embeds the config's repr, which for a conditional
-                # parameter includes unresolved domain objects; the trial id is enough.
-                trial_dirname_creator=lambda trial: trial.trial_id,
-            ),
-            run_config=tune.RunConfig(
-                name=C.TUNE_DIR,
-                storage_path=run_dir,
-                callbacks=callbacks,
-                stop=budget,
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-                verbose=0,  # ProgressView instead of Tune's tables
-            ),
-        )
+    env = plan.tune_env(concurrency)
+    if prior:  # a new Tune experiment that goes on from the ledger: see distsearch.sweep.resume
+        resumed = plan.resume_searcher(concurrency, prior.ledger, prior.metric_by_trial(spec.metric), storage.join(run_dir, C.TUNE_DIR))
+        search_alg = ray_tune.LedgerResume(resumed.searcher, resumed.carried, resumed.ended, resumed.new_trials)
+        # Tune keeps up to 200 trials pending for its own generator alone; a wrapped one gets 1.
+        env = {**env, "TUNE_MAX_PENDING_TRIALS_PG": str(concurrency)}
+    else:
+        search_alg = plan.make_searcher(concurrency)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=plan.param_space(),
+        tune_config=tune.TuneConfig(
+            num_samples=spec.budget.num_trials,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            reuse_actors=h.reuses_trial_actors,
+            # Tune's default folder name embeds the config's repr, which for a conditional
+            # parameter includes unresolved domain objects; the trial id is enough.
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=C.TUNE_DIR,
+            storage_path=run_dir,
+            callbacks=callbacks,
+            stop=budget,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            verbose=0,  # ProgressView instead of Tune's tables
+        ),
+    )
     ray_tune.keep_credentials_out_of_runtime_envs()  # before the first trial actor's runtime env is made
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
     ray_train.start_train_coordinator()
     t0 = time.monotonic()
     try:
-        with cleanup.released_on_stop(reaper), environment({**TUNE_DRIVER_ENV, **plan.tune_env(concurrency)}), plan.running():
-            tuner.fit()
+        with cleanup.released_on_stop(reaper), environment({**TUNE_DRIVER_ENV, **env}), plan.running():
+            ray_tune.fit(tuner)
     finally:
         reaper.finish()
     wall = time.monotonic() - t0

@@ -135,14 +135,20 @@ def _trial_number(trial_id: str, ledger_dir: str) -> int:
     return max(0, sum(1 for i in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if i.base_name.endswith(".json")) - 1)
 
 
-def _ended_under_earlier_driver(trial_id: str, ledger_dir: str) -> bool:
+def _ended_under_earlier_driver(trial_id: str, config: dict[str, Any], ledger_dir: str) -> bool:
     """Replay the end that the ledger records for ``trial_id``, if any: report its last result
     again (Tune wants the metric in a trial's final result) or fail with its error. Returns
-    whether the trial had ended."""
+    whether the trial had ended. A trial the ledger records with other parameters than
+    ``config`` fails: its checkpoints belong to that other configuration."""
     record = storage.join(ledger_dir, f"{trial_id}.json")
     if not storage.exists(record):
         return False
     ledger = storage.read_json(record)
+    params, before = json.loads(json.dumps(space.flatten(config))), ledger.get(C.PARAMS)
+    if before is not None and params != before:
+        raise RuntimeError(
+            f"trial {trial_id}: its ledger record has the parameters {before}, but the search drew {params} under its id; fix: resume with the Ray and distsearch versions that started the run"
+        )
     if not ledger.get(C.ENDED_AT):
         return False
     if ledger.get(C.ERROR):
@@ -161,7 +167,6 @@ def run_trial(
     ledger_dir: str,
     concurrency: int = 1,
     spare_plan: planning.SparePlan = planning.NO_SPARES,
-    wait_for_saved_state: bool = False,
 ) -> None:
     """The Tune function trainable: one Train V2 run for this trial's config.
 
@@ -171,8 +176,7 @@ def run_trial(
     same error, instead of training further. Otherwise Ray Train resumes the run it finds
     under ``train_storage``/<trial id> from that run's latest checkpoint, if there is one.
     ``concurrency``: the sweep's trials at once, which tells whether a trial will start after this
-    one ends; ``spare_plan``: ``planning.resolve_spares``'s answer for the sweep; ``wait_for_saved_state``:
-    the search plan's ``waits_for_saved_state``.
+    one ends; ``spare_plan``: ``planning.resolve_spares``'s answer for the sweep.
     """
     import ray.train
     from ray.train.torch import TorchConfig
@@ -180,14 +184,8 @@ def run_trial(
 
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
-    if _ended_under_earlier_driver(trial_id, ledger_dir):
+    if _ended_under_earlier_driver(trial_id, config, ledger_dir):
         return
-    if wait_for_saved_state:
-        # A searcher's trial ids are random, so a trial that Tune's saved state does not list
-        # would be lost to a resumed driver along with its checkpoints: train only once it is.
-        from ..search.tpe import wait_until_saved
-
-        wait_until_saved(storage.join(train_storage.rsplit("/", 1)[0], C.TUNE_DIR), trial_id)
     h = spec.harness
     os.environ.update(trial_env(h))
     in_trial = h.controller_in_trial

@@ -158,7 +158,7 @@ def test_of_drivers_that_take_over_a_run_on_s3_at_once_exactly_one_does(s3_env, 
     now = "2026-01-01T00:00:00+00:00"
     meta = {"run_id": "r1", "job": spec.to_dict(), "started_at": now, "heartbeat_at": now, "driver": {"host": socket.gethostname(), "pid": int(dead)}}
     storage.write_json(storage.join(out, C.RUN_FILE), meta)
-    storage.write_json(storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json"), {"trial_data": []})
+    storage.write_json(storage.join(out, C.LEDGER_DIR, "t0.json"), {C.TRIAL_ID: "t0", C.STARTED_AT: 1.0, C.PARAMS: {}})  # a trial had started
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw))
     answers = race_to_take(tmp_path / "job.yaml", env={**os.environ, **s3_env})
     assert sorted(a.split()[0] for a in answers) == ["LOST", "LOST", "WON"], answers

@@ -51,7 +51,7 @@ def _spec(tmp_path, algorithm, **extra):
 
 def test_a_registered_toy_searcher_runs_a_sweep_plan_on_fake_results(toy, tmp_path):
     plan = build_plan(_spec(tmp_path, "toy", asha={"grace_period_epochs": 1, "reduction_factor": 3}))
-    assert plan.summary == "toy+asha" and plan.param_space() == {} and plan.waits_for_saved_state
+    assert plan.summary == "toy+asha" and plan.param_space() == {}
     assert plan.describe()["settings_line"] == "grid over lr" and plan.notes() == []
     searcher, scheduler = plan.make_searcher(concurrency=2), plan.make_scheduler()
     # The sweep, in simulated time: each trial's accuracy is fixed by its lr; ASHA decides at its rungs.
@@ -89,7 +89,6 @@ def test_random_search_draws_from_tune_domains_and_tpe_samples_the_space_itself(
     random_plan, tpe_plan = build_plan(_spec(tmp_path, "random")), build_plan(_spec(tmp_path, "tpe"))
     assert set(random_plan.param_space()) == set(random_plan.spec.space) and {"lr", "model"} <= set(random_plan.param_space())
     assert tpe_plan.param_space() == {}
-    assert not random_plan.waits_for_saved_state and tpe_plan.waits_for_saved_state
     assert random_plan.tune_env(4)["TUNE_MAX_PENDING_TRIALS_PG"] == "auto" and tpe_plan.tune_env(4)["TUNE_MAX_PENDING_TRIALS_PG"] == "4"
 
 

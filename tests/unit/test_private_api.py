@@ -139,7 +139,7 @@ from distsearch.spec.model import parse_job
 from distsearch.validate import ray_release_problems
 out = {{"vouched": door.VOUCHED, "coordinator": train.start_train_coordinator(), "prestart": raylet.prestart({{}}, "", "", 1, 1.0)}}
 for name, call in [("in_trial", lambda: train.lean_trainer_cls(True)), ("census", lambda: core.job_actors_alive("01")),
-                   ("restore", lambda: tune.replace_restored_config(None, callbacks=[], stop=None, scheduler=None))]:
+                   ("restore", lambda: tune.LedgerResume(None, [], frozenset()))]:
     try:
         call()
         out[name] = "ran"
@@ -167,3 +167,17 @@ def test_on_another_ray_distsearch_imports_and_the_door_switches_off_what_it_can
     (problem,) = out["kept"]
     assert problem.startswith("harness.trial_processes: got 'kept_worker_group'") and "fix: set harness.trial_processes: ray" in problem
     assert out["ray_path"] == []
+
+
+def test_the_sweep_runs_tune_without_building_the_result_grid_that_unpickles_error_files():
+    """A trial's error.pkl, cut short by a full disk, crashed the driver after the sweep
+    (UnpicklingError in ``ResultGrid``); distsearch reads nothing from the grid."""
+    from types import SimpleNamespace
+
+    from distsearch._ray import tune
+
+    calls = []
+    internal = SimpleNamespace(converted_trainable="trainable", param_space={"lr": 1}, _fit_internal=lambda t, p: calls.append((t, p)))
+    tuner = SimpleNamespace(_local_tuner=internal, fit=lambda: pytest.fail("Tuner.fit builds the ResultGrid"))
+    tune.fit(tuner)
+    assert calls == [("trainable", {"lr": 1})] and calls[0][1] is not internal.param_space

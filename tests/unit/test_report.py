@@ -199,6 +199,17 @@ def test_progress_line_counts_states_epochs_and_best(tmp_path):
     fifo = ProgressView(spec, interval_s=0.0, stream=io.StringIO(), scheduler=SimpleNamespace())
     fifo.on_trial_result(0, trials, trials[2], {C.EPOCH: 1, "val_accuracy": 0.5})
     assert "0 done, 0 stopped early, 3 cancelled" in fifo.line(trials)
+    # A resumed sweep: the trials that ended under the first driver are counted, never listed by Tune.
+    from distsearch.sweep.recording import PriorRun
+
+    prior = PriorRun(
+        epoch_rows=[{C.TRIAL_ID: "a", C.EPOCH: 1, "val_accuracy": 0.95}, {C.TRIAL_ID: "b", C.EPOCH: 3, "val_accuracy": 0.7}],
+        ledger={"a": {C.ENDED_AT: 1.0}, "b": {C.ENDED_AT: 2.0}, "c": {C.ENDED_AT: 3.0, C.ERROR: "boom"}, "t0": {C.ENDED_AT: None}},
+    )
+    resumed = ProgressView(spec, interval_s=0.0, stream=io.StringIO(), scheduler=SimpleNamespace(stopped=set()), prior=prior)
+    line = resumed.line([SimpleNamespace(trial_id="t0", status="RUNNING")])
+    assert "1 running, 0 pending, 1 done, 1 stopped early, 0 cancelled, 1 failed" in line and "epochs 2/15" in line, line
+    assert "best val_accuracy 0.9500 (a)" in line
 
 
 def test_the_live_best_is_the_trial_the_selection_rule_picks(tmp_path):

@@ -12,13 +12,14 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from distsearch import constants as C
-from distsearch import job, lease, storage
+from distsearch import job, lease, registry, storage
 from distsearch.results import files as results
 from distsearch.search.plan import build_plan
 from distsearch.spec.model import parse_job
 from distsearch.sweep import recording
 
 from ..conftest import race_to_take, tiny_job
+from .test_plan import ToySearcher
 
 
 def _dead_pid() -> int:
@@ -27,7 +28,7 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def _make_run(spec, run_id, *, finished=False, pid=None, host=None, heartbeat_age_s=0.0, job=None, sweep_state=True, started_days_ago=0, **driver):
+def _make_run(spec, run_id, *, finished=False, pid=None, host=None, heartbeat_age_s=0.0, job=None, ledger=True, started_days_ago=0, **driver):
     out = results.run_dir(spec.storage, spec.name, run_id)
     beat = datetime.now(timezone.utc) - timedelta(seconds=heartbeat_age_s)
     meta = {
@@ -40,8 +41,8 @@ def _make_run(spec, run_id, *, finished=False, pid=None, host=None, heartbeat_ag
     if finished:
         meta["finished_at"] = beat.isoformat()
     storage.write_json(storage.join(out, C.RUN_FILE), meta)
-    if sweep_state:
-        storage.write_json(storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json"), {"trial_data": []})
+    if ledger:
+        storage.write_json(storage.join(out, C.LEDGER_DIR, "t0.json"), {C.TRIAL_ID: "t0", C.STARTED_AT: 1.0, C.PARAMS: {"lr": 0.01}})
     return out
 
 
@@ -66,7 +67,7 @@ def test_newest_unfinished_run_with_a_dead_driver_is_resumed(spec):
         ({"pid": os.getpid()}, "is still running"),
         ({"host": "elsewhere", "heartbeat_age_s": 5}, "is still running"),
         ({"job": {"name": "tiny", "seed": 2}}, "different job spec \\(fields"),
-        ({"sweep_state": False}, "before Tune saved any sweep state"),
+        ({"ledger": False}, "its driver stopped before any trial started"),
     ],
 )
 def test_a_run_that_cannot_be_resumed_says_why(spec, case, expect):
@@ -277,24 +278,89 @@ def test_a_run_id_that_is_not_one_folder_name_is_refused(spec, run_id):
         job.choose_run(spec, run_id=run_id, resume="auto")
 
 
-def test_a_sweep_state_cut_short_is_refused_naming_the_file(spec):
-    """Issue 29, case 2: Tune restored nothing from a half-size experiment state, logged a line and
-    went on; three trials that had trained vanished from trials.parquet. Such a state is never
-    resumed, in auto mode either. One that lists fewer trials than the ledger is no damage: Tune
-    saves it every few seconds, and the ledger outranks it (``trial._ended_under_earlier_driver``)."""
+def test_a_resume_reads_nothing_of_tunes_state_and_a_damaged_ledger_record_is_refused_naming_the_file(spec):
+    """Issue 29, cases 1 and 2: Tune's saved state is a pickle in all but name (tuner.pkl, each
+    trial's CLOUDPICKLE fields), and a half-size experiment state made Tune resume no trial at
+    all. A resume reads only the ledger and the checkpoints: whatever Tune's files hold, the run
+    resumes; a ledger record that cannot be read is refused, in auto mode too, naming the file."""
     out = _make_run(spec, "20260101-000000-aaaaaa")
-    for t in ("t1", "t2"):
-        storage.write_json(storage.join(out, C.LEDGER_DIR, f"{t}.json"), {C.TRIAL_ID: t})
-    state = storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json")
-    storage.write_json(state, {"trial_data": [[json.dumps({"trial_id": "t1"}), "{}"]]})
+    storage.write_bytes(storage.join(out, C.TUNE_DIR, "experiment_state-2026-01-01_00-00-00.json"), b'{"trial_data": [["{\\"trial_id')
+    storage.write_bytes(storage.join(out, C.TUNE_DIR, "tuner.pkl"), b"not a pickle Tune wrote")
     assert job.choose_run(spec, resume="auto") == ("20260101-000000-aaaaaa", True)
-    data = storage.read_bytes(state)
-    storage.write_bytes(state, data[: len(data) // 2])
+    record = storage.join(out, C.LEDGER_DIR, "t1.json")
+    storage.write_bytes(record, b'{"trial_id": "t1", "sta')
     for kwargs in ({"resume": "auto"}, {"resume": "require"}, {"run_id": "20260101-000000-aaaaaa", "resume": "auto"}):
-        with pytest.raises(
-            job.RunChoiceError, match=f"{state} is damaged \\(JSONDecodeError.* 2 trial\\(s\\) in its ledger; fix: put back that file"
-        ):
+        with pytest.raises(job.RunChoiceError, match=f"its ledger is damaged: {record} is damaged \\(JSONDecodeError.*fix: put back that file"):
             job.choose_run(spec, **kwargs)
+    storage.write_json(record, {C.TRIAL_ID: "t2"})  # a record under another trial's name
+    with pytest.raises(job.RunChoiceError, match="not a ledger record of trial t1"):
+        job.choose_run(spec, resume="auto")
+
+
+def test_ended_trials_that_a_resumed_driver_never_runs_refill_the_rungs_at_once(tmp_path):
+    """The resumed sweep is a new Tune experiment: trials that ended under the first driver are
+    never added to it, so their reports go into the rungs when the scheduler is built."""
+    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 9, "max_epochs": 9}, asha={"grace_period_epochs": 1, "reduction_factor": 3}))
+    prior = {"t0": [(1, 0.9)], "t1": [(1, 0.8)], "t2": [(1, 0.95), (2, 0.96)]}
+    sched = build_plan(spec).make_scheduler(prior, ended=["t0", "t1"])
+    late = _trial(9)
+    sched.on_trial_add(None, late)
+    # the rung holds t0 and t1 (0.9, 0.8): 0.5 is below its 2/3 quantile
+    assert sched.on_trial_result(None, late, {"epoch": 1, "val_accuracy": 0.5}) == TrialScheduler.STOP
+    assert "t0" not in sched._trial_info and "t2" not in sched._trial_info  # noqa: SLF001 - no ended trial is left live
+    sched.on_trial_add(None, _trial(2))  # the unfinished one is replayed as Tune adds it
+    assert sched.on_trial_result(None, _trial(2), {"epoch": 3, "val_accuracy": 0.8}) == TrialScheduler.CONTINUE
+
+
+def _experiment(tmp_path, config, num_samples):
+    from ray.tune.experiment import Experiment
+
+    return Experiment("e", lambda config: None, config=config, num_samples=num_samples, storage_path=str(tmp_path / "tune"))
+
+
+def _draw_all(search) -> list:
+    out = []
+    while (trial := search.next_trial()) is not None:
+        out.append((trial.trial_id, trial.config))
+        search.on_trial_complete(trial.trial_id)
+    return out
+
+
+def test_a_resumed_random_search_draws_the_first_drivers_trials_again_under_their_ids_and_drops_the_ended(tmp_path):
+    from ray import tune
+
+    from distsearch._ray.tune import LedgerResume
+
+    spec = parse_job(tiny_job(tmp_path, search={"algorithm": "random"}, budget={"num_trials": 5, "max_epochs": 3}))
+    plan = build_plan(spec)
+    space = {"lr": tune.loguniform(1e-3, 1e-1)}
+    first = plan.make_searcher(2)
+    first.add_configurations([_experiment(tmp_path, space, 5)])
+    drawn = _draw_all(first)
+    ledger = {t: {C.TRIAL_ID: t, C.ENDED_AT: 1.0 if i in (0, 2) else None} for i, (t, _) in enumerate(drawn[:3])}
+    resumed = plan.resume_searcher(2, ledger, {}, str(tmp_path / "tune"))
+    search = LedgerResume(resumed.searcher, resumed.carried, resumed.ended, resumed.new_trials)
+    search.add_configurations([_experiment(tmp_path, space, 5)])
+    assert _draw_all(search) == [drawn[1], drawn[3], drawn[4]] and search.dropped == [drawn[0][0], drawn[2][0]]
+    assert search.is_finished()
+
+
+def test_a_resumed_search_runs_the_unfinished_trials_first_under_their_ids_then_draws_what_the_budget_has_left(tmp_path, monkeypatch):
+    from distsearch._ray.tune import LedgerResume
+
+    monkeypatch.setitem(registry.SEARCHERS, "toy", ToySearcher)
+    space = {"lr": {"choice": [0.1, 0.01, 0.001, 0.0001]}}
+    spec = parse_job(tiny_job(tmp_path, space=space, search={"algorithm": "toy"}, budget={"num_trials": 4, "max_epochs": 3}))
+    ledger = {
+        "a": {C.TRIAL_ID: "a", C.ENDED_AT: 2.0, C.PARAMS: {"lr": 0.1}},
+        "b": {C.TRIAL_ID: "b", C.ENDED_AT: None, C.PARAMS: {"lr": 0.01}},
+    }
+    resumed = build_plan(spec).resume_searcher(2, ledger, {}, str(tmp_path / "tune"))
+    assert resumed.carried == [("b", {"lr": 0.01})] and resumed.ended == {"a"} and resumed.new_trials == 2
+    search = LedgerResume(resumed.searcher, resumed.carried, resumed.ended, resumed.new_trials)
+    search.add_configurations([_experiment(tmp_path, {}, 4)])
+    drawn = _draw_all(search)
+    assert drawn[0] == ("b", {"lr": 0.01}) and len(drawn) == 3 and "a" not in {t for t, _ in drawn}
 
 
 def test_a_trial_with_epoch_rows_always_has_a_trial_row(spec, tmp_path):
@@ -310,3 +376,24 @@ def test_a_trial_with_epoch_rows_always_has_a_trial_row(spec, tmp_path):
     rec.trials = [listed]  # what Tune listed at the end
     rows = {r[C.TRIAL_ID]: r for r in recording.trial_rows(spec, rec, {})}
     assert set(rows) == {"a", "b"} and rows["b"]["params"] == {"lr": 0.02} and rows["b"][C.EPOCHS_COMPLETED] == 2
+
+
+def test_a_trial_drawn_again_with_other_parameters_than_its_ledger_record_fails_before_it_trains(tmp_path):
+    """A resumed trial trains on from its own checkpoint: if the search drew other parameters
+    under its id (another Ray's sampling, say), those weights belong to another configuration."""
+    from distsearch.sweep.trial import _ended_under_earlier_driver
+
+    ledger = str(tmp_path / "ledger")
+    storage.write_json(
+        storage.join(ledger, "t0.json"), {C.TRIAL_ID: "t0", C.ENDED_AT: None, C.PARAMS: {"lr": 0.01, "model": "mlp", "model.depth": 2}}
+    )
+    from distsearch.space.names import OPTION_KEY
+
+    nested = {"lr": 0.01, "model": {OPTION_KEY: "mlp", "depth": 2}}  # a first driver's config; a carried one is flat
+    assert _ended_under_earlier_driver("t0", nested, ledger) is False
+    assert _ended_under_earlier_driver("t0", {"lr": 0.01, "model": "mlp", "model.depth": 2}, ledger) is False
+    with pytest.raises(
+        RuntimeError,
+        match=r"trial t0: its ledger record has the parameters .*'lr': 0.01.* but the search drew .*'lr': 0.02.*fix: resume with the Ray",
+    ):
+        _ended_under_earlier_driver("t0", {"lr": 0.02, "model": "mlp", "model.depth": 2}, ledger)

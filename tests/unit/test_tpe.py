@@ -123,6 +123,48 @@ def test_save_and_restore_keep_what_the_study_knew_and_the_running_trials(tmp_pa
     assert len(c) == 1 and c[0].params == tpe.records["c"]["params"]
 
 
+def test_a_resumed_tpe_takes_its_saved_state_and_the_ledger_outranks_it(tmp_path):
+    """The state was saved while a, b and c ran; then b ended (the ledger says so), d was proposed
+    but never started, and the driver died. The resumed TPE tells b as it ended, forgets d, and
+    carries c (still running) under its id with its flat parameters."""
+    from distsearch.search import tpe_resume
+
+    tpe = _tpe(tmp_path)
+    configs = {t: tpe.suggest(t) for t in ("a", "b", "c")}
+    _run(tpe, "a", [0.5] * 9)
+    _run(tpe, "b", [0.4], end=False)
+    tpe.save(str(tmp_path / "state"))
+    tpe.suggest("d")
+    ledger = {t: {C.TRIAL_ID: t, C.PARAMS: flatten(configs[t]), C.ENDED_AT: 1.0 if t in "ab" else None} for t in "abc"}
+    again = _tpe(tmp_path)
+    carried = tpe_resume.resume(again, ledger, {"b": [(1, 0.4), (2, 0.45)]}, (tmp_path / "state").read_bytes(), "state")
+    assert carried == [("c", flatten(configs["c"]))]
+    assert set(again.live) == {"c"} and "d" not in again.records
+    assert again.states() == {"complete": 1, "pruned": 1, "running": 1}
+    assert again.records["b"]["reports"] == {1: 0.4, 2: 0.45} and again.records["b"]["state"] == "PRUNED"
+
+
+@pytest.mark.parametrize("saved", [None, b"\x80\x04\x95 a pickle", b'{"format": "distsearch-tpe/2", "recor'], ids=["missing", "pickle", "cut"])
+def test_a_resumed_tpe_without_a_readable_state_learns_the_runs_trials_from_the_ledger(tmp_path, saved, caplog):
+    """Issue 29, case 1: the searcher state is never unpickled; missing, a pickle or cut short, TPE
+    rebuilds what it knew from the ledger's parameters and the reports the checkpoints hold."""
+    from distsearch.search import tpe_resume
+
+    first = _tpe(tmp_path, points_to_evaluate=[{"lr": 0.001}, {"lr": 0.002}, {"lr": 0.003}])
+    configs = {t: first.suggest(t) for t in ("a", "b")}
+    ledger = {
+        "a": {C.TRIAL_ID: "a", C.PARAMS: flatten(configs["a"]), C.ENDED_AT: 1.0, C.LAST_REPORT: {C.EPOCH: 9, "val_accuracy": 0.7}},
+        "b": {C.TRIAL_ID: "b", C.PARAMS: flatten(configs["b"]), C.ENDED_AT: None},
+    }
+    again = _tpe(tmp_path, points_to_evaluate=[{"lr": 0.001}, {"lr": 0.002}, {"lr": 0.003}])
+    carried = tpe_resume.resume(again, ledger, {"a": [(e, 0.5) for e in range(1, 9)], "b": [(1, 0.3)]}, saved, "tune/searcher-state-x.pkl")
+    assert carried == [("b", flatten(configs["b"]))]
+    assert again.states() == {"complete": 1, "running": 1} and again.records["a"]["value"] == 0.7
+    assert again.points == [{"lr": 0.003}]  # the first two trials took the first two points
+    assert ("TPE learns the run's earlier trials from its ledger instead" in caplog.text) == (saved is not None)
+    assert again.suggest("c") is not None and len(again.live) == 2
+
+
 def test_warm_start_seeds_the_study_with_the_trials_that_fit(tmp_path):
     spec = _spec(tmp_path)
     run = str(tmp_path / "earlier")
