@@ -16,6 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import constants as C
+from . import registry
 from .errors import StorageFailed, UserError
 from .spec.model import load_job, parse_job
 
@@ -84,7 +85,35 @@ def build_parser() -> argparse.ArgumentParser:
         "resave-models", help="rewrite an older run's models (pickles, never read) as JSON and safetensors, from its checkpoints and its job's data"
     )
     rs.add_argument("run", metavar="RUN", help="run directory: a local path or a storage URI")
+    sim = sub.add_parser("simulate", help="replay a recorded run or table through the job's scheduler and searcher, in simulated time")
+    sim.add_argument("source", metavar="TABLE_OR_RUN", help="a table (benchmarks/tables/*.parquet) or a finished run's directory")
+    sim.add_argument("--workers", help="trials at once: N, or a list N,N,... for the sizing answer (default: the recorded run's)")
+    sim.add_argument("--search", choices=sorted(registry.SEARCHERS), help="another searcher than the recorded job's")
+    sim.add_argument("--scheduler", choices=["asha", "fifo"], help="ASHA early stopping, or none (fifo)")
+    sim.add_argument("--seeds", type=int, default=1, help="sweeps per worker count, seeded job.seed, job.seed + 1, ...")
+    sim.add_argument("--out", help="where the first sweep's run files and simulation.json go (default: none written)")
     return p
+
+
+def _simulate(args) -> int:
+    from .results import simulation
+    from .simulate.table import read
+
+    table = read(args.source)
+    try:
+        workers = [int(w) for w in args.workers.split(",")] if args.workers else [table.concurrency]
+        if min(workers) < 1 or args.seeds < 1:
+            raise ValueError
+    except ValueError:
+        raise UserError(
+            f"--workers {args.workers!r} --seeds {args.seeds}: fix: give whole numbers of 1 or more, e.g. --workers 8,32,128 --seeds 20"
+        ) from None
+    sims, info = simulation.run_simulations(table, workers, args.seeds, search=args.search, scheduler=args.scheduler)
+    print(simulation.format_sizes(info))
+    if args.out:
+        simulation.write_simulation(args.out, table, sims[0], info)
+        print(f"results: {args.out} (simulation.json; the first sweep as trials.parquet and epochs.parquet)")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -99,6 +128,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args.jobs, dry_run=not args.no_dry_run)
+        if args.command == "simulate":
+            return _simulate(args)
         if args.command == "resave-models":
             from .select.evaluate import resave_models
 

@@ -251,6 +251,9 @@ def _run_job(
             meta = {
                 "run_id": run_id,
                 "job": spec.to_dict(),
+                # run.json's keys are sorted; Tune draws a space's parameters and options in the job's
+                # own order, so a replay of this run (distsearch.simulate) needs the space as written.
+                "space_json": json.dumps(spec.to_dict()["space"]),
                 "versions": _versions(),
                 "cluster_resources": dict(ray.cluster_resources()),
                 "started_at": now,

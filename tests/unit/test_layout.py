@@ -74,7 +74,7 @@ def test_every_module_is_small_and_names_its_concern_first():
 
 def test_the_top_level_stays_small_and_every_room_is_placed():
     top = [p.name for p in PACKAGE.iterdir() if (p.suffix == ".py" and p.name != "__main__.py") or (p.is_dir() and (p / "__init__.py").exists())]
-    assert len(top) <= MAX_TOP_LEVEL_MODULES + 8, sorted(top)  # modules and packages
+    assert len(top) <= MAX_TOP_LEVEL_MODULES + 9, sorted(top)  # modules and packages (the rooms of LAYERS)
     modules = [n for n in top if n.endswith(".py")]
     assert len(modules) <= MAX_TOP_LEVEL_MODULES, sorted(modules)
     for name in top:

@@ -83,8 +83,9 @@ def test_the_check_finds_a_private_touch_point(tmp_path):
 
 
 def test_only_the_backend_the_searchers_and_the_parameter_types_import_ray_tune():
-    """Tune's names stay where they belong: the Ray backend (sweep/), the searchers and schedulers
-    Tune drives (search/), and each parameter type's Tune domain (space/params.py, lazily)."""
+    """Tune's names stay where they belong: the Ray backend (sweep/) and the simulated one
+    (simulate/, which drives Tune's scheduler and search objects without a cluster), the searchers
+    and schedulers Tune drives (search/), and each parameter type's Tune domain (space/params.py, lazily)."""
     importers = []
     for path in _outside_the_door():
         tree = ast.parse(path.read_text())
@@ -94,7 +95,7 @@ def test_only_the_backend_the_searchers_and_the_parameter_types_import_ray_tune(
                 names = [node.module] + ([f"ray.{a.name}" for a in node.names] if node.module == "ray" else [])
             if any(n == "ray.tune" or n.startswith("ray.tune.") for n in names):
                 importers.append(str(path.relative_to(PACKAGE)))
-    assert importers and all(p.startswith(("sweep/", "search/")) or p == "space/params.py" for p in importers), sorted(set(importers))
+    assert importers and all(p.startswith(("sweep/", "simulate/", "search/")) or p == "space/params.py" for p in importers), sorted(set(importers))
 
 
 def test_every_touch_point_is_in_the_inventory():

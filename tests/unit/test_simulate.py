@@ -1,0 +1,119 @@
+"""The simulator (no cluster): tables, the surrogate, the event loop with the plan's real scheduler
+and searcher, and a replay of a recorded run checked against the run itself."""
+
+import math
+import time
+
+import pytest
+
+from distsearch import constants as C
+from distsearch.results import simulation
+from distsearch.results.files import read_run
+from distsearch.simulate import table as tables
+from distsearch.simulate.loop import job_for, simulate
+from distsearch.simulate.surrogate import Nearest, leave_one_out
+from distsearch.space.names import flatten
+from distsearch.spec.model import parse_job
+
+from ..conftest import ROOT, tiny_job
+
+RECORDED = ROOT / "benchmarks" / "tables" / "recorded"
+
+
+def _grid_table(tmp_path, num_trials=27, max_epochs=9, **job) -> tables.Table:
+    """A complete table over a grid of lr: accuracy rises with epochs towards a ceiling set by lr
+    (best at 1e-2), each epoch 1 s, the first 2 s (the start)."""
+    raw = tiny_job(
+        tmp_path,
+        space={"lr": {"loguniform": [1.0e-4, 1.0]}, "batch_size": 32},
+        budget={"num_trials": num_trials, "max_epochs": max_epochs},
+        asha={"grace_period_epochs": 1, "reduction_factor": 3},
+        **job,
+    )
+    job_dict = parse_job(raw).to_dict()
+    curves = []
+    for i in range(40):
+        lr = 10 ** (-4 + 4 * i / 39)
+        ceiling = 0.95 - 0.1 * abs(math.log10(lr) + 2)
+        metrics = [{"val_accuracy": ceiling * (1 - 0.5**e), "val_loss": 1 / e} for e in range(1, max_epochs + 1)]
+        curves.append(tables.Curve({"lr": lr, "batch_size": 32}, metrics, [2.0] + [1.0] * (max_epochs - 1)))
+    return tables.Table(job_dict, curves, end_s=0.1, gap_s=0.5, concurrency=2, source={"made_by": "test"})
+
+
+def test_a_table_is_saved_as_parquet_with_its_json_and_read_back_the_same(tmp_path):
+    table = _grid_table(tmp_path)
+    tables.save(table, str(tmp_path / "t.parquet"))
+    again = tables.load(str(tmp_path / "t.parquet"))
+    assert again.job == table.job and again.curves == table.curves and (again.end_s, again.gap_s, again.concurrency) == (0.1, 0.5, 2)
+    (tmp_path / "bad.parquet").write_bytes(b"\x80\x04 a pickle, not a table")
+    with pytest.raises(tables.NotATable, match=f"{tmp_path}/bad.parquet is not a distsearch table"):
+        tables.load(str(tmp_path / "bad.parquet"))
+
+
+def test_the_surrogate_answers_the_tables_own_configuration_exactly_and_another_by_its_nearest(tmp_path):
+    table = _grid_table(tmp_path)
+    sur = Nearest(table)
+    own = table.curves[10]
+    assert sur.curve(own.params) == (own, True)
+    near, exact = sur.curve({"lr": own.params["lr"] * 1.01, "batch_size": 32})
+    assert near is own and not exact  # log scale: 1% away is nearer than the next grid point (27%)
+    loo = leave_one_out(table, "val_accuracy", "max")
+    assert loo["configurations"] == 40 and loo["mean_abs_error"] < 0.01 and loo["same_half"] >= 0.9
+
+
+def test_a_simulated_sweep_runs_the_plans_scheduler_and_searcher_in_simulated_time(tmp_path):
+    table = _grid_table(tmp_path)
+    spec = job_for(table, search="random")
+    t0 = time.perf_counter()
+    sim = simulate(table, spec, workers=3)
+    assert time.perf_counter() - t0 < 30  # a generous bound; benchmarks/simulate.py measures it
+    assert len(sim.trial_rows) == 27 and sim.surrogate_results == sim.worker_epochs  # random draws are never on the grid
+    assert sim.stopped and all(e in (1, 3) for e in sim.stopped.values())  # ASHA's rungs at 1 and 3 (grace 1, factor 3)
+    assert sim.worker_epochs == sum(r[C.EPOCHS_COMPLETED] for r in sim.trial_rows) == len(sim.epoch_rows)
+    assert 0 < sim.utilisation <= 1 and sim.best is not None
+    fifo = simulate(table, job_for(table, search="random", scheduler="fifo"), workers=3)
+    assert not fifo.stopped and fifo.worker_epochs == 27 * 9 > sim.worker_epochs
+    # 27 full trials of 10 s (2 + 8 x 1) plus 0.6 s between trials in a slot, 9 per slot
+    assert fifo.wall_s == pytest.approx(9 * 10 + 8 * 0.6 + 0.1, abs=1e-6)
+    more = simulate(table, job_for(table, search="random", scheduler="fifo"), workers=27)
+    assert more.wall_s == pytest.approx(10.1) and more.utilisation == pytest.approx(1.0)
+
+
+def test_tpe_runs_in_the_simulation_and_the_sizing_answer_gives_a_band_per_worker_count(tmp_path):
+    table = _grid_table(tmp_path, num_trials=12)
+    sims, info = simulation.run_simulations(table, [1, 4], seeds=3, search="tpe")
+    assert len(sims) == 6 and [s["workers"] for s in info["sizes"]] == [1, 4]
+    one, four = info["sizes"]
+    assert one["wall_s"]["median"] > four["wall_s"]["median"] and one["wall_s"]["n"] == 3
+    assert one["utilisation"]["median"] == pytest.approx(1.0, abs=0.1)
+    assert info["search"] == "tpe+asha" and info["full_trial_s"] == 10.0
+    text = simulation.format_sizes(info)
+    assert "workers | wall time" in text and "\n      4 | " in text
+    simulation.write_simulation(str(tmp_path / "out"), table, sims[0], info)
+    run = read_run(tmp_path / "out")
+    assert run["run"]["simulated"] and len(run["trials"]) == 12 and (tmp_path / "out" / simulation.SIMULATION_FILE).exists()
+
+
+def _suffix(trial_id: str) -> str:
+    return trial_id.rsplit("_", 1)[-1]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RECORDED.glob("*random-asha*")) or ["missing"])
+def test_a_replay_of_a_recorded_random_asha_run_at_its_concurrency_and_seed_matches_it(name):
+    """Issue 30, point 3: the same draws, the same trials stopped at each rung, the wall time within
+    10% and the worker-epochs within 5% of the real run's."""
+    run = RECORDED / name
+    assert run.exists(), f"no recorded run under {RECORDED}: benchmarks/simulate.py record makes them"
+    table = tables.from_run(str(run))
+    real = read_run(run)
+    sim = simulate(table, job_for(table), table.concurrency)
+    trials, epochs = real["trials"], real["epochs"]
+    real_wall = (trials[C.ENDED_AT].max() - trials[C.STARTED_AT].min()).total_seconds()
+    assert abs(sim.wall_s - real_wall) <= 0.10 * real_wall, (sim.wall_s, real_wall)
+    assert abs(sim.worker_epochs - len(epochs)) <= 0.05 * len(epochs), (sim.worker_epochs, len(epochs))
+    real_stopped = {_suffix(r[C.TRIAL_ID]): r[C.EPOCHS_COMPLETED] for _, r in trials.iterrows() if r[C.STATUS] == C.STATUS_STOPPED}
+    assert {_suffix(t): e for t, e in sim.stopped.items()} == real_stopped
+    assert sim.surrogate_results == 0
+    params = {_suffix(r[C.TRIAL_ID]): r for r in sim.trial_rows}
+    assert set(params) == {_suffix(t) for t in trials[C.TRIAL_ID]}
+    assert flatten(params[_suffix(trials[C.TRIAL_ID].iloc[0])]["params"]) == params[_suffix(trials[C.TRIAL_ID].iloc[0])]["params"]
