@@ -95,7 +95,11 @@ def _claims(run_dir: str, generation: int) -> list[tuple[int, str, dict[str, Any
 def latest_generation(run_dir: str) -> Optional[int]:
     """The newest generation anyone has claimed, or None for a run without claims."""
     fs, base = storage.filesystem(storage.join(run_dir, C.DRIVERS_DIR))
-    gens = [int(i.base_name) for i in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if i.base_name.isdigit()]
+    try:
+        found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    except FileNotFoundError:  # a rival's claim creating the folder while it is listed: no claim is complete yet
+        return None
+    gens = [int(i.base_name) for i in found if i.base_name.isdigit()]
     return max(gens, default=None)
 
 
