@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from .. import constants as C
 from ..errors import RunFileMissing
 from ..search.objective import Objective
+from ..space.names import hp_column
 from ..storage import PathLike, absolute, exists, filesystem, is_uri, join, read_bytes, read_json, write_bytes
 
 _PANDAS_DTYPE = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
@@ -35,11 +36,6 @@ def write_frame(path: PathLike, df: pd.DataFrame) -> None:
 def read_frame(path: PathLike) -> pd.DataFrame:
     fs, p = filesystem(path)
     return pq.read_table(p, filesystem=fs).to_pandas()
-
-
-def hp_column(name: str) -> str:
-    """The trials.parquet column of hyperparameter ``name``: ``hp_`` + name, dots as ``__``."""
-    return C.HP_PREFIX + name.replace(".", "__")
 
 
 # ---------------------------------------------------------------------------------------------

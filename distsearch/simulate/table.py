@@ -23,7 +23,7 @@ from typing import Any, Optional
 from .. import constants as C
 from .. import storage
 from ..errors import UserError
-from ..space.names import param_types
+from ..space.names import hp_column, param_types
 
 #: The key of the table's JSON in its Parquet metadata.
 TABLE_META_KEY = b"distsearch.table"
@@ -61,10 +61,6 @@ class Table:
         return int(self.job["budget"]["max_epochs"])
 
 
-def _hp(name: str) -> str:
-    return C.HP_PREFIX + name.replace(".", "__")
-
-
 def from_run(run_dir: str) -> Table:
     """The table of a finished run (``run.json``, ``trials.parquet``, ``epochs.parquet``)."""
     import pandas as pd
@@ -89,7 +85,7 @@ def from_run(run_dir: str) -> Table:
             continue
         times = [t[C.STARTED_AT].timestamp()] + [ts.timestamp() for ts in mine[C.TIMESTAMP]]
         keep = [m for m in (spec.metric, C.VAL_LOSS) if m in mine]
-        params = {n: _plain(t[_hp(n)]) for n in names if _hp(n) in t and not pd.isna(t[_hp(n)])}
+        params = {n: _plain(t[hp_column(n)]) for n in names if hp_column(n) in t and not pd.isna(t[hp_column(n)])}
         curves.append(
             Curve(
                 params,
@@ -136,7 +132,7 @@ def save(table: Table, path: str) -> None:
     rows = []
     for i, c in enumerate(table.curves):
         for e, (m, s) in enumerate(zip(c.metrics, c.seconds, strict=True), start=1):
-            rows.append({CONFIG: i, C.EPOCH: e, SECONDS: s, WAIT: c.wait_s, **m, **{_hp(k): v for k, v in c.params.items()}})
+            rows.append({CONFIG: i, C.EPOCH: e, SECONDS: s, WAIT: c.wait_s, **m, **{hp_column(k): v for k, v in c.params.items()}})
     arrow = pa.Table.from_pylist(rows)
     info = {
         "format": TABLE_FORMAT,
@@ -174,7 +170,7 @@ def load(path: str) -> Table:
     by_config: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         by_config.setdefault(r[CONFIG], []).append(r)
-    names = {_hp(n): n for n in param_types(_space(info["job"]))}
+    names = {hp_column(n): n for n in param_types(_space(info["job"]))}
     curves = []
     for _, rs in sorted(by_config.items()):
         rs.sort(key=lambda r: r[C.EPOCH])
@@ -196,7 +192,7 @@ def read(table_or_run: str) -> Table:
     return load(table_or_run)
 
 
-def describe(table: Table) -> Optional[str]:
+def describe(table: Table) -> str:
     """One line: configurations, epochs, how many reach max_epochs, and the gaps."""
     full = sum(len(c.metrics) >= table.max_epochs for c in table.curves)
     epochs = sum(len(c.metrics) for c in table.curves)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .. import constants as C
 from .params import OPTION_KEY, Param, walk
 
 
@@ -23,6 +24,11 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def hp_column(name: str) -> str:
+    """The trials.parquet column of hyperparameter ``name``: ``hp_`` + name, dots as ``__``."""
+    return C.HP_PREFIX + name.replace(".", "__")
 
 
 def param_types(space: Mapping[str, Param]) -> dict[str, type]:
