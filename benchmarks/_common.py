@@ -50,12 +50,12 @@ def machine_cpu_seconds() -> float:
         return float("nan")
 
 
-def run_cli(raw: dict, workdir: Path, run_id: str) -> tuple[dict, float]:
+def run_cli(raw: dict, workdir: Path, run_id: str, new_run: bool = True) -> tuple[dict, float]:
     """Write job ``raw`` into ``workdir``, run it as a user would (``distsearch run``, a fresh
     process with an embedded Ray, results under ``raw["storage"]``), and return the run as
     ``read_run`` gives it and the command's wall seconds. The run also gets
     ``machine_cpu_seconds``: what the whole machine spent busy during the command. Raises with
-    the stderr tail if it fails."""
+    the stderr tail if it fails. ``new_run=False`` resumes an unfinished run of ``run_id``."""
     from distsearch.results.files import read_run
 
     job = workdir / f"{raw['name']}.yaml"
@@ -64,7 +64,10 @@ def run_cli(raw: dict, workdir: Path, run_id: str) -> tuple[dict, float]:
     job.write_text(yaml.safe_dump(raw, sort_keys=False))
     t0, cpu0 = time.monotonic(), machine_cpu_seconds()
     proc = subprocess.run(
-        [sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, "--new-run", "--quiet"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, *(["--new-run"] if new_run else []), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     wall, cpu = time.monotonic() - t0, machine_cpu_seconds() - cpu0
     if proc.returncode != 0:
@@ -131,8 +134,8 @@ class _Tee:
 
 def run_recorded(script: str, main, default_out: str) -> int:
     """Run a benchmark's ``main`` and keep its record: everything it printed, as markdown, and the
-    Parquet it wrote to ``--out``, as ``benchmarks/results/<script>-<cpu>-<UTC date and time>``
-    (``.md`` and ``.parquet``). A record is written once and never edited: an existing name is
+    Parquet it wrote to ``--out`` (and a PNG beside it), as
+    ``benchmarks/results/<script>-<cpu>-<UTC date and time>`` (``.md``, ``.parquet``, ``.png``). A record is written once and never edited: an existing name is
     not overwritten. A run that raises leaves no record; one that returns non-zero (a target
     missed) keeps its record and its exit status."""
     import datetime
@@ -156,5 +159,7 @@ def run_recorded(script: str, main, default_out: str) -> int:
     out = _out_path(sys.argv[1:], default_out)
     if out.is_file():
         shutil.copyfile(out, RESULTS_DIR / f"{name}.parquet")
+    if out.with_suffix(".png").is_file():  # a figure the run drew beside its Parquet
+        shutil.copyfile(out.with_suffix(".png"), RESULTS_DIR / f"{name}.png")
     print(f"record: {RESULTS_DIR.relative_to(ROOT) / name}.md")
     return code or 0

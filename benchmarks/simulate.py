@@ -1,19 +1,19 @@
-"""The simulator: recorded runs and tables, its fidelity to real runs, its speed, and the scale figure.
+"""The simulator: recorded runs and tables, its fidelity to real runs, and its speed (the scale figure: scale.py).
 
     python benchmarks/simulate.py record [--trials 16]     # three quickstart runs -> benchmarks/tables/recorded/
-    python benchmarks/simulate.py table JOB [--configs 128] # a complete FIFO table -> benchmarks/tables/<job>.parquet
+    python benchmarks/simulate.py table JOB [--configs 128] # a complete FIFO table -> benchmarks/tables/<job>.parquet (resumable)
     python benchmarks/simulate.py fidelity                  # replay the recorded runs at their concurrency and seed
     python benchmarks/simulate.py speed [--seeds 100]       # a 48-trial sweep; seeds x 4 methods x every table
-    python benchmarks/simulate.py scale [TABLE] [--seeds 20] # time to within 0.5% of the best against workers, in R
     python benchmarks/simulate.py smoke                     # every step at its smallest, in seconds (CI runs it)
 
 ``record`` and ``table`` run real sweeps through the CLI (minutes); the others only simulate.
-Each step prints markdown; ``fidelity``, ``speed`` and ``scale`` keep a record in results/.
+Each step prints markdown; ``fidelity`` and ``speed`` keep a record in results/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -61,19 +61,26 @@ def record(trials: int, epochs: int, names=RECORDINGS) -> None:
 
 
 def build_table(job: str, configs: int) -> None:
-    """A complete table of ``job``: ``configs`` random configurations, each trained to max_epochs (FIFO)."""
+    """A complete table of ``job``: ``configs`` random configurations, each trained to max_epochs (FIFO).
+
+    The sweep runs in ``runs/tables/`` (ignored by git) under a fixed run id, so a build that is
+    interrupted (Ctrl-C, a lost session) goes on from its ledger and checkpoints when the same
+    command runs again."""
     raw = yaml.safe_load(Path(job).read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = {**raw, "storage": str(Path(tmp, "runs")), "search": {"algorithm": "random"}, "asha": {**raw.get("asha", {}), "enabled": False}}
-        raw["budget"] = {**raw["budget"], "num_trials": configs}
-        raw["ensemble"] = {"enabled": False}
-        name = f"table-{raw['name']}"
-        run, wall = run_cli(raw, Path(tmp), name)
-        table = tables.from_run(str(Path(raw["storage"], raw["name"], name)))
-        table.source = {"command": f"python benchmarks/simulate.py table {job} --configs {configs}", "machine": machine_line(), "command_s": wall}
-        out = TABLES / f"{raw['name']}.parquet"
-        tables.save(table, str(out))
-        print(f"{out.relative_to(ROOT)}: {tables.describe(table)}; {out.stat().st_size / 1e6:.2f} MB; built in {wall:.0f} s")
+    storage = ROOT / "runs" / "tables"
+    storage.mkdir(parents=True, exist_ok=True)
+    raw = {**raw, "storage": str(storage), "search": {"algorithm": "random"}, "asha": {**raw.get("asha", {}), "enabled": False}}
+    raw["budget"] = {**raw["budget"], "num_trials": configs}
+    raw["ensemble"] = {"enabled": False}
+    name = f"table-{raw['name']}-{configs}"
+    run_dir = Path(raw["storage"], raw["name"], name)
+    done = (run_dir / C.RUN_FILE).exists() and json.loads((run_dir / C.RUN_FILE).read_text()).get("finished_at")
+    wall = 0.0 if done else run_cli(raw, storage, name, new_run=False)[1]  # a finished sweep is only tabulated again
+    table = tables.from_run(str(run_dir))
+    table.source = {"command": f"python benchmarks/simulate.py table {job} --configs {configs}", "machine": machine_line(), "command_s": wall}
+    out = TABLES / f"{raw['name']}.parquet"
+    tables.save(table, str(out))
+    print(f"{out.relative_to(ROOT)}: {tables.describe(table)}; {out.stat().st_size / 1e6:.2f} MB; built in {wall:.0f} s (this command)")
 
 
 def fidelity() -> pd.DataFrame:
@@ -135,58 +142,10 @@ def speed(seeds: int, sweep_trials: int = 48) -> pd.DataFrame:
     return df
 
 
-def scale(path: Path, seeds: int, workers=(1, 2, 8, 32, 128, 512), figure: Path | None = None) -> pd.DataFrame:
-    """Time to within 0.5% of the table's best (in R, one full trial's time) against workers."""
-    from distsearch.results.simulation import full_trial_s, run_simulations
-
-    table = tables.load(str(path))
-    r = full_trial_s(table)
-    rows = []
-    for label, (search, scheduler) in list(METHODS.items())[:3]:
-        _, info = run_simulations(table, list(workers), seeds, search=search, scheduler=scheduler)
-        for s in info["sizes"]:
-            t = s["time_to_near_best_R"]
-            rows.append(
-                {
-                    "method": label,
-                    "workers": s["workers"],
-                    "reached": s["reached_near_best"],
-                    "time to near best (R), median": t["median"] if t else float("nan"),
-                    "10%": t["p10"] if t else float("nan"),
-                    "90%": t["p90"] if t else float("nan"),
-                    "utilisation": s["utilisation"]["median"],
-                }
-            )
-    df = pd.DataFrame(rows)
-    print(f"table {path.name}: {tables.describe(table)}; R = {r:.2f} s; {seeds} seeds")
-    print(markdown(df))
-    if figure:
-        _plot(df, figure, path.stem)
-    return df
-
-
-def _plot(df: pd.DataFrame, path: Path, name: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    for method, g in df.groupby("method", sort=False):
-        ax.plot(g["workers"], g["time to near best (R), median"], marker="o", label=method)
-        ax.fill_between(g["workers"], g["10%"], g["90%"], alpha=0.15)
-    ax.axhline(2.0, color="grey", linestyle="--", linewidth=1, label="2R (the ASHA paper's claim)")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("workers")
-    ax.set_ylabel("time to within 0.5% of the best (R)")
-    ax.set_title(f"{name}: simulated from its table")
-    ax.legend()
-    fig.savefig(path, dpi=120)
-    print(f"figure: {path}")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=["record", "table", "fidelity", "speed", "scale", "smoke"])
-    p.add_argument("path", nargs="?", help="table: the job file; scale: the table (default: the first under benchmarks/tables)")
+    p.add_argument("step", choices=["record", "table", "fidelity", "speed", "smoke"])
+    p.add_argument("path", nargs="?", help="table: the job file")
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--configs", type=int, default=128)
@@ -203,15 +162,9 @@ def main() -> int:
         df = fidelity()
     elif args.step == "speed":
         df = speed(args.seeds)
-    elif args.step == "scale":
-        path = Path(args.path) if args.path else sorted(TABLES.glob("*.parquet"))[0]
-        df = scale(path, min(args.seeds, 100), figure=Path(args.out).with_suffix(".png") if args.out else None)
     else:  # smoke: each simulated step at its smallest
         fidelity()
         speed(seeds=1, sweep_trials=8)
-        tabs = sorted(TABLES.glob("*.parquet"))
-        if tabs:
-            scale(tabs[0], seeds=1, workers=(1, 8))
     if df is not None and args.out:
         df.to_parquet(args.out)
     return 0

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--search", choices=sorted(registry.SEARCHERS), help="another searcher than the recorded job's")
     sim.add_argument("--scheduler", choices=["asha", "fifo"], help="ASHA early stopping, or none (fifo)")
     sim.add_argument("--seeds", type=int, default=1, help="sweeps per worker count, seeded job.seed, job.seed + 1, ...")
+    sim.add_argument("--trials", type=int, help="trials per sweep (default: the recorded job's num_trials); the surrogate answers the rest")
     sim.add_argument("--out", help="where the first sweep's run files and simulation.json go (default: none written)")
     return p
 
@@ -102,13 +103,15 @@ def _simulate(args) -> int:
     table = read(args.source)
     try:
         workers = [int(w) for w in args.workers.split(",")] if args.workers else [table.concurrency]
-        if min(workers) < 1 or args.seeds < 1:
+        if min(workers) < 1 or args.seeds < 1 or (args.trials is not None and args.trials < 1):
             raise ValueError
     except ValueError:
         raise UserError(
-            f"--workers {args.workers!r} --seeds {args.seeds}: fix: give whole numbers of 1 or more, e.g. --workers 8,32,128 --seeds 20"
+            f"--workers {args.workers!r} --seeds {args.seeds} --trials {args.trials}: fix: give whole numbers of 1 or more, "
+            "e.g. --workers 8,32,128 --seeds 20 --trials 256"
         ) from None
-    sims, info = simulation.run_simulations(table, workers, args.seeds, search=args.search, scheduler=args.scheduler)
+    trials = (lambda n: args.trials) if args.trials else None
+    sims, info = simulation.run_simulations(table, workers, args.seeds, search=args.search, scheduler=args.scheduler, trials=trials)
     print(simulation.format_sizes(info))
     if args.out:
         simulation.write_simulation(args.out, table, sims[0], info)

@@ -9,7 +9,7 @@ every sweep's figures and, per worker count, the median and 10-90% band over see
 from __future__ import annotations
 
 import statistics
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .. import constants as C
 from .. import storage
@@ -41,13 +41,21 @@ def full_trial_s(table: Table) -> Optional[float]:
 
 
 def run_simulations(
-    table: Table, workers: Sequence[int], seeds: int, search: Optional[str] = None, scheduler: Optional[str] = None
+    table: Table,
+    workers: Sequence[int],
+    seeds: int,
+    search: Optional[str] = None,
+    scheduler: Optional[str] = None,
+    trials: Optional[Callable[[int], int]] = None,
 ) -> tuple[list[Simulated], dict[str, Any]]:
-    """Every (workers, seed) sweep over ``table``, and ``simulation.json``'s content."""
+    """Every (workers, seed) sweep over ``table``, and ``simulation.json``'s content. ``trials``
+    gives each worker count its number of trials (default: the table's job's)."""
     base = job_for(table, search=search, scheduler=scheduler)
     surrogate = Nearest(table)
     sims = [
-        simulate(table, job_for(table, seed=base.seed + k, search=search, scheduler=scheduler), n, surrogate) for n in workers for k in range(seeds)
+        simulate(table, job_for(table, seed=base.seed + k, search=search, scheduler=scheduler, trials=trials(n) if trials else None), n, surrogate)
+        for n in workers
+        for k in range(seeds)
     ]
     r = full_trial_s(table)
     sizes = []
@@ -56,6 +64,7 @@ def run_simulations(
         sizes.append(
             {
                 "workers": n,
+                "trials": trials(n) if trials else base.budget.num_trials,
                 "wall_s": band([s.wall_s for s in mine]),
                 "worker_hours": band([s.busy_s / 3600 for s in mine]),
                 "best": band([s.best for s in mine]),
@@ -115,15 +124,16 @@ def format_sizes(info: dict[str, Any]) -> str:
         f"{info['table']}; {info['search']}, seeds {info['seeds'][0]}..{info['seeds'][-1]}; one full trial R = {info['full_trial_s'] or 0:.1f} s",
         f"surrogate: {info['surrogate']['share']:.1%} of results from configurations the table lacks"
         + (
-            f"; leave-one-out error of the best metric {info['surrogate']['leave_one_out']['mean_abs_error']:.4f}"
+            "; leave-one-out error of the best metric: mean {mean_abs_error:.4f}, median {median_abs_error:.4f}; "
+            "same half of the table {same_half:.0%}".format(**info["surrogate"]["leave_one_out"])
             if info["surrogate"]["leave_one_out"]
             else ""
         ),
-        "workers | wall time (median [10%, 90%]) | worker-hours | best metric | time to within 0.5% of the table's best (R) | utilisation",
+        "workers | trials | wall time (median [10%, 90%]) | worker-hours | best metric | time to within 0.5% of the table's best (R) | utilisation",
     ]
     for s in info["sizes"]:
         lines.append(
-            f"{s['workers']:>7} | {show(s['wall_s'], ' s')} | {show(s['worker_hours'], ' h')} | {show(s['best'])} | "
+            f"{s['workers']:>7} | {s['trials']:>6} | {show(s['wall_s'], ' s')} | {show(s['worker_hours'], ' h')} | {show(s['best'])} | "
             f"{show(s['time_to_near_best_R'])} ({s['reached_near_best']:.0%} reached) | {show(s['utilisation'])}"
         )
     return "\n".join(lines)

@@ -66,9 +66,14 @@ class Simulated:
         }
 
 
-def job_for(table: Table, *, seed: Optional[int] = None, search: Optional[str] = None, scheduler: Optional[str] = None) -> JobSpec:
-    """The table's job with another seed, searcher (``random``, ``tpe``) or scheduler (``asha``, ``fifo``)."""
+def job_for(
+    table: Table, *, seed: Optional[int] = None, search: Optional[str] = None, scheduler: Optional[str] = None, trials: Optional[int] = None
+) -> JobSpec:
+    """The table's job with another seed, searcher (``random``, ``tpe``), scheduler (``asha``, ``fifo``)
+    or number of trials (configurations beyond the table's take the surrogate's curves)."""
     job = copy.deepcopy(table.job)
+    if trials is not None:
+        job["budget"] = {**job["budget"], "num_trials": trials}
     if seed is not None:
         job["seed"] = seed
     if search is not None and search != job.get("search", {}).get("algorithm"):
@@ -95,13 +100,13 @@ def simulate(table: Table, spec: JobSpec, workers: int, surrogate: Optional[Near
 
     plan = build_plan(spec)
     surrogate = surrogate or Nearest(table)
-    searcher, scheduler = plan.make_searcher(workers), plan.make_scheduler()
-    search = SearchGenerator(searcher) if isinstance(searcher, Searcher) else searcher
     goal = table_best(table, spec.metric, spec.mode)
     rng_state = np.random.get_state()  # ASHA picks brackets with NumPy's global generator
     np.random.seed(spec.seed)
     try:
         with tempfile.TemporaryDirectory() as tmp, plan.running():
+            searcher, scheduler = plan.make_searcher(workers), plan.make_scheduler()
+            search = SearchGenerator(searcher) if isinstance(searcher, Searcher) else searcher
             if plan.param_space():
                 search.set_search_properties(spec.metric, spec.mode, plan.param_space())
             search.add_configurations(

@@ -10,6 +10,7 @@ configuration at distance 0 is the table's own; any other is a surrogate answer,
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any, Mapping, Optional
 
 from ..space.params import walk
@@ -67,8 +68,8 @@ def _key(params: Mapping[str, Any]) -> tuple:
 
 def leave_one_out(table: Table, metric: str, mode: str) -> Optional[dict[str, float]]:
     """The surrogate's error on the table: each configuration that reached max_epochs, answered by
-    its nearest other one; the mean absolute error of the best metric, and how often the two fall
-    on the same side of the table's median. None with fewer than two such configurations."""
+    its nearest other one; the mean and median absolute error of the best metric, and how often
+    the two fall on the same side of the table's median. None with fewer than two such configurations."""
     full = [i for i, c in enumerate(table.curves) if len(c.metrics) >= table.max_epochs]
     if len(full) < 2:
         return None
@@ -85,4 +86,9 @@ def leave_one_out(table: Table, metric: str, mode: str) -> Optional[dict[str, fl
         guess = best(sur.curve(table.curves[i].params, exclude=i)[0])
         errors.append(abs(guess - truth[i]))
         agree += (guess >= median) == (truth[i] >= median)
-    return {"configurations": len(full), "mean_abs_error": sum(errors) / len(errors), "same_half": agree / len(full)}
+    return {
+        "configurations": len(full),
+        "mean_abs_error": sum(errors) / len(errors),
+        "median_abs_error": statistics.median(errors),
+        "same_half": agree / len(full),
+    }

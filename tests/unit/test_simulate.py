@@ -4,7 +4,9 @@ and searcher, and a replay of a recorded run checked against the run itself."""
 import math
 import time
 
+import pandas as pd
 import pytest
+import yaml
 
 from distsearch import constants as C
 from distsearch.results import simulation
@@ -88,10 +90,18 @@ def test_tpe_runs_in_the_simulation_and_the_sizing_answer_gives_a_band_per_worke
     assert one["utilisation"]["median"] == pytest.approx(1.0, abs=0.1)
     assert info["search"] == "tpe+asha" and info["full_trial_s"] == 10.0
     text = simulation.format_sizes(info)
-    assert "workers | wall time" in text and "\n      4 | " in text
+    assert "workers | trials | wall time" in text and "\n      4 |     12 | " in text
     simulation.write_simulation(str(tmp_path / "out"), table, sims[0], info)
     run = read_run(tmp_path / "out")
     assert run["run"]["simulated"] and len(run["trials"]) == 12 and (tmp_path / "out" / simulation.SIMULATION_FILE).exists()
+
+
+def test_a_sweep_can_ask_for_more_trials_than_the_table_holds_and_the_surrogate_answers_them(tmp_path):
+    table = _grid_table(tmp_path, num_trials=12)
+    sims, info = simulation.run_simulations(table, [2, 8], seeds=1, search="random", scheduler="fifo", trials=lambda n: 4 * n)
+    assert [s["trials"] for s in info["sizes"]] == [8, 32]
+    assert [len(s.trial_rows) for s in sims] == [8, 32]
+    assert info["surrogate"]["share"] > 0  # 40 draws over a 12-configuration table
 
 
 def _suffix(trial_id: str) -> str:
@@ -117,3 +127,48 @@ def test_a_replay_of_a_recorded_random_asha_run_at_its_concurrency_and_seed_matc
     params = {_suffix(r[C.TRIAL_ID]): r for r in sim.trial_rows}
     assert set(params) == {_suffix(t) for t in trials[C.TRIAL_ID]}
     assert flatten(params[_suffix(trials[C.TRIAL_ID].iloc[0])]["params"]) == params[_suffix(trials[C.TRIAL_ID].iloc[0])]["params"]
+
+
+def test_the_scale_figure_prints_plain_tick_labels_and_leaves_matplotlib_as_found(tmp_path):
+    """benchmarks/scale.py draws log axes (workers base 2, time in R): their labels are plain numbers,
+    never ``$\\mathdefault{2^{3}}$``."""
+    import matplotlib
+
+    from benchmarks import scale
+
+    before = dict(matplotlib.rcParams)
+    rows = [
+        {"table": t, "method": m, "workers": w, scale.TIME: 30.0 / w + 0.5, "10%": 20.0 / w, "90%": 40.0 / w, "utilisation": 0.9}
+        for t in ("a", "b")
+        for m in scale.METHODS
+        for w in scale.WORKERS
+    ]
+    fig = scale.plot(pd.DataFrame(rows), tmp_path / "scale.png")
+    labels = [t.get_text() for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) for t in axis.get_ticklabels(which="both") if t.get_visible()]
+    assert (tmp_path / "scale.png").stat().st_size > 0 and "512" in labels and "10" in labels
+    assert not [label for label in labels if "$" in label]
+    assert dict(matplotlib.rcParams) == before
+
+
+# charlm, text and images join when built (issue 30): about 60 s per charlm trial here, two at a time.
+SHIPPED_TABLES = ("quickstart", "wine", "diabetes")
+
+
+@pytest.mark.parametrize("name", SHIPPED_TABLES)
+def test_each_shipped_table_is_complete_drawn_from_its_job_and_says_how_it_was_built(name):
+    """Issue 30: at least 128 configurations of the job's space, each trained to its max_epochs,
+    with the command that builds it and the machine it ran on."""
+    path = ROOT / "benchmarks" / "tables" / f"{name}.parquet"
+    assert path.exists(), f"{path.name} missing: python benchmarks/simulate.py table jobs/{name}.yaml --configs 128 builds it"
+    table = tables.load(str(path))
+    shipped = parse_job(yaml.safe_load((ROOT / "jobs" / f"{name}.yaml").read_text()), name)
+    assert len(table.curves) >= 128 and table.max_epochs == shipped.budget.max_epochs
+    assert all(len(c.metrics) == shipped.budget.max_epochs for c in table.curves)
+    assert table.job["space"] == shipped.model_dump(mode="json")["space"]
+    assert table.source["command"] == f"python benchmarks/simulate.py table jobs/{name}.yaml --configs 128"
+    assert "cores" in table.source["machine"]
+
+
+def test_the_shipped_tables_fit_in_20_mb():
+    sizes = {p.name: p.stat().st_size for p in (ROOT / "benchmarks" / "tables").rglob("*") if p.is_file()}
+    assert sum(sizes.values()) <= 20e6, sizes
