@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("source", metavar="TABLE_OR_RUN", help="a table (benchmarks/tables/*.parquet) or a finished run's directory")
     sim.add_argument("--workers", help="trials at once: N, or a list N,N,... for the sizing answer (default: the recorded run's)")
     sim.add_argument("--search", choices=sorted(registry.SEARCHERS), help="another searcher than the recorded job's")
-    sim.add_argument("--scheduler", choices=["asha", "fifo"], help="ASHA early stopping, or none (fifo)")
+    sim.add_argument("--scheduler", choices=sorted(registry.SCHEDULERS), help="early stopping by asha or pasha (asha.variant), or none (fifo)")
     sim.add_argument("--seeds", type=int, default=1, help="sweeps per worker count, seeded job.seed, job.seed + 1, ...")
     sim.add_argument("--trials", type=int, help="trials per sweep (default: the recorded job's num_trials); the surrogate answers the rest")
     sim.add_argument("--out", help="where the first sweep's run files and simulation.json go (default: none written)")

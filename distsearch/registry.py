@@ -17,10 +17,12 @@ Ref = Union[str, type]
 SEARCHERS: dict[str, Ref] = {
     "random": "distsearch.search.random_search:RandomSearcher",
     "tpe": "distsearch.search.tpe_plan:TPESearcher",
+    "bohb": "distsearch.search.bohb_plan:BOHBSearcher",
 }
-#: scheduler name -> reference; ``asha.enabled`` picks asha (true) or fifo (false).
+#: scheduler name -> reference; ``asha.enabled: false`` picks fifo, else ``asha.variant`` names it.
 SCHEDULERS: dict[str, Ref] = {
     "asha": "distsearch.search.asha:AshaScheduler",
+    "pasha": "distsearch.search.pasha:PashaScheduler",
     "fifo": "distsearch.search.fifo:FifoScheduler",
 }
 

@@ -61,6 +61,8 @@ def searcher_line(meta: Mapping[str, Any]) -> str:
         line += f", {search['settings_line']}"
     if search.get("told"):
         line += "; told " + ", ".join(f"{k} {v}" for k, v in sorted(search["told"].items()))
+    if search.get("proposed"):
+        line += "; proposed " + ", ".join(f"{k} {v}" for k, v in sorted(search["proposed"].items()))
     warm = search.get("warm_start") or {}
     if warm.get("runs"):
         line += f"; warm start: {warm['trials']} trials from {len(warm['runs'])} runs ({warm['skipped']} skipped)"

@@ -18,7 +18,7 @@ from .objective import Objective
 
 
 def _scheduler_name(asha: Mapping[str, Any]) -> str:
-    return "asha" if asha.get("enabled", True) else "fifo"
+    return asha.get("variant", "asha") if asha.get("enabled", True) else "fifo"
 
 
 @dataclass(frozen=True)

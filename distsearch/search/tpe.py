@@ -211,8 +211,8 @@ class UnsafeSearcherState(ValueError):
     """A saved searcher state that is not distsearch's JSON (a pickle, a damaged file)."""
 
 
-def read_state(data: bytes, where: str) -> dict[str, Any]:
-    """The searcher state in ``data`` (read from ``where``); raises ``UnsafeSearcherState`` naming it."""
+def read_state(data: bytes, where: str, fmt: str = STATE_FORMAT) -> dict[str, Any]:
+    """The searcher state of format ``fmt`` in ``data`` (read from ``where``); raises ``UnsafeSearcherState`` naming it."""
     if len(data) > MAX_STATE_BYTES:
         raise UnsafeSearcherState(f"{where}: {len(data)} bytes, more than a searcher state holds; fix: start a new run (--new-run)")
     try:
@@ -221,10 +221,8 @@ def read_state(data: bytes, where: str) -> dict[str, Any]:
         raise UnsafeSearcherState(
             f"{where}: not the JSON searcher state distsearch writes (a pickle is never loaded: it could run code): {e}; fix: start a new run (--new-run)"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise UnsafeSearcherState(
-            f"{where}: not a {STATE_FORMAT} searcher state; fix: resume it with the distsearch that wrote it, or start a new run"
-        )
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise UnsafeSearcherState(f"{where}: not a {fmt} searcher state; fix: resume it with the distsearch that wrote it, or start a new run")
     return state
 
 

@@ -69,7 +69,7 @@ class Simulated:
 def job_for(
     table: Table, *, seed: Optional[int] = None, search: Optional[str] = None, scheduler: Optional[str] = None, trials: Optional[int] = None
 ) -> JobSpec:
-    """The table's job with another seed, searcher (``random``, ``tpe``), scheduler (``asha``, ``fifo``)
+    """The table's job with another seed, searcher (``random``, ``tpe``, ``bohb``), scheduler (``asha``, ``pasha``, ``fifo``)
     or number of trials (configurations beyond the table's take the surrogate's curves)."""
     job = copy.deepcopy(table.job)
     if trials is not None:
@@ -79,7 +79,8 @@ def job_for(
     if search is not None and search != job.get("search", {}).get("algorithm"):
         job["search"] = {"algorithm": search}
     if scheduler is not None:
-        job["asha"] = {**job.get("asha", {}), "enabled": scheduler == "asha"}
+        variant = {"variant": scheduler} if scheduler != "fifo" else {}
+        job["asha"] = {**job.get("asha", {}), "enabled": scheduler != "fifo", **variant}
     return JobSpec.model_validate(job)
 
 

@@ -40,6 +40,19 @@ class Asha(_Section):
     grace_period_epochs: int = Field(1, ge=1, description="epochs every trial runs before ASHA may stop it (count, 1..max_epochs)")
     reduction_factor: float = Field(3.0, ge=2, description="ASHA keeps 1/reduction_factor of trials at each rung (ratio, >= 2)")
     brackets: int = Field(1, ge=1, le=10, description="ASHA brackets (count, 1..10)")
+    variant: str = Field(
+        "asha",
+        description="which successive halving stops trials at the rungs: asha (Tune's ASHA, up to max_epochs) or pasha "
+        "(ASHA whose maximum starts at the second rung and grows a rung only while the top two rungs rank trials differently)",
+    )
+
+    @field_validator("variant")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in registry.SCHEDULERS or v == "fifo":
+            variants = [k for k in registry.SCHEDULERS if k != "fifo"]
+            raise ValueError(f"asha.variant: got {v!r}; fix: use one of {', '.join(variants)} (asha.enabled: false runs every trial to max_epochs)")
+        return v
 
 
 class Scaling(_Section):
@@ -89,15 +102,16 @@ class Search(_Section):
     algorithm: str = Field(
         "tpe",
         description="who proposes each trial's parameters: one of the registered searchers (distsearch.registry): random "
-        "(Tune's random sampling) or tpe (Optuna's TPE, which learns from ended trials, told which ASHA stopped and at which "
-        "epoch); the seed is the job's seed",
+        "(Tune's random sampling), tpe (Optuna's TPE, which learns from ended trials, told which ASHA stopped and at which "
+        "epoch) or bohb (TPE fitted on the values at the highest rung with startup_trials results, a third of proposals "
+        "random); the seed is the job's seed",
     )
     startup_trials: Optional[int] = Field(
         None,
         ge=1,
         le=100_000,
-        description="tpe: trials drawn at random before TPE models the results (count, >= 1; unset: a third of "
-        "budget.num_trials, at least 2 and at most 10, so that TPE models the rest)",
+        description="tpe: trials drawn at random before TPE models the results; bohb: results a rung needs before it is "
+        "modelled (count, >= 1; unset: a third of budget.num_trials, at least 2 and at most 10, so that TPE models the rest)",
     )
     multivariate: bool = Field(
         True, description="tpe: model the parameters jointly, grouped by conditional sub-space (true), or each on its own (false)"

@@ -67,7 +67,7 @@ class SweepOutcome:
     error_budget_exceeded: bool = False
     out_of_time: bool = False  # budget.time_s ended the sweep
     splits: Optional[Splits] = None  # the task's splits, test included, as the sweep made them
-    search: Optional[dict[str, Any]] = None  # TPE: how the study was told each trial ended (tpe.saved_summary)
+    search: Optional[dict[str, Any]] = None  # what the searcher's saved state says (SearcherKind.saved_summary)
 
 
 def alive_nodes() -> list[dict[str, float]]:

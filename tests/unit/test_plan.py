@@ -75,14 +75,15 @@ def test_the_summary_comes_from_the_plan_for_every_searcher_and_scheduler(toy, t
     assert build_plan(_spec(tmp_path, "random")).summary == "random+asha"
     assert build_plan(_spec(tmp_path, "tpe", asha={"enabled": False})).summary == "tpe (fifo)"
     assert build_plan(_spec(tmp_path, "toy")).describe()["summary"] == "toy+asha"
+    assert build_plan(_spec(tmp_path, "bohb", asha={"variant": "pasha"})).summary == "bohb+pasha"
     # a run.json written before the plan recorded its summary: the job's searcher, else the spec's default (tpe)
     assert summary_of({"job": {"asha": {"enabled": False}}}) == "tpe (fifo)"
     assert summary_of({"search": {"algorithm": "random"}, "job": {}}) == "random+asha"
 
 
 def test_an_unregistered_searcher_is_refused_with_the_registered_ones(tmp_path):
-    with pytest.raises(SpecError, match=r"search.algorithm: got 'bohb'; fix: use one of random, tpe"):
-        _spec(tmp_path, "bohb")
+    with pytest.raises(SpecError, match=r"search.algorithm: got 'hyperopt'; fix: use one of random, tpe, bohb"):
+        _spec(tmp_path, "hyperopt")
 
 
 def test_random_search_draws_from_tune_domains_and_tpe_samples_the_space_itself(tmp_path):

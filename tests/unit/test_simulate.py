@@ -4,6 +4,7 @@ and searcher, and a replay of a recorded run checked against the run itself."""
 import math
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -148,6 +149,36 @@ def test_the_scale_figure_prints_plain_tick_labels_and_leaves_matplotlib_as_foun
     assert (tmp_path / "scale.png").stat().st_size > 0 and "512" in labels and "10" in labels
     assert not [label for label in labels if "$" in label]
     assert dict(matplotlib.rcParams) == before
+
+
+def test_the_evidence_figure_prints_plain_tick_labels_and_leaves_matplotlib_as_found(tmp_path):
+    """benchmarks/evidence.py draws regret on a log axis: its labels are plain numbers, never mathtext."""
+    import matplotlib
+
+    from benchmarks import evidence
+
+    before = dict(matplotlib.rcParams)
+    rows = [
+        {"table": t, "method": evidence.method(s, k), "worker-epochs": e, "regret": 1.0 / e}
+        for t in ("a", "b")
+        for s in evidence.SEARCHERS
+        for k in evidence.SCHEDULERS
+        for e in (1, 10, 100, 1000)
+    ]
+    fig = evidence.plot(pd.DataFrame(rows), tmp_path / "evidence.png")
+    labels = [t.get_text() for ax in fig.axes for t in ax.yaxis.get_ticklabels(which="both") if t.get_visible()]
+    assert (tmp_path / "evidence.png").stat().st_size > 0 and "0.01" in labels
+    assert not [label for label in labels if "$" in label]
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_evidence_counts_worker_epochs_to_a_target_and_never_over_never_is_never():
+    from benchmarks import evidence
+
+    best = np.array([0.1, 0.5, 0.5, 0.9])
+    assert evidence.epochs_to(best, 0.5, "max") == 2 and evidence.epochs_to(best, 0.95, "max") == np.inf
+    assert evidence.epochs_to(np.array([3.0, 2.0, 1.0]), 2.0, "min") == 2
+    assert evidence.ratio(np.inf, np.inf) == np.inf and evidence.ratio(50.0, 100.0) == 0.5
 
 
 # charlm, text and images join when built (issue 30): about 60 s per charlm trial here, two at a time.
