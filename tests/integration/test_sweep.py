@@ -133,11 +133,12 @@ def _actor_ids_by_class(cls: str) -> set[str]:
     return {aid for aid, a in state.actors().items() if a.get("ActorClassName", "").split(".")[-1] == cls and a.get("JobID") == job}
 
 
-@pytest.mark.parametrize("processes", ["controller_in_trial", "ray"])
-def test_train_controller_in_the_trial_or_as_its_own_actor(embedded_ray, tmp_path, processes):
-    """harness.trial_processes: controller_in_trial runs Ray Train's controller inside each trial's
-    actor (no TrainController actor, no report-queue actor); ray is Ray's own path, one of each per
-    trial. Either way every trial trains and is recorded, each group is released, and nothing is left."""
+@pytest.mark.parametrize("processes", ["ray"])
+def test_train_controller_as_its_own_actor_on_rays_own_path(embedded_ray, tmp_path, processes):
+    """harness.trial_processes: ray is Ray's own path, one TrainController actor and one
+    report-queue actor per trial (the other values run the controller inside the trial's actor:
+    ``test_trial_actors_are_reused_and_end_the_stopped_trials_groups`` counts none there). Every
+    trial trains and is recorded, each group is released, and nothing is left."""
     before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
     spec = parse_job(
         tiny_job(
@@ -168,6 +169,7 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
     Either way every trial is recorded, each group is released, and nothing is left."""
     reuse = processes == "kept_worker_group"
     before = _actor_ids_by_class(TRIAL_ACTOR_CLASS)
+    controllers_before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
     # ~0.1-0.6 s each here: a stopped trial left running would get far past its rung. Rungs at
     # 1, 3 and 9 epochs; none at 27, so a stopped trial's last few epochs stay below max_epochs.
     max_epochs = 24
@@ -205,6 +207,8 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
         assert groups == made, (groups, made)
     else:
         assert made == spec.budget.num_trials and groups == spec.budget.num_trials
+    # Ray Train's controller runs inside each trial's actor: no controller or report-queue actor
+    assert {c: len(_actor_ids_by_class(c) - ids) for c, ids in controllers_before.items()} == {"TrainController": 0, "_QueueActor": 0}
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
     assert_nothing_left()
 
