@@ -136,22 +136,30 @@ def run_recorded(script: str, main, default_out: str) -> int:
     """Run a benchmark's ``main`` and keep its record: everything it printed, as markdown, and the
     Parquet it wrote to ``--out`` (and a PNG beside it), as
     ``benchmarks/results/<script>-<cpu>-<UTC date and time>`` (``.md``, ``.parquet``, ``.png``). A record is written once and never edited: an existing name is
-    not overwritten. A run that raises leaves no record; one that returns non-zero (a target
-    missed) keeps its record and its exit status."""
+    not overwritten. One that returns non-zero (a target missed) keeps its record and its exit
+    status. One that raises (a later row failed, or Ctrl-C) keeps a record of what it printed
+    so far, its rows included, marked incomplete with the error's last lines, and then raises:
+    an hour of measurements is not lost to the last row."""
     import datetime
     import io
     import shutil
+    import traceback
 
     started = datetime.datetime.now(datetime.timezone.utc)
     printed = io.StringIO()
     stdout = sys.stdout
     sys.stdout = _Tee(stdout, printed)
+    failure = None
     try:
         code = main()
+    except BaseException as e:  # KeyboardInterrupt too: keep what was measured, then re-raise
+        failure, code = e, 1
+        tail = "".join(traceback.format_exception(e)).strip().splitlines()[-15:]
+        printed.write("\n\nINCOMPLETE: the run raised; the rows above were measured before it.\n" + "\n".join(tail) + "\n")
     finally:
         sys.stdout = stdout
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    name = f"{script}-{cpu_slug()}-{started:%Y-%m-%d-%H%M}"
+    name = f"{script}-{cpu_slug()}-{started:%Y-%m-%d-%H%M}" + ("-incomplete" if failure is not None else "")
     command = " ".join(["python", f"benchmarks/{script}.py", *sys.argv[1:]])
     text = f"# {script}.py, {started:%Y-%m-%d %H:%M} UTC\n\nCommand: `{command}`\n\n```\n{printed.getvalue().rstrip()}\n```\n"
     with open(RESULTS_DIR / f"{name}.md", "x") as f:  # "x": a record is never overwritten
@@ -162,4 +170,6 @@ def run_recorded(script: str, main, default_out: str) -> int:
     if out.with_suffix(".png").is_file():  # a figure the run drew beside its Parquet
         shutil.copyfile(out.with_suffix(".png"), RESULTS_DIR / f"{name}.png")
     print(f"record: {RESULTS_DIR.relative_to(ROOT) / name}.md")
+    if failure is not None:
+        raise failure
     return code or 0

@@ -1,10 +1,11 @@
 """Which searcher and scheduler, on the simulator's evidence: every pair, every table, 2 to 64 workers, many seeds.
 
-    python benchmarks/evidence.py [TABLE ...] [--seeds 100] [--workers 2,8,64] [--processes 2] [--out evidence.parquet]
+    python benchmarks/evidence.py [TABLE ...] [--seeds 100] [--workers 2,8,64] [--searchers random,tpe,bohb,gp]
+                                  [--schedulers fifo,asha,pasha] [--processes 2] [--out evidence.parquet]
     python benchmarks/evidence.py smoke       # one table, 2 seeds, 2 workers (seconds; CI runs it)
 
 Each table (default: every ``benchmarks/tables/*.parquet``) is simulated with every searcher
-(random, tpe, bohb) under every scheduler (fifo, asha, pasha), each sweep of max(48, 2 x W)
+(random, tpe, bohb, gp; ``--searchers`` picks some) under every scheduler (fifo, asha, pasha), each sweep of max(48, 2 x W)
 trials at W workers. The target of a table and worker count is random+ASHA's median final best
 over the seeds. Per method it prints the median worker-epochs to reach that target (a seed
 that never does counts as never), as a ratio to random+ASHA's own with a 90% bootstrap interval
@@ -36,7 +37,7 @@ from distsearch.simulate.surrogate import Nearest  # noqa: E402
 
 TABLES = ROOT / "benchmarks" / "tables"
 WORKERS = (2, 8, 64)
-SEARCHERS = ("random", "tpe", "bohb")
+SEARCHERS = ("random", "tpe", "bohb", "gp")
 SCHEDULERS = ("fifo", "asha", "pasha")
 BASELINE = "random+asha"
 MIN_TRIALS = 48
@@ -73,8 +74,9 @@ def ratio_band(mine: np.ndarray, base: np.ndarray, rng: np.random.Generator, dra
     return point, float(lo), float(hi)
 
 
-def evidence(path: Path, seeds: int, workers=WORKERS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One table's rows (per worker count and method) and its regret curves at 8 workers."""
+def evidence(path: Path, seeds: int, workers=WORKERS, searchers=SEARCHERS, schedulers=SCHEDULERS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One table's rows (per worker count and method) and its regret curves at 8 workers;
+    random+ASHA, the baseline, runs whatever ``searchers`` and ``schedulers`` say."""
     table = tables.load(str(path))
     base = job_for(table)
     metric, mode, best = base.metric, base.mode, table_best(table, base.metric, base.mode)
@@ -84,13 +86,13 @@ def evidence(path: Path, seeds: int, workers=WORKERS) -> tuple[pd.DataFrame, pd.
     for n in workers:
         trials = max(MIN_TRIALS, 2 * n)
         traces: dict[str, list[np.ndarray]] = {}
-        for search in SEARCHERS:
-            for scheduler in SCHEDULERS:
-                runs = []
-                for k in range(seeds):
-                    spec = job_for(table, seed=base.seed + k, search=search, scheduler=scheduler, trials=trials)
-                    runs.append(trace(simulate(table, spec, n, surrogate), metric, mode))
-                traces[method(search, scheduler)] = runs
+        baseline = tuple(BASELINE.split("+"))
+        for search, scheduler in [baseline] + [(a, b) for a in searchers for b in schedulers if (a, b) != baseline]:
+            runs = []
+            for k in range(seeds):
+                spec = job_for(table, seed=base.seed + k, search=search, scheduler=scheduler, trials=trials)
+                runs.append(trace(simulate(table, spec, n, surrogate), metric, mode))
+            traces[method(search, scheduler)] = runs
         # the median final best that at least half of the baseline's seeds reach (with an even
         # count of seeds, np.median would average two finals and neither might reach it)
         target = float(np.quantile([t[-1] for t in traces[BASELINE]], 0.5, method="lower" if mode == "max" else "higher"))
@@ -176,6 +178,8 @@ def main() -> int:
     p.add_argument("tables", nargs="*", help="tables (default: every benchmarks/tables/*.parquet); 'smoke' for the smallest run")
     p.add_argument("--seeds", type=int, default=100)
     p.add_argument("--workers", default=",".join(map(str, WORKERS)))
+    p.add_argument("--searchers", default=",".join(SEARCHERS), help="comma-separated (random+asha, the baseline, always runs)")
+    p.add_argument("--schedulers", default=",".join(SCHEDULERS), help="comma-separated")
     p.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="tables simulated at once")
     p.add_argument("--out", help="Parquet of every row; the regret figure goes beside it as PNG")
     args = p.parse_args()
@@ -185,8 +189,11 @@ def main() -> int:
     if smoke:
         paths, args.seeds, args.workers = paths[:1], 2, "2"
     workers = [int(w) for w in args.workers.split(",")]
+    searchers, schedulers = args.searchers.split(","), args.schedulers.split(",")
+    if smoke:
+        searchers = [s for s in searchers if s != "gp"]  # a Gaussian process fit per proposal: not seconds
     with ProcessPoolExecutor(max_workers=max(1, min(args.processes, len(paths)))) as pool:  # one table per process
-        parts = list(pool.map(evidence, paths, [args.seeds] * len(paths), [workers] * len(paths)))
+        parts = list(pool.map(evidence, paths, *([x] * len(paths) for x in (args.seeds, workers, searchers, schedulers))))
     df = pd.concat([rows for rows, _ in parts], ignore_index=True)
     curves = pd.concat([c for _, c in parts], ignore_index=True)
     for (name, n), g in df.groupby(["table", "workers"], sort=False):

@@ -18,6 +18,7 @@ SEARCHERS: dict[str, Ref] = {
     "random": "distsearch.search.random_search:RandomSearcher",
     "tpe": "distsearch.search.tpe_plan:TPESearcher",
     "bohb": "distsearch.search.bohb_plan:BOHBSearcher",
+    "gp": "distsearch.search.bohb_plan:GPSearcher",
 }
 #: scheduler name -> reference; ``asha.enabled: false`` picks fifo, else ``asha.variant`` names it.
 SCHEDULERS: dict[str, Ref] = {

@@ -9,8 +9,10 @@ rung has ``min_points`` results, and for a ``random_fraction`` of proposals afte
 configuration is drawn at random, as BOHB does to keep exploring. Running trials join each fit
 as Optuna's RUNNING trials, so that TPE's constant liar spreads proposals made at once.
 
-The model is Optuna's ``TPESampler`` (multivariate, grouped by conditional sub-space) in a study
-built afresh for each proposal. Its state is each trial's parameters and reports: a resumed
+The model is Optuna's ``TPESampler`` (multivariate, grouped by conditional sub-space), or with
+``model="gp"`` Optuna's ``GPSampler`` (a Gaussian process over the parameters every fitted trial
+shares, the others drawn at random; running trials enter its acquisition as pending points), in
+a study built afresh for each proposal. Its state is each trial's parameters and reports: a resumed
 sweep rebuilds it from the run's ledger and checkpoints (``BOHBSearcher.resume``), and what
 Tune saves of it is JSON, read only for the report's summary.
 """
@@ -35,6 +37,8 @@ from .tpe import distributions, sample
 STATE_FORMAT = "distsearch-bohb/1"
 #: BOHB's default share of proposals drawn at random once a rung can be modelled.
 RANDOM_FRACTION = 1 / 3
+#: The models a rung's results can be fitted with: Optuna's TPE or its Gaussian process.
+MODELS = ("tpe", "gp")
 
 
 class BOHBSearch(Searcher):
@@ -52,10 +56,13 @@ class BOHBSearch(Searcher):
         min_points: int,
         max_concurrent: int = 1,
         random_fraction: float = RANDOM_FRACTION,
+        model: str = "tpe",
     ):
+        if model not in MODELS:
+            raise ValueError(f"model: got {model!r}; fix: use one of {', '.join(MODELS)}")
         super().__init__(metric=metric, mode=mode)
         self.space, self.rungs, self.max_concurrent = space, sorted(set(int(r) for r in rungs)), max_concurrent
-        self.settings = {"seed": seed, "min_points": min_points, "random_fraction": random_fraction, "rungs": self.rungs}
+        self.settings = {"seed": seed, "min_points": min_points, "random_fraction": random_fraction, "rungs": self.rungs, "model": model}
         self.records: dict[str, dict[str, Any]] = {}  # Tune trial id -> params (searcher names), reports, ended
         self.live: set[str] = set()
         self.fits: dict[str, int] = {}  # rung epoch (or "random") -> proposals made from it
@@ -91,10 +98,7 @@ class BOHBSearch(Searcher):
         direction = "maximize" if self._mode == "max" else "minimize"
         if rung is None:
             return optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(seed=seed))
-        with warnings.catch_warnings():  # group= is marked experimental; the conditional spaces need it
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=0, multivariate=True, group=True, constant_liar=True)
-        study = optuna.create_study(direction=direction, sampler=sampler)
+        study = optuna.create_study(direction=direction, sampler=self._sampler(seed))
         trials = []
         for trial_id, r in self.records.items():
             dists = self._distributions(r["params"])
@@ -104,6 +108,16 @@ class BOHBSearch(Searcher):
                 trials.append(self._frozen(r["params"], dists, TrialState.RUNNING, None))
         study.add_trials(trials)
         return study
+
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        with warnings.catch_warnings():  # group= and GPSampler are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if self.settings["model"] == "gp":
+                # the parameters of one model family only (a conditional sub-space) are outside
+                # the space every fitted trial shares: drawn by the independent sampler, on purpose
+                random_draws = optuna.samplers.RandomSampler(seed=seed)
+                return optuna.samplers.GPSampler(seed=seed, n_startup_trials=0, independent_sampler=random_draws, warn_independent_sampling=False)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=0, multivariate=True, group=True, constant_liar=True)
 
     def _distributions(self, params: Mapping[str, Any]) -> dict[str, Any]:
         if any(k not in self._dists for k in params):  # a state read back from JSON: derive them once

@@ -1,6 +1,7 @@
 """BOHB-style search as a plan's searcher: its rungs, its settings, and its resume from the ledger.
 
-The Tune searcher itself (TPE fitted on one rung's results) is ``distsearch.search.bohb``.
+The Tune searcher itself (TPE, or a Gaussian process for ``gp``, fitted on one rung's results)
+is ``distsearch.search.bohb``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def rung_epochs(spec) -> list[int]:
 
 
 class BOHBSearcher(SearcherKind):
+    #: What a rung's results are fitted with (``distsearch.search.bohb.MODELS``).
+    model = "tpe"
+
     def build(self, concurrency: int) -> Any:
         from .bohb import BOHBSearch
 
@@ -36,6 +40,7 @@ class BOHBSearcher(SearcherKind):
             seed=self.spec.seed,
             min_points=startup_trials(self.spec),
             max_concurrent=concurrency,
+            model=self.model,
         )
 
     def resume(self, concurrency: int, ledger: Ledger, metrics: PriorMetrics, tune_dir: str) -> Resumed:
@@ -56,11 +61,16 @@ class BOHBSearcher(SearcherKind):
     def settings(self) -> dict[str, Any]:
         from .bohb import RANDOM_FRACTION
 
-        return {"min_points": startup_trials(self.spec), "rung_epochs": rung_epochs(self.spec), "random_fraction": RANDOM_FRACTION}
+        return {
+            "model": self.model,
+            "min_points": startup_trials(self.spec),
+            "rung_epochs": rung_epochs(self.spec),
+            "random_fraction": RANDOM_FRACTION,
+        }
 
     def settings_line(self) -> str:
         s = self.settings()
-        return f"TPE on the highest of epochs {s['rung_epochs']} with {s['min_points']} results, {s['random_fraction']:.2f} of proposals random"
+        return f"{'TPE' if self.model == 'tpe' else 'a Gaussian process'} on the highest of epochs {s['rung_epochs']} with {s['min_points']} results, {s['random_fraction']:.2f} of proposals random"
 
     def running(self):
         from .tpe import quiet_optuna
@@ -76,3 +86,9 @@ class BOHBSearcher(SearcherKind):
             return None
         state = tpe.read_state(saved, f"{tune_dir}/{tpe.STATE_PREFIX}*", bohb.STATE_FORMAT)
         return {"proposed": {k if k == "random" else f"from epoch {k}": v for k, v in state["fits"].items()}}
+
+
+class GPSearcher(BOHBSearcher):
+    """BOHB's rule with Optuna's Gaussian process as the model in place of TPE."""
+
+    model = "gp"

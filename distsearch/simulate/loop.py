@@ -69,7 +69,7 @@ class Simulated:
 def job_for(
     table: Table, *, seed: Optional[int] = None, search: Optional[str] = None, scheduler: Optional[str] = None, trials: Optional[int] = None
 ) -> JobSpec:
-    """The table's job with another seed, searcher (``random``, ``tpe``, ``bohb``), scheduler (``asha``, ``pasha``, ``fifo``)
+    """The table's job with another seed, searcher (``random``, ``tpe``, ``bohb``, ``gp``), scheduler (``asha``, ``pasha``, ``fifo``)
     or number of trials (configurations beyond the table's take the surrogate's curves)."""
     job = copy.deepcopy(table.job)
     if trials is not None:

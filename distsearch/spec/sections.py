@@ -103,14 +103,14 @@ class Search(_Section):
         "tpe",
         description="who proposes each trial's parameters: one of the registered searchers (distsearch.registry): random "
         "(Tune's random sampling), tpe (Optuna's TPE, which learns from ended trials, told which ASHA stopped and at which "
-        "epoch) or bohb (TPE fitted on the values at the highest rung with startup_trials results, a third of proposals "
-        "random); the seed is the job's seed",
+        "epoch), bohb (TPE fitted on the values at the highest rung with startup_trials results, a third of proposals "
+        "random) or gp (as bohb, with Optuna's Gaussian process in place of TPE); the seed is the job's seed",
     )
     startup_trials: Optional[int] = Field(
         None,
         ge=1,
         le=100_000,
-        description="tpe: trials drawn at random before TPE models the results; bohb: results a rung needs before it is "
+        description="tpe: trials drawn at random before TPE models the results; bohb and gp: results a rung needs before it is "
         "modelled (count, >= 1; unset: a third of budget.num_trials, at least 2 and at most 10, so that TPE models the rest)",
     )
     multivariate: bool = Field(

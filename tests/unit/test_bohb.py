@@ -23,8 +23,8 @@ SPACE = {
 }
 
 
-def _plan(tmp_path, startup=3):
-    job = tiny_job(tmp_path, space=SPACE, budget={"num_trials": 40, "max_epochs": 9}, search={"algorithm": "bohb", "startup_trials": startup})
+def _plan(tmp_path, startup=3, algorithm="bohb"):
+    job = tiny_job(tmp_path, space=SPACE, budget={"num_trials": 40, "max_epochs": 9}, search={"algorithm": algorithm, "startup_trials": startup})
     return build_plan(parse_job(job))
 
 
@@ -61,10 +61,14 @@ def test_a_fit_holds_each_trial_at_that_rung_and_the_running_ones_as_running(tmp
     assert by_state == {TrialState.COMPLETE: [0.1, 0.2, 0.6], TrialState.RUNNING: 1}
 
 
-def test_proposals_follow_the_rung_values_not_how_far_trials_got(tmp_path):
+@pytest.mark.parametrize("algorithm", ["bohb", "gp"])
+def test_proposals_follow_the_rung_values_not_how_far_trials_got(tmp_path, algorithm):
     """cnn trials are better at epoch 3 though ASHA stopped them there; mlp ones ran longer.
-    Fitted at rung 3, the model proposes cnn far more often than chance."""
-    bohb: BOHBSearch = _plan(tmp_path, startup=6).make_searcher(1)
+    Fitted at rung 3, the model (TPE, or the Gaussian process for gp) proposes cnn far more often than chance."""
+    plan = _plan(tmp_path, startup=6, algorithm=algorithm)
+    assert plan.summary == f"{algorithm}+asha"
+    bohb: BOHBSearch = plan.make_searcher(1)
+    assert bohb.settings["model"] == {"bohb": "tpe", "gp": "gp"}[algorithm]
     for i in range(40):
         config = bohb.suggest(f"t{i}")
         cnn = flatten(config)["model"] == "cnn"
@@ -106,3 +110,15 @@ def test_its_saved_state_is_json_the_report_reads_and_a_pickle_is_refused(tmp_pa
     (tune_dir / "searcher-state-2.pkl").write_bytes(pickle.dumps({"format": "distsearch-bohb/1"}))
     with pytest.raises(UnsafeSearcherState, match="a pickle is never loaded"):
         plan.saved_summary(str(tune_dir))
+
+
+def test_gp_fits_a_gaussian_process_and_names_it(tmp_path):
+    plan = _plan(tmp_path, algorithm="gp")
+    assert "a Gaussian process on the highest of epochs [1, 3, 9]" in plan.searcher.settings_line()
+    gp: BOHBSearch = plan.make_searcher(2)
+    for i in range(4):
+        gp.suggest(f"t{i}")
+        _run(gp, f"t{i}", [0.1 * i, 0.2 * i])
+    assert type(gp._sampler(0)).__name__ == "GPSampler" and type(_plan(tmp_path).make_searcher(1)._sampler(0)).__name__ == "TPESampler"
+    with pytest.raises(ValueError, match="model: got 'kde'; fix: use one of tpe, gp"):
+        BOHBSearch(gp.space, metric="val_accuracy", mode="max", rungs=[1, 3], seed=0, min_points=2, model="kde")

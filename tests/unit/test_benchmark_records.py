@@ -1,0 +1,38 @@
+"""A benchmark's record (``benchmarks/_common.run_recorded``): kept when a target is missed, and
+kept, marked incomplete, with the rows measured so far when a later row raises."""
+
+import sys
+
+import pytest
+
+from benchmarks import _common
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(_common, "ROOT", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--out", str(tmp_path / "none.parquet")])
+    return tmp_path / "results"
+
+
+def test_a_run_that_raises_keeps_the_rows_it_printed_marked_incomplete(results):
+    def main():
+        print('{"row": 1, "wall_s": 3.5}')
+        raise RuntimeError("row 2 failed: worker died")
+
+    with pytest.raises(RuntimeError, match="row 2 failed"):
+        _common.run_recorded("bench", main, "none.parquet")
+    (record,) = results.glob("bench-*-incomplete.md")
+    text = record.read_text()
+    assert '{"row": 1, "wall_s": 3.5}' in text and "INCOMPLETE" in text and "RuntimeError: row 2 failed: worker died" in text
+
+
+def test_a_missed_target_keeps_its_record_and_exit_status(results):
+    def main():
+        print("ratio 0.8 (target <= 0.5): missed")
+        return 1
+
+    assert _common.run_recorded("bench", main, "none.parquet") == 1
+    (record,) = results.glob("bench-*.md")
+    assert "incomplete" not in record.name and "ratio 0.8" in record.read_text()
