@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import subprocess
@@ -91,6 +92,33 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
+TABLES = ROOT / "benchmarks" / "tables"
+
+
+def tables_parser(doc: str, seeds: int, workers, out_help: str) -> argparse.ArgumentParser:
+    """The arguments every simulated benchmark takes: tables (or ``smoke``), seeds, worker counts,
+    processes and ``--out``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("tables", nargs="*", help="tables (default: every benchmarks/tables/*.parquet); 'smoke' for the smallest run")
+    p.add_argument("--seeds", type=int, default=seeds)
+    p.add_argument("--workers", default=",".join(map(str, workers)))
+    p.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="tables simulated at once")
+    p.add_argument("--out", help=out_help)
+    return p
+
+
+def tables_of(args) -> tuple[list[Path], bool]:
+    """The tables ``args`` names, or every shipped one, and whether it asked for the smoke run."""
+    smoke = args.tables == ["smoke"]
+    return ([Path(t) for t in args.tables] if args.tables and not smoke else sorted(TABLES.glob("*.parquet"))), smoke
+
+
+def per_table(fn, paths: list[Path], processes: int, *args) -> list:
+    """``fn(path, *args)`` for every table, one table per process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=max(1, min(processes, len(paths)))) as pool:
+        return list(pool.map(fn, paths, *([a] * len(paths) for a in args)))
 
 
 def cpu_slug() -> str:

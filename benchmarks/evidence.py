@@ -17,10 +17,7 @@ the table's best) against worker-epochs at 8 workers, per table.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script; imported as benchmarks.evidence, the caller's sys.path already serves
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E402
+from benchmarks._common import machine_line, markdown, per_table, run_recorded, tables_of, tables_parser  # noqa: E402
 from distsearch.simulate import table as tables  # noqa: E402
 from distsearch.simulate.loop import job_for, simulate, table_best  # noqa: E402
 from distsearch.simulate.surrogate import Nearest  # noqa: E402
 
-TABLES = ROOT / "benchmarks" / "tables"
 WORKERS = (2, 8, 64)
 SEARCHERS = ("random", "tpe", "bohb", "gp")
 SCHEDULERS = ("fifo", "asha", "pasha")
@@ -174,26 +170,19 @@ def plot(curves: pd.DataFrame, path: Path):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("tables", nargs="*", help="tables (default: every benchmarks/tables/*.parquet); 'smoke' for the smallest run")
-    p.add_argument("--seeds", type=int, default=100)
-    p.add_argument("--workers", default=",".join(map(str, WORKERS)))
+    p = tables_parser(__doc__, 100, WORKERS, "Parquet of every row; the regret figure goes beside it as PNG")
     p.add_argument("--searchers", default=",".join(SEARCHERS), help="comma-separated (random+asha, the baseline, always runs)")
     p.add_argument("--schedulers", default=",".join(SCHEDULERS), help="comma-separated")
-    p.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="tables simulated at once")
-    p.add_argument("--out", help="Parquet of every row; the regret figure goes beside it as PNG")
     args = p.parse_args()
     print(machine_line())
-    smoke = args.tables == ["smoke"]
-    paths = [Path(t) for t in args.tables] if args.tables and not smoke else sorted(TABLES.glob("*.parquet"))
+    paths, smoke = tables_of(args)
     if smoke:
         paths, args.seeds, args.workers = paths[:1], 2, "2"
     workers = [int(w) for w in args.workers.split(",")]
     searchers, schedulers = args.searchers.split(","), args.schedulers.split(",")
     if smoke:
         searchers = [s for s in searchers if s != "gp"]  # a Gaussian process fit per proposal: not seconds
-    with ProcessPoolExecutor(max_workers=max(1, min(args.processes, len(paths)))) as pool:  # one table per process
-        parts = list(pool.map(evidence, paths, *([x] * len(paths) for x in (args.seeds, workers, searchers, schedulers))))
+    parts = per_table(evidence, paths, args.processes, args.seeds, workers, searchers, schedulers)
     df = pd.concat([rows for rows, _ in parts], ignore_index=True)
     curves = pd.concat([c for _, c in parts], ignore_index=True)
     for (name, n), g in df.groupby(["table", "workers"], sort=False):

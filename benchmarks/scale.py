@@ -15,10 +15,7 @@ curves, and at which sizes it breaks. The figure is written beside ``--out`` as 
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -27,11 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script; imported as benchmarks.scale, the caller's sys.path already serves
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E402
+from benchmarks._common import machine_line, markdown, per_table, run_recorded, tables_of, tables_parser  # noqa: E402
 from distsearch.results.simulation import full_trial_s, run_simulations  # noqa: E402
 from distsearch.simulate import table as tables  # noqa: E402
 
-TABLES = ROOT / "benchmarks" / "tables"
 WORKERS = (1, 2, 8, 32, 128, 512)
 METHODS = {"random (fifo)": ("random", "fifo"), "random+asha": ("random", "asha"), "tpe+asha": ("tpe", "asha")}
 CLAIM_R = 2.0
@@ -83,10 +79,10 @@ def verdict(df: pd.DataFrame) -> list[str]:
         within = g[(g[TIME] <= CLAIM_R) & (g["reached"] >= 0.5)]
         top = g[g["workers"] == g["workers"].max()].iloc[0]
         holds = bool(top[TIME] <= CLAIM_R and top["reached"] >= 0.5)
-        sizes = ", ".join(str(w) for w in within["workers"]) or "none"
+        sizes = f"{', '.join(str(w) for w in within['workers'])} workers" if len(within) else "no worker count"
         lines.append(
             f"{name}: at {top['workers']} workers random+ASHA needs {top[TIME]:.2f} R (median; {top['reached']:.0%} of seeds reach it): "
-            f"the 2R claim {'holds' if holds else 'does not hold'}; within 2R at: {sizes} workers"
+            f"the 2R claim {'holds' if holds else 'does not hold'}; within 2R at: {sizes}"
         )
     return lines
 
@@ -131,24 +127,16 @@ def plot(df: pd.DataFrame, path: Path):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("tables", nargs="*", help="tables (default: every benchmarks/tables/*.parquet); 'smoke' for the smallest run")
-    p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--workers", default=",".join(map(str, WORKERS)))
-    p.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="tables simulated at once")
-    p.add_argument("--out", help="Parquet of every row; the figure goes beside it as PNG")
-    args = p.parse_args()
+    args = tables_parser(__doc__, 20, WORKERS, "Parquet of every row; the figure goes beside it as PNG").parse_args()
     print(machine_line())
-    smoke = args.tables == ["smoke"]
-    paths = [Path(t) for t in args.tables] if args.tables and not smoke else sorted(TABLES.glob("*.parquet"))
+    paths, smoke = tables_of(args)
     if not paths:
         print("no tables: build them with python benchmarks/simulate.py table JOB")
         return 1
     if smoke:
         paths, args.seeds, args.workers = paths[:1], 1, "1,8"
     workers = [int(w) for w in args.workers.split(",")]
-    with ProcessPoolExecutor(max_workers=max(1, min(args.processes, len(paths)))) as pool:  # one table per process
-        parts = list(pool.map(scale, paths, [args.seeds] * len(paths), [workers] * len(paths)))
+    parts = per_table(scale, paths, args.processes, args.seeds, workers)
     for head, part in parts:
         print(f"\n{head}")
         print(markdown(part.drop(columns="table")))

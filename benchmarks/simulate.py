@@ -26,13 +26,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, run_cli, run_recorded  # noqa: E402
+from benchmarks._common import TABLES, machine_line, markdown, run_cli, run_recorded  # noqa: E402
 from distsearch import constants as C  # noqa: E402
 from distsearch.simulate import table as tables  # noqa: E402
 from distsearch.simulate.loop import job_for, simulate  # noqa: E402
 from distsearch.simulate.surrogate import Nearest  # noqa: E402
 
-TABLES = ROOT / "benchmarks" / "tables"
 RECORDED = TABLES / "recorded"
 #: The three replayed runs: the quickstart's job with each searcher and scheduler.
 RECORDINGS = {"quickstart-random-asha": ("random", True), "quickstart-tpe-asha": ("tpe", True), "quickstart-random-fifo": ("random", False)}

@@ -21,6 +21,7 @@ from .errors import ResourcesMissing, RunChoiceError, StorageFailed, UserError
 from .results import files as results
 from .search.plan import build_plan
 from .select import evaluate
+from .select.prune import prune_checkpoints
 from .space import names as space
 from .spec.model import NAME_RE, JobSpec
 from .sweep import planning
@@ -274,6 +275,8 @@ def _run_job(
         epochs = results.epochs_frame(outcome.epoch_rows)
         results.write_tables(out, trials, epochs)
         best, ensemble = evaluate.evaluate_run(spec, task, outcome.splits, trials, epochs, out)
+        # after the selected models are saved: nothing later reads the checkpoints it drops
+        checkpoints = prune_checkpoints(out, spec.checkpointing.keep_after_sweep, trials, best, ensemble)
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}
         meta.update(
             {
@@ -285,6 +288,7 @@ def _run_job(
                 "leaks": outcome.leaks,
                 "error_budget_exceeded": outcome.error_budget_exceeded,
                 "out_of_time": outcome.out_of_time,
+                "checkpoints": checkpoints,
             }
         )
         if outcome.search:

@@ -81,6 +81,12 @@ class Checkpointing(_Section):
         ge=1,
         description="checkpoints kept per trial (count, >= 1): the best epoch under the selection rule (the metric, then the lower val_loss, then the earlier epoch) and those after it, plus the latest, which Ray Train always keeps for resuming",
     )
+    keep_after_sweep: Literal["selected", "all"] = Field(
+        "selected",
+        description="what stays in train/ once the selected models are saved: selected (the single best's and the ensemble "
+        "members' checkpoints without optimizer state, and every checkpoint of a trial that may still resume) or all "
+        "(every checkpoint as the sweep left it)",
+    )
 
 
 class Ensemble(_Section):

@@ -105,6 +105,11 @@ def test_aggressive_asha_sweep_of_12_trials_leaks_nothing(embedded_ray, tmp_path
         assert max(m[C.EPOCH] for m in kept) >= mine[C.EPOCH].max()  # the latest survives
         assert max(m[spec.metric] for m in kept) >= mine[spec.metric].max() - 1e-9  # so does the best
     assert Path(run["best"][C.CHECKPOINT_PATH], C.CHECKPOINT_FILE).exists()
+    # lean checkpoints (keep_after_sweep: selected): model files stay only where the selected models came from
+    selected = {run["best"][C.CHECKPOINT_PATH]} | {m[C.CHECKPOINT_PATH] for m in (run["ensemble"] or {}).get("members", [])}
+    models = {str(p.parent) for p in Path(result.run_dir, C.TRAIN_DIR).glob(f"*/checkpoint_2*/{C.CHECKPOINT_FILE}")}
+    assert models == selected and run["run"]["checkpoints"]["model_files_after"] == len(selected)
+    assert run["run"]["checkpoints"]["bytes_after"] < run["run"]["checkpoints"]["bytes_before"] / 3
     # the columns written are the columns docs/results.md documents
     from ..unit.test_schema_doc import _documented
 
