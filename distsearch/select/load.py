@@ -34,6 +34,10 @@ HEADER_ALLOWANCE_BYTES = 2**20
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "uint8": torch.uint8}
 
 
+#: run.json holds the job and the run's records; no run writes more than this.
+MAX_RUN_FILE_BYTES = 16 * 2**20
+
+
 class UnsafeModelFile(UserError):
     """A model file that distsearch will not read: a pickle, or not what its description says."""
 
@@ -118,9 +122,11 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def load_model(run: PathLike, ensemble: bool = False, task: Any = None) -> LoadedModel:
+def load_model(run: PathLike, ensemble: bool = False, task: Any = None, trial: Optional[str] = None) -> LoadedModel:
     """The selected model of the run at ``run`` (a local path or a storage URI): the single best
-    trial at its best checkpoint, or with ``ensemble=True`` the run's ensemble.
+    trial at its best checkpoint, or with ``ensemble=True`` the run's ensemble, or with
+    ``trial="<trial id>"`` that trial at its best checkpoint that was kept
+    (``checkpointing.keep_after_sweep``), read as tensors only.
 
     The module is rebuilt by distsearch from the saved description and filled with the saved
     weights; nothing in the run folder is imported or unpickled. A ``custom`` task's models are
@@ -128,6 +134,8 @@ def load_model(run: PathLike, ensemble: bool = False, task: Any = None) -> Loade
     your factory returns. Raises ``RunFileMissing`` when the run has no such model and
     ``UnsafeModelFile`` for a file that is not what distsearch writes."""
     run = str(run) if is_uri(run) else absolute(run)
+    if ensemble and trial is not None:
+        raise ValueError(f"load_model: got ensemble=True and trial={trial!r}; fix: pass one of them")
     name = C.ENSEMBLE_MODEL if ensemble else C.BEST_MODEL
     prefix = join(run, C.MODEL_DIR, name)
     described, weights = prefix + C.MODEL_DESCRIPTION_SUFFIX, prefix + C.MODEL_WEIGHTS_SUFFIX
@@ -152,8 +160,13 @@ def load_model(run: PathLike, ensemble: bool = False, task: Any = None) -> Loade
         got = desc.get("format") if isinstance(desc, dict) else type(desc).__name__
         raise UnsafeModelFile(f"{described}: format {got!r}, not {FORMAT!r}; fix: load it with the distsearch that wrote it")
     builder = _builder(desc, described, task)
-    module = rebuild(desc, builder)
-    module.load_state_dict(read_weights(weights, module.state_dict()), strict=True)
+    if trial is not None:  # the best model's description, with that trial as its one member
+        desc, state = _trial_member(run, desc, trial)
+        module = rebuild(desc, builder)
+        module.members[0].load_state_dict(state, strict=True)
+    else:
+        module = rebuild(desc, builder)
+        module.load_state_dict(read_weights(weights, module.state_dict()), strict=True)
     encoder = getattr(builder, "input_encoder", None)
     members = desc["members"]
     return LoadedModel(
@@ -169,6 +182,23 @@ def load_model(run: PathLike, ensemble: bool = False, task: Any = None) -> Loade
         input_shape=desc["input_shape"],
         input_dtype=desc["input_dtype"],
     )
+
+
+def _trial_member(run: str, desc: Mapping[str, Any], trial_id: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``desc`` with ``trial_id`` as its one member, and that trial's weights at its best kept checkpoint."""
+    from ..results import files as results
+    from ..search.objective import Objective
+
+    epochs = results.read_frame(join(run, C.EPOCHS_FILE))
+    row = results.best_checkpoint(epochs, trial_id, Objective.of(read_json(join(run, C.RUN_FILE), MAX_RUN_FILE_BYTES)["job"]))
+    if row is None:
+        why = "none of its checkpoints was kept" if trial_id in set(epochs[C.TRIAL_ID]) else "the run has no such trial"
+        raise RunFileMissing(
+            f"trial {trial_id}: {why}; fix: pass a trial id of trials.parquet whose checkpoint was kept (the single best's, an "
+            "ensemble member's, a cancelled trial's), or run the job with checkpointing.keep_after_sweep: all"
+        )
+    state = results.load_state(row[C.CHECKPOINT_PATH])
+    return {**desc, "members": [{C.TRIAL_ID: trial_id, "weight": 1.0, "params": state["params"]}]}, state["model"]
 
 
 def _builder(desc: Mapping[str, Any], where: str, task: Any) -> Any:

@@ -198,3 +198,46 @@ def test_a_run_of_the_pickle_format_is_resaved_from_its_checkpoints(trained_run,
         torch.as_tensor(after.predict_proba(images)), torch.as_tensor(before.predict_proba(images))
     )
     assert load_model(run).members == load_model(src).members
+
+
+def test_load_model_takes_any_trial_whose_checkpoint_was_kept(trained_run, tmp_path):
+    """After lean checkpoints (``keep_after_sweep: selected``), the single best loads by its trial
+    id as it loads as the selected model; a trial whose model files were dropped, or one the run
+    never had, is refused with the fix."""
+    import shutil
+
+    import numpy as np
+
+    from distsearch.errors import RunFileMissing
+    from distsearch.results.files import write_tables
+    from distsearch.select.prune import prune_checkpoints
+
+    tmp, spec, _, splits, best, ensemble = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(tmp, run)
+    moved = lambda p: p.replace(str(tmp), str(run))  # noqa: E731 - the copy's own checkpoint paths
+    epochs = pd.DataFrame(
+        [
+            {C.TRIAL_ID: p.parent.name, C.EPOCH: int(p.name.split("_")[1]), "val_accuracy": 0.5, "val_loss": 1.0, C.CHECKPOINT_PATH: str(p)}
+            for p in sorted((run / "train").glob("*/checkpoint_*"))
+        ]
+    )
+    # the selected checkpoint scores best, so that it is the best trial's best epoch here too
+    epochs.loc[(epochs[C.TRIAL_ID] == best[C.TRIAL_ID]) & (epochs[C.EPOCH] == best[C.EPOCH]), "val_accuracy"] = 1.0
+    trials = pd.DataFrame({C.TRIAL_ID: sorted(epochs[C.TRIAL_ID].unique()), C.STATUS: C.STATUS_COMPLETED})
+    write_tables(str(run), trials, epochs)
+    (run / C.RUN_FILE).write_text(json.dumps({"job": spec.to_dict()}))
+    moved_best = {**best, C.CHECKPOINT_PATH: moved(best[C.CHECKPOINT_PATH])}
+    moved_ensemble = {**ensemble, "members": [{**m, C.CHECKPOINT_PATH: moved(m[C.CHECKPOINT_PATH])} for m in ensemble["members"]]}
+    prune_checkpoints(str(run), "selected", trials, moved_best, moved_ensemble)
+    x = splits.test[0][:20]
+    by_id = load_model(run, trial=best[C.TRIAL_ID])
+    assert by_id.members == {best[C.TRIAL_ID]: 1.0}
+    assert np.allclose(by_id.predict_proba(x), load_model(run).predict_proba(x), atol=1e-6)
+    dropped = next(t for t in trials[C.TRIAL_ID] if t not in {m[C.TRIAL_ID] for m in ensemble["members"]} | {best[C.TRIAL_ID]})
+    with pytest.raises(RunFileMissing, match=f"trial {dropped}: none of its checkpoints was kept; fix: .*keep_after_sweep: all"):
+        load_model(run, trial=dropped)
+    with pytest.raises(RunFileMissing, match="trial nope: the run has no such trial"):
+        load_model(run, trial="nope")
+    with pytest.raises(ValueError, match="fix: pass one of them"):
+        load_model(run, ensemble=True, trial=best[C.TRIAL_ID])
