@@ -85,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         "resave-models", help="rewrite an older run's models (pickles, never read) as JSON and safetensors, from its checkpoints and its job's data"
     )
     rs.add_argument("run", metavar="RUN", help="run directory: a local path or a storage URI")
+    ex = sub.add_parser("export", help="write a run's model as ONNX, with its preprocessing (and tokenizers) beside it")
+    ex.add_argument("run", metavar="RUN", help="run directory: a local path or a storage URI")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="the model file's format")
+    ex.add_argument("--out", required=True, help="folder for model.onnx, preprocessing.json and any tokenizer files")
+    pr = sub.add_parser("predict", help="a run's model's predictions for a table (.csv, .parquet), images (a folder or files) or texts (.txt)")
+    pr.add_argument("run", metavar="RUN", help="run directory: a local path or a storage URI")
+    pr.add_argument("inputs", metavar="INPUT", nargs="+", help="one table, one .txt of texts (one per line), or image files and folders")
+    pr.add_argument("--out", help="write the predictions here as Parquet (default: print the first rows)")
+    for cmd in (ex, pr):
+        which = cmd.add_mutually_exclusive_group()
+        which.add_argument("--ensemble", action="store_true", help="the run's ensemble instead of the single best")
+        which.add_argument("--trial", help="this trial at its best kept checkpoint instead of the single best")
     sim = sub.add_parser("simulate", help="replay a recorded run or table through the job's scheduler and searcher, in simulated time")
     sim.add_argument("source", metavar="TABLE_OR_RUN", help="a table (benchmarks/tables/*.parquet) or a finished run's directory")
     sim.add_argument("--workers", help="trials at once: N, or a list N,N,... for the sizing answer (default: the recorded run's)")
@@ -133,6 +145,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _validate(args.jobs, dry_run=not args.no_dry_run)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "export":
+            from .select.export import export_model
+
+            done = export_model(args.run, args.out, args.format, ensemble=args.ensemble, trial=args.trial)
+            print(f"exported {', '.join(done['files'])} to {done['dir']} (members: {done['members']})")
+            return 0
+        if args.command == "predict":
+            from .select.predict import predict
+
+            preds = predict(args.run, args.inputs, args.out, ensemble=args.ensemble, trial=args.trial)
+            print(preds.head(20).to_string(index=False))
+            print(f"{len(preds)} predictions" + (f" written to {args.out}" if args.out else ""))
+            return 0
         if args.command == "resave-models":
             from .select.evaluate import resave_models
 

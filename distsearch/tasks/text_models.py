@@ -210,6 +210,8 @@ class TextModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = x[:, self.tokenizer_index, :, : self.max_length]
         ids, mask = tokens[:, 0].long(), tokens[:, 1].long()
+        if torch.compiler.is_exporting():  # an exported graph takes any batch: its length cannot depend on the data
+            return self.model(input_ids=ids, attention_mask=mask).logits
         length = max(1, int(mask.sum(1).max()))  # padding beyond the batch's longest text is dead work
         return self.model(input_ids=ids[:, :length], attention_mask=mask[:, :length]).logits
 

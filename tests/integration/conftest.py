@@ -180,3 +180,20 @@ def check_report_in_browser(report_html, tmp_path) -> list[dict]:
     subprocess.run([browser, *flags, "--window-size=1200,3000", f"--screenshot={shot}", report_html.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
     return images
+
+
+def assert_export_matches(run_dir, raw, out_dir, ensemble=False, max_abs=1e-4):
+    """``distsearch export``'s ONNX model, run by onnxruntime on ``raw`` inputs encoded as
+    preprocessing.json says, predicts what ``load_model`` predicts (issue 32: within 1e-4)."""
+    import numpy as np
+
+    from distsearch.select.export import export_model, onnx_predictions
+    from distsearch.select.load import load_model
+
+    model = load_model(run_dir, ensemble=ensemble)
+    written = export_model(str(run_dir), str(out_dir), ensemble=ensemble)
+    assert {"model.onnx", "preprocessing.json"} <= set(written["files"])
+    x = model.encode(raw) if model.encode is not None else raw
+    diff = float(np.abs(onnx_predictions(str(out_dir), x) - model.predict_proba(raw)).max())
+    assert diff <= max_abs, diff
+    return model

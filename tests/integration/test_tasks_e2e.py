@@ -12,11 +12,12 @@ import yaml
 from distsearch import constants as C
 from distsearch.job import run_job
 from distsearch.select.load import load_model
+from distsearch.select.predict import predict
 from distsearch.spec.model import parse_job
 from distsearch.validate import check_job
 
 from ..conftest import JOBS, ROOT
-from .conftest import assert_nothing_left, check_run_files
+from .conftest import assert_export_matches, assert_nothing_left, check_run_files
 from .spy_task import SpyTask
 
 pytestmark = pytest.mark.integration
@@ -77,6 +78,10 @@ def test_shipped_task_runs_end_to_end(embedded_ray, tmp_path, at_root, job_file,
         rows = pd.read_parquet(JOBS / "data" / "wine.parquet")
         labels = loaded.predict(rows.drop(columns="target"))
         assert set(labels) <= set(loaded.class_names) and sum(a == str(b) for a, b in zip(labels, rows["target"], strict=True)) > len(rows) / 2
+        # the ensemble as ONNX (its standardisation in preprocessing.json), and distsearch predict on a CSV
+        assert_export_matches(result.run_dir, rows.drop(columns="target"), tmp_path / "export", ensemble=True)
+        rows.drop(columns="target").to_csv(tmp_path / "rows.csv", index=False)
+        assert predict(str(result.run_dir), [str(tmp_path / "rows.csv")], ensemble=True)["prediction"].tolist() == labels
     if job_file == "diabetes.yaml":  # values in the target's own units
         rows = pd.read_parquet(JOBS / "data" / "diabetes.parquet")
         values = loaded.predict(rows.drop(columns="target"))

@@ -9,7 +9,7 @@ from distsearch.select.load import load_model
 from distsearch.spec.model import parse_job
 
 from ..conftest import images_job, text_job
-from .conftest import assert_nothing_left, check_run_files
+from .conftest import assert_export_matches, assert_nothing_left, check_run_files
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,11 @@ def test_a_text_sweep_fine_tunes_checkpoints_and_selects_on_validation(embedded_
     labels = model.predict(docs["text"].tolist())  # raw text in, package names out
     assert set(labels) <= set(model.class_names) and sum(a == b for a, b in zip(labels, docs["label"], strict=True)) > 50 * majority
     assert load_model(result.run_dir, ensemble=True).predict_proba(["Return the event loop."]).shape == (1, len(model.class_names))
+    # the model that leaves: ONNX with its tokenizer files beside it, predicting as load_model does
+    assert_export_matches(result.run_dir, docs["text"].tolist()[:20], tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").glob("tokenizer-*.json")) == [
+        f"tokenizer-{i}.json" for i in range(len(model.recipe["tokenizers"]))
+    ]
 
 
 def test_an_images_sweep_trains_both_families_from_an_image_folder(embedded_ray, tmp_path, shipped_data):
@@ -54,3 +59,10 @@ def test_an_images_sweep_trains_both_families_from_an_image_folder(embedded_ray,
     model = load_model(result.run_dir)
     files = sorted((shipped_data / "digits_images" / "7").iterdir())[:10]
     assert model.predict(files).count("7") >= 6  # files in, class names out
+    assert_export_matches(result.run_dir, files, tmp_path / "export")
+    # distsearch predict: a folder in, a Parquet of class names and probabilities out
+    from distsearch.select.predict import predict
+
+    preds = predict(str(result.run_dir), [str(files[0].parent)], out=str(tmp_path / "preds.parquet"))
+    assert len(preds) == len(list(files[0].parent.iterdir())) and pd.read_parquet(tmp_path / "preds.parquet").equals(preds)
+    assert preds.set_index("input").loc[[str(f) for f in files], "prediction"].tolist() == model.predict(files)

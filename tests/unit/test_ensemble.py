@@ -241,3 +241,22 @@ def test_load_model_takes_any_trial_whose_checkpoint_was_kept(trained_run, tmp_p
         load_model(run, trial="nope")
     with pytest.raises(ValueError, match="fix: pass one of them"):
         load_model(run, ensemble=True, trial=best[C.TRIAL_ID])
+
+
+def test_the_exported_onnx_model_predicts_what_load_model_does(trained_run, tmp_path):
+    """distsearch export: the ensemble as ONNX, run by onnxruntime, within 1e-4 of load_model on
+    the test split (issue 32); preprocessing.json describes the input it takes."""
+    import numpy as np
+
+    from distsearch.select.export import export_model, onnx_predictions
+
+    tmp, _, _, splits, _, ensemble = trained_run
+    done = export_model(str(tmp), str(tmp_path / "onnx"), ensemble=True)
+    assert done["files"] == ["model.onnx", "preprocessing.json"] and set(done["members"]) == {m[C.TRIAL_ID] for m in ensemble["members"]}
+    described = json.loads((tmp_path / "onnx" / "preprocessing.json").read_text())
+    assert described["onnx"]["input_shape"] == ["batch", 64] and described["class_names"] == [str(d) for d in range(10)]
+    raw = (splits.test[0] * 16).numpy()  # the test split as load_digits gives its rows: the encoder scales them
+    model = load_model(tmp, ensemble=True)
+    assert np.abs(onnx_predictions(str(tmp_path / "onnx"), model.encode(raw)) - model.predict_proba(raw)).max() <= 1e-4
+    with pytest.raises(ValueError, match="--format: got 'tflite'; fix: use one of onnx"):
+        export_model(str(tmp), str(tmp_path / "x"), "tflite")
