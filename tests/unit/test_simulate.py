@@ -181,8 +181,7 @@ def test_evidence_counts_worker_epochs_to_a_target_and_never_over_never_is_never
     assert evidence.ratio(np.inf, np.inf) == np.inf and evidence.ratio(50.0, 100.0) == 0.5
 
 
-# charlm joins when built (issue 30): about 60 s per charlm trial on 2 CPUs, two at a time.
-SHIPPED_TABLES = ("quickstart", "wine", "diabetes", "text", "images")
+SHIPPED_TABLES = ("quickstart", "wine", "diabetes", "charlm", "text", "images")
 
 
 @pytest.mark.parametrize("name", SHIPPED_TABLES)
