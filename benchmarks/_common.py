@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import yaml
@@ -51,12 +52,15 @@ def machine_cpu_seconds() -> float:
         return float("nan")
 
 
-def run_cli(raw: dict, workdir: Path, run_id: str, new_run: bool = True) -> tuple[dict, float]:
+def run_cli(raw: dict, workdir: Path, run_id: Optional[str], new_run: bool = True) -> tuple[dict, float]:
     """Write job ``raw`` into ``workdir``, run it as a user would (``distsearch run``, a fresh
     process with an embedded Ray, results under ``raw["storage"]``), and return the run as
     ``read_run`` gives it and the command's wall seconds. The run also gets
     ``machine_cpu_seconds``: what the whole machine spent busy during the command. Raises with
-    the stderr tail if it fails. ``new_run=False`` resumes an unfinished run of ``run_id``."""
+    the stderr tail if it fails. ``new_run=False`` resumes an unfinished run of ``run_id``.
+    ``run_id=None`` lets the command choose the id, as a user's does (an explicit id waits out
+    the claim's settle time, since another driver may name it too); ``raw["storage"]`` must then
+    hold no other run of the job."""
     from distsearch.results.files import read_run
 
     job = workdir / f"{raw['name']}.yaml"
@@ -65,7 +69,16 @@ def run_cli(raw: dict, workdir: Path, run_id: str, new_run: bool = True) -> tupl
     job.write_text(yaml.safe_dump(raw, sort_keys=False))
     t0, cpu0 = time.monotonic(), machine_cpu_seconds()
     proc = subprocess.run(
-        [sys.executable, "-m", "distsearch", "run", str(job), "--run-id", run_id, *(["--new-run"] if new_run else []), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "distsearch",
+            "run",
+            str(job),
+            *(["--run-id", run_id] if run_id else []),
+            *(["--new-run"] if new_run else []),
+            "--quiet",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -73,7 +86,8 @@ def run_cli(raw: dict, workdir: Path, run_id: str, new_run: bool = True) -> tupl
     wall, cpu = time.monotonic() - t0, machine_cpu_seconds() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"{job} failed:\n{proc.stderr[-3000:]}")
-    run = read_run(Path(raw["storage"], raw["name"], run_id))
+    runs = Path(raw["storage"], raw["name"])
+    run = read_run(runs / run_id if run_id else next(d for d in runs.iterdir() if d.is_dir()))
     run["machine_cpu_seconds"] = cpu
     return run, wall
 

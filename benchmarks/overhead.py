@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -123,7 +124,7 @@ def _run(epochs: int, workers: int, storage: str, trials: int = 1, **harness):
             "asha": {"enabled": False},
             "max_concurrent_trials": 1,
             "scaling": {"num_workers": workers, "cpus_per_worker": 1},
-            "harness": {"report_poll_interval_s": 0.1, **harness},
+            "harness": harness,
             "storage": storage,
         }
     )
@@ -135,7 +136,7 @@ def distsearch_trial(
     epochs: int,
     workers: int,
     storage: str,
-    poll_s: float = 0.1,
+    poll_s: Optional[float] = None,
     label: str = "",
     upload: str = "async",
     processes: str = "kept_worker_group",
@@ -147,7 +148,7 @@ def distsearch_trial(
         epochs,
         workers,
         storage,
-        report_poll_interval_s=poll_s,
+        **({} if poll_s is None else {"report_poll_interval_s": poll_s}),
         checkpoint_upload=upload,
         trial_processes=processes,
         **({} if spares else {"spare_worker_keep_alive_s": 0.0}),

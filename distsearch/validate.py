@@ -24,7 +24,7 @@ from .space.names import flatten, param_types
 from .space.params import OPTION_KEY, Param
 from .spec.model import JobSpec, SpecError
 from .tasks import RECIPE_PARAMS, Task, TaskInputError, make_task
-from .tasks.base import batches
+from .tasks.base import batches, splits_once
 
 log = logging.getLogger("distsearch")
 
@@ -53,7 +53,7 @@ def configs(space: Mapping[str, Param]) -> list[dict[str, Any]]:
 def run_dry(task: Any, space: Mapping[str, Param], seed: int) -> list[str]:
     """One problem line per model family that fails to build, to run forward on a small batch of
     the training split, to give a finite loss, or to run backward."""
-    splits = task.splits(seed)
+    splits = splits_once(task, seed)
     problems = []
     for params in configs(space):
         x, y = next(batches(task, splits.train, torch.arange(min(BATCH_ROWS, len(splits.train[1]))), BATCH_ROWS, params, train=True))

@@ -20,6 +20,7 @@ from .._ray import tune as ray_tune
 from ..search.plan import build_plan
 from ..spec.model import JobSpec
 from ..tasks import Splits, Task
+from ..tasks.base import splits_once
 from . import cleanup, planning
 from .progress import Heartbeat, ProgressView, TensorBoardLogger
 from .recording import ResultRecorder, SweepBudget, trial_rows
@@ -103,7 +104,7 @@ def run_sweep(
     concurrency = planning.plan_concurrency(spec, nodes)
     # Spares need the pinned Ray's raylet call (distsearch._ray): none on another release.
     spare_plan = planning.resolve_spares(spec, nodes, concurrency) if door.VOUCHED else planning.NO_SPARES
-    splits = task.splits(spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
+    splits = splits_once(task, spec.seed)  # before the put: a task may set what splitting learns (e.g. target scale)
     # Workers get no test rows: the test split is touched once, by distsearch.select.evaluate, for the best model.
     data_ref = ray.put((task, splits.without_test()))  # owned by this driver for the whole sweep
     prior = load_prior(run_dir) if resume else None

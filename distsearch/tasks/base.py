@@ -7,6 +7,7 @@ every worker process pays for what this module imports.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional, Protocol, runtime_checkable
 
@@ -92,6 +93,24 @@ class Task(Protocol):
     def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]: ...
 
     def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]: ...
+
+
+# (task object -> {seed: Splits}): weak, so a task and its splits go together; outside the task,
+# since a task travels to the workers in the object store and its splits must not go twice.
+_SPLITS: "weakref.WeakKeyDictionary[Any, dict[int, Splits]]" = weakref.WeakKeyDictionary()
+
+
+def splits_once(task: Any, seed: int) -> Splits:
+    """``task.splits(seed)``, made once per task object: validation's dry run, the sweep and the
+    evaluation of one job share them rather than read and split the data again. A task that
+    cannot be a weak dictionary key (it defines ``__eq__`` without ``__hash__``) splits each time."""
+    try:
+        memo = _SPLITS.setdefault(task, {})
+    except TypeError:
+        return task.splits(seed)
+    if seed not in memo:
+        memo[seed] = task.splits(seed)
+    return memo[seed]
 
 
 def batches(

@@ -8,7 +8,7 @@ import torch
 
 from distsearch.spec.model import SpecError, parse_job
 from distsearch.tasks import PROTOCOL_MEMBERS, Task, TaskInputError, make_task
-from distsearch.tasks.base import batches
+from distsearch.tasks.base import batches, splits_once
 from distsearch.train import loop
 from distsearch.validate import check_job
 
@@ -298,3 +298,26 @@ def test_a_saved_model_is_rebuilt_from_json_and_safetensors_alone(shipped, tmp_p
     if name == "text.yaml":  # the tokenizers, rebuilt from their JSON, give the same ids
         texts = ["Return the event loop.", "Parse a MIME message " * 100]
         assert torch.equal(loaded.encode(texts), saved.encode(texts))
+
+
+def test_a_jobs_splits_are_made_once_per_task_and_seed(monkeypatch):
+    """Validation's dry run and the sweep share one task object: they split its data once."""
+    task = make_task("digits", {})
+    made = []
+    real = type(task).splits
+    monkeypatch.setattr(type(task), "splits", lambda self, seed: made.append(seed) or real(self, seed))
+    first = splits_once(task, 0)
+    assert splits_once(task, 0) is first and made == [0]
+    assert splits_once(task, 1) is not first and made == [0, 1]
+    assert splits_once(make_task("digits", {}), 0) is not first and made == [0, 1, 0]  # another task object splits anew
+
+    class Unhashable:  # __eq__ without __hash__: no memo, a split per call
+        __eq__ = object.__eq__
+        __hash__ = None
+
+        def splits(self, seed):
+            made.append(("u", seed))
+            return seed
+
+    other = Unhashable()
+    assert splits_once(other, 3) == 3 and splits_once(other, 3) == 3 and made[-2:] == [("u", 3), ("u", 3)]
