@@ -71,8 +71,9 @@ def end_group(pgid: int, term_grace_s: float = 3.0, kill_wait_s: float = 15.0) -
     """End process group ``pgid``, which a test started (``start_new_session=True``): SIGTERM, then
     SIGKILL for what is left after ``term_grace_s``. Nothing outside that group is touched.
 
-    The grace is short because a Ray node's GCS server and its log monitor do not exit on SIGTERM
-    at all: a longer one was only ever waited out in full, at every head and every killed driver."""
+    The grace is short because some of a Ray node's processes (one of its servers and a Python
+    monitor) do not exit on SIGTERM at all: a longer one was only ever waited out in full, at
+    every head and every killed driver."""
     for sig, wait_s in ((signal.SIGTERM, term_grace_s), (signal.SIGKILL, kill_wait_s)):
         try:
             os.killpg(pgid, sig)
