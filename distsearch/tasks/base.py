@@ -101,8 +101,8 @@ _SPLITS: "weakref.WeakKeyDictionary[Any, dict[int, Splits]]" = weakref.WeakKeyDi
 
 
 def splits_once(task: Any, seed: int) -> Splits:
-    """``task.splits(seed)``, made once per task object: validation's dry run, the sweep and the
-    evaluation of one job share them rather than read and split the data again. A task that
+    """``task.splits(seed)``, made once per task object: validation's dry run and the sweep of one
+    job share them (the evaluation gets the sweep's) rather than read and split the data again. A task that
     cannot be a weak dictionary key (it defines ``__eq__`` without ``__hash__``) splits each time."""
     try:
         memo = _SPLITS.setdefault(task, {})
