@@ -73,14 +73,14 @@ def _end_leftovers(pgid: int, timeout_s: float = 60) -> None:
 
 @pytest.mark.parametrize(
     "stop, algorithm, task",
-    # Three sweeps cover each stop (SIGKILL, SIGINT), each searcher (random, TPE) and each kind of
-    # data (a table, text with its tokenizers, an image folder): one case each, not all products.
+    # Two sweeps cover each stop (SIGKILL, SIGINT) and each searcher (random, TPE), on the two kinds
+    # of data whose resume rebuilds the most (text with its tokenizers, an image folder): one case
+    # each, not all products. A table's run resumes in the disk-full test below.
     [
-        (signal.SIGKILL, "random", "digits"),
-        (signal.SIGINT, "tpe", "text"),
+        (signal.SIGINT, "random", "text"),
         (signal.SIGKILL, "tpe", "images"),
     ],
-    ids=["sigkill", "sigint-tpe-text", "sigkill-tpe-images"],
+    ids=["sigint-random-text", "sigkill-tpe-images"],
 )
 def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, algorithm, task):
     # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
@@ -93,17 +93,13 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
     }
     if task == "text":  # both checkpoints and the encoder; the text's tokens come from the driver that resumes too
         raw = text_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
-    elif task == "images":  # the CNN alone: twelve epochs of ResNet-18 would be minutes here
+        # every third shipped docstring: shorter epochs, and a SIGINT leaves no worker training on
+        docs = pd.read_parquet(raw["task_options"]["path"])
+        docs.iloc[::3].to_parquet(tmp_path / "docs.parquet")
+        raw["task_options"]["path"] = str(tmp_path / "docs.parquet")
+    else:  # the CNN alone: twelve epochs of ResNet-18 would be minutes here
         raw = images_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
         raw["space"]["model"] = {"choice": {"cnn": {"depth": 1, "channels": 16, "width": 64}}}
-    else:
-        space = {
-            "model": {"choice": {"mlp": {"depth": 2, "width": 32}}},
-            "lr": {"loguniform": [1.0e-3, 1.0e-1]},
-            "optimizer": "adam",
-            "batch_size": 4,
-        }
-        raw = tiny_job(tmp_path, space=space, **common)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]
