@@ -194,6 +194,12 @@ def run_recorded(script: str, main, default_out: str) -> int:
     failure = None
     try:
         code = main()
+    except SystemExit as e:
+        if e.code in (0, 2, None):  # --help, or a command line argparse refused: nothing was measured
+            sys.stdout = stdout
+            raise
+        failure, code = e, 1
+        printed.write(f"\n\nINCOMPLETE: the run exited with {e.code!r}; the rows above were measured before it.\n")
     except BaseException as e:  # KeyboardInterrupt too: keep what was measured, then re-raise
         failure, code = e, 1
         tail = "".join(traceback.format_exception(e)).strip().splitlines()[-15:]

@@ -158,25 +158,38 @@ def write_figures(rows: list[dict], out: str) -> str:
     return markdown(table) + summary
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("jobs", nargs="*", help=f"jobs to run (default: all of {', '.join(FLOORS)})")
+def job_args(doc: str, default_jobs: list[str], out: str) -> argparse.Namespace:
+    """The command line of a benchmark over shipped jobs and seeds: ``jobs`` (checked against
+    ``FLOORS``; ``default_jobs`` when none), ``--seeds`` and ``--out``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("jobs", nargs="*", help=f"jobs to run (default: {', '.join(default_jobs)}; any of {', '.join(FLOORS)})")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per job, 0 to N-1 (default 3)")
-    ap.add_argument("--out", default="floors.parquet")
+    ap.add_argument("--out", default=out)
     args = ap.parse_args()
-    print(machine_line(), flush=True)
     unknown = [j for j in args.jobs if j not in FLOORS]
     if unknown:
         ap.error(f"unknown job(s) {', '.join(unknown)}; use {', '.join(FLOORS)}")
-    args.jobs = args.jobs or list(FLOORS)
-    rows = []
+    args.jobs = args.jobs or list(default_jobs)
+    return args
+
+
+def each_run(args: argparse.Namespace):
+    """(job, seed, a storage folder of this benchmark's own) for each run ``job_args`` asks for,
+    the job's data built first where it is missing; the folder is removed at the end."""
     with tempfile.TemporaryDirectory() as storage:
         for job in args.jobs:
             build_data(job)
             for seed in range(args.seeds):
-                row = run_one(job, seed, storage)
-                rows.append(row)
-                print(json.dumps(row, default=str), flush=True)
+                yield job, seed, storage
+
+
+def main() -> int:
+    args = job_args(__doc__, list(FLOORS), "floors.parquet")
+    print(machine_line(), flush=True)
+    rows = []
+    for job, seed, storage in each_run(args):
+        rows.append(run_one(job, seed, storage))
+        print(json.dumps(rows[-1], default=str), flush=True)
     print("\n" + write_figures(rows, args.out))
     print(f"\nfigures: {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1

@@ -118,13 +118,22 @@ def load_state(checkpoint_path: str) -> dict[str, Any]:
     return read_state(read_bytes(path), path)
 
 
+def best_checkpoints(epochs: pd.DataFrame, trial_id: str, objective: Objective, count: int) -> list[pd.Series]:
+    """Up to ``count`` epoch rows of ``trial_id`` whose checkpoint still exists, best metric first."""
+    rows = epochs[(epochs[C.TRIAL_ID] == trial_id) & epochs[C.CHECKPOINT_PATH].notna()] if C.CHECKPOINT_PATH in epochs else epochs.iloc[0:0]
+    found = []
+    for _, row in objective.rank(rows, objective.metric, loss="val_loss", epoch=C.EPOCH).iterrows():
+        if len(found) == count:
+            break
+        if exists(join(row[C.CHECKPOINT_PATH], C.CHECKPOINT_FILE)):
+            found.append(row)
+    return found
+
+
 def best_checkpoint(epochs: pd.DataFrame, trial_id: str, objective: Objective) -> Optional[pd.Series]:
     """The epoch row of ``trial_id`` with the best metric whose checkpoint still exists."""
-    rows = epochs[(epochs[C.TRIAL_ID] == trial_id) & epochs[C.CHECKPOINT_PATH].notna()] if C.CHECKPOINT_PATH in epochs else epochs.iloc[0:0]
-    for _, row in objective.rank(rows, objective.metric, loss="val_loss", epoch=C.EPOCH).iterrows():
-        if exists(join(row[C.CHECKPOINT_PATH], C.CHECKPOINT_FILE)):
-            return row
-    return None
+    found = best_checkpoints(epochs, trial_id, objective, 1)
+    return found[0] if found else None
 
 
 def read_run(directory: PathLike) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TypeVar
 
 if TYPE_CHECKING:  # imported where frames are ranked: Train workers use this module and import no pandas
     import pandas as pd
@@ -23,6 +23,17 @@ T = TypeVar("T")
 #: What tells equal metrics apart: the validation loss, which every task reports.
 TIEBREAK_LOSS = "val_loss"
 _LOSS_AT_BEST = "_val_loss_at_best_epoch"
+
+
+def trailing_means(values: Sequence[Optional[float]], window_epochs: int) -> list[Optional[float]]:
+    """Each value replaced by the mean of the finite values among it and the ``window_epochs - 1``
+    before it (fewer at a curve's start), None where there is none: what selection ranks epochs
+    by (``selection.smoothing_epochs``). A window of 1 gives the finite values back."""
+    out: list[Optional[float]] = []
+    for i in range(len(values)):
+        seen = [float(v) for v in values[max(0, i - window_epochs + 1) : i + 1] if v is not None and math.isfinite(float(v))]
+        out.append(sum(seen) / len(seen) if seen else None)
+    return out
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 The sweep never shows a worker the test rows (``Splits.without_test``); this module is the one
 place that reads them, once per reported model, after selection on the validation split is over:
 the single best trial at its best checkpoint (best.json), and the ensemble of the best trials'
-best checkpoints (ensemble.json). Both are saved for ``distsearch.load_model``.
+best checkpoints (ensemble.json). Both are saved for ``distsearch.load_model``. The job's
+``selection`` section says how they are picked: on smoothed curves (``view``), from several
+checkpoints per trial, and refit on train and validation together (``refit``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from .. import constants as C
 from .. import storage
+from ..errors import UserError
 from ..results import files as results
 from ..search.objective import Objective
 from ..spec.model import JobSpec
@@ -25,6 +28,8 @@ from ..tasks.base import ENSEMBLE_MEMBERS, batches
 from ..train import loop
 from . import load
 from .ensemble import Averaged, select
+from .refit import merged_splits, refit
+from .view import selection_view
 
 log = logging.getLogger("distsearch")
 
@@ -84,11 +89,18 @@ def to_saved(task: Task, splits: Splits, models: list[torch.nn.Module], members:
     )
 
 
+def _refit(spec: JobSpec, task: Task, merged: Splits, params: Mapping[str, Any], epoch: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    model, seconds = refit(task, merged, params, epoch, spec.budget.max_epochs, spec.seed)
+    return model, {C.EPOCH: epoch, "rows": int(len(merged.train[1])), "seconds": seconds}
+
+
 def score_best(
-    spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame
+    spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame, merged: Optional[Splits] = None
 ) -> tuple[Optional[dict[str, Any]], Optional[torch.nn.Module]]:
     """Restore the best trial's best checkpoint and score it on the test split, once: best.json's
-    content, and the restored model (None, None when there is none).
+    content, and the restored model (None, None when there is none). With ``merged`` (train and
+    validation together, ``selection.refit``), the recipe is refit on it to the checkpoint's epoch
+    and the refit model is the one scored and returned.
 
     The same model is scored on the train and validation splits too, in eval mode, so the
     overfitting gap (``train`` against ``val``) sits beside the test score.
@@ -106,23 +118,35 @@ def score_best(
     t0 = time.perf_counter()
     state = results.load_state(ckpt[C.CHECKPOINT_PATH])
     params = state["params"]
-    model = _restore(task, splits, params, state)
+    model, refit_record = _restore(task, splits, params, state), None
+    if merged is not None:
+        model, refit_record = _refit(spec, task, merged, params, int(ckpt[C.EPOCH]))
     scores = evaluate_model(task, splits, model)
     by_split = {s: {k: v for k, v in scores.items() if k.startswith(f"{s}_")} for s in SPLITS}
     record = {
         C.TRIAL_ID: trial_id, "params": params, "metric": spec.metric, "mode": spec.mode,
         "val_metric": float(ckpt[spec.metric]), C.EPOCH: int(ckpt[C.EPOCH]), C.CHECKPOINT_PATH: ckpt[C.CHECKPOINT_PATH],
         "test": by_split["test"], "final_train": by_split["train"], "final_val": by_split["val"], "test_seconds": time.perf_counter() - t0,
+        "smoothing_epochs": spec.selection.smoothing_epochs, "refit": refit_record,
     }  # fmt: skip
     return record, model
 
 
-def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame, best: Mapping[str, Any]) -> dict[str, Any]:
+def _labels(chosen: list) -> list[str]:
+    """Each member's name in the saved model: its trial id, with its epoch where the trial is a member at several."""
+    trials = [c[0] for c, _ in chosen]
+    return [c[0] if trials.count(c[0]) == 1 else f"{c[0]}@{c[1]}" for c, _ in chosen]
+
+
+def build_ensemble(
+    spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame, best: Mapping[str, Any], merged: Optional[Splits] = None
+) -> dict[str, Any]:
     """The ensemble record (ensemble.json's content) and, under ``"model"``, the ensemble as a
-    ``load.LoadedModel``: the ``ensemble.top_trials`` best trials, each at its best checkpoint,
-    predict the validation split once; greedy forward selection with replacement
-    (``ensemble.select``) picks the members for the job's metric; then the ensemble predicts the
-    test split, once."""
+    ``load.LoadedModel``: the ``ensemble.top_trials`` best trials, each at its best
+    ``selection.checkpoints_per_trial`` checkpoints, predict the validation split once; greedy
+    forward selection with replacement (``ensemble.select``) picks the members for the job's
+    metric; then the ensemble predicts the test split, once. With ``merged``, each member is
+    first refit on it to its epoch (``selection.refit``), and the refit members predict the test split."""
     objective = Objective.of(spec)
     single = {C.TRIAL_ID: best[C.TRIAL_ID], "val": best["final_val"], "test": best["test"]}
     record: dict[str, Any] = {"metric": spec.metric, "mode": spec.mode, "single_best": single, "skipped": None}
@@ -134,10 +158,9 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
         }
     candidates = []  # (trial id, epoch, checkpoint path, model, params)
     for _, row in objective.rank_trials(trials, epochs).iterrows():
-        if len(candidates) == spec.ensemble.top_trials or row[C.STATUS] == C.STATUS_ERROR or pd.isna(row[C.BEST_METRIC]):
+        if len({c[0] for c in candidates}) == spec.ensemble.top_trials or row[C.STATUS] == C.STATUS_ERROR or pd.isna(row[C.BEST_METRIC]):
             break
-        ckpt = results.best_checkpoint(epochs, row[C.TRIAL_ID], objective)
-        if ckpt is not None:
+        for ckpt in results.best_checkpoints(epochs, row[C.TRIAL_ID], objective, spec.selection.checkpoints_per_trial):
             state = results.load_state(ckpt[C.CHECKPOINT_PATH])
             model = _restore(task, splits, state["params"], state)
             candidates.append((row[C.TRIAL_ID], int(ckpt[C.EPOCH]), ckpt[C.CHECKPOINT_PATH], model, state["params"]))
@@ -155,19 +178,25 @@ def build_ensemble(spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFra
     )
     chosen = [(candidates[i], selection.weights[i]) for i in selection.members]
     val = sum(w * val_predictions[i] for i, w in zip(selection.members, (w for _, w in chosen), strict=True))
+    refits = [_refit(spec, task, merged, c[4], c[1]) for c, _ in chosen] if merged is not None else None
+    models = [r[0] for r in refits] if refits is not None else [c[3] for c, _ in chosen]
     # the test split, once: each member's test predictions, averaged with the selected weights
     test_inputs = _inputs(task, splits.test)
-    test = sum(w * _predictions(task, c[3], test_inputs) for c, w in chosen)
+    test = sum(w * _predictions(task, m, test_inputs) for m, (_, w) in zip(models, chosen, strict=True))
+    labels = _labels(chosen)
     return {
         **record,
-        "candidates": [c[0] for c in candidates],
+        "candidates": list(dict.fromkeys(c[0] for c in candidates)),
+        "candidate_checkpoints": len(candidates),
         "members": [{C.TRIAL_ID: c[0], C.EPOCH: c[1], C.CHECKPOINT_PATH: c[2], "weight": w} for c, w in chosen],
+        "checkpoints_per_trial": spec.selection.checkpoints_per_trial,
+        "refit": [r[1] for r in refits] if refits is not None else None,
         "rounds": spec.ensemble.rounds,
         "rounds_kept": selection.rounds_kept,
         "val_by_round": selection.scores,
         "val": _metrics(task, val, y_val, "val"),
         "test": _metrics(task, test, y_test, "test"),
-        "model": to_saved(task, splits, [c[3] for c, _ in chosen], {c[0]: w for c, w in chosen}, [c[4] for c, _ in chosen]),
+        "model": to_saved(task, splits, models, dict(zip(labels, (w for _, w in chosen), strict=True)), [c[4] for c, _ in chosen]),
     }
 
 
@@ -189,10 +218,13 @@ def resave_models(run: str) -> list[str]:
         records.append((C.ENSEMBLE_MODEL, ensemble))
     written = []
     for name, record in records:
+        if record.get("refit"):
+            raise UserError(f"{run}: its {name} model was refit on train and validation, which no checkpoint holds; fix: run its job again")
         members = record.get("members") or [{**record, "weight": 1.0}]
         states = [results.load_state(m[C.CHECKPOINT_PATH]) for m in members]
         models = [_restore(task, splits, s["params"], s) for s in states]
-        saved = to_saved(task, splits, models, {m[C.TRIAL_ID]: float(m["weight"]) for m in members}, [s["params"] for s in states])
+        chosen = [((m[C.TRIAL_ID], m.get(C.EPOCH)), float(m["weight"])) for m in members]
+        saved = to_saved(task, splits, models, dict(zip(_labels(chosen), (w for _, w in chosen), strict=True)), [s["params"] for s in states])
         prefix = storage.join(run, C.MODEL_DIR, name)
         load.save(saved, prefix)
         written += [prefix + C.MODEL_DESCRIPTION_SUFFIX, prefix + C.MODEL_WEIGHTS_SUFFIX]
@@ -204,7 +236,9 @@ def evaluate_run(
 ) -> tuple[Optional[dict], Optional[dict]]:
     """Score the single best, and the ensemble where ``ensemble.enabled``, once each on the test
     split; write best.json, ensemble.json and both models under ``out``. Returns both records."""
-    best, model = score_best(spec, task, splits, trials, epochs)
+    trials, epochs = selection_view(trials, epochs, Objective.of(spec), spec.selection.smoothing_epochs)
+    merged = merged_splits(splits) if spec.selection.refit else None
+    best, model = score_best(spec, task, splits, trials, epochs, merged)
     if best is None:
         return None, None
     storage.write_json(storage.join(out, C.BEST_FILE), best)
@@ -212,7 +246,7 @@ def evaluate_run(
     if not spec.ensemble.enabled:
         return best, None
     t0 = time.perf_counter()
-    ensemble = build_ensemble(spec, task, splits, trials, epochs, best)
+    ensemble = build_ensemble(spec, task, splits, trials, epochs, best, merged)
     ensemble_model = ensemble.pop("model", None)
     if ensemble_model is not None:
         load.save(ensemble_model, storage.join(out, C.MODEL_DIR, C.ENSEMBLE_MODEL))

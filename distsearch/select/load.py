@@ -52,7 +52,8 @@ class LoadedModel:
       input tensor, as the training split fixed it; None when the task has no encoder;
     - ``class_names``: the classes, in output order (classification), else None;
     - ``target_mean``, ``target_scale``: what un-standardises a regression prediction;
-    - ``members``: the trial ids in the model and their weights.
+    - ``members``: the members' names and their weights: a trial id, or ``<trial id>@<epoch>``
+      where a trial is a member at several epochs (``selection.checkpoints_per_trial``).
     """
 
     module: Averaged
@@ -185,12 +186,18 @@ def load_model(run: PathLike, ensemble: bool = False, task: Any = None, trial: O
 
 
 def _trial_member(run: str, desc: Mapping[str, Any], trial_id: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``desc`` with ``trial_id`` as its one member, and that trial's weights at its best kept checkpoint."""
+    """``desc`` with ``trial_id`` as its one member, and that trial's weights at its best kept
+    checkpoint, under the run's selection rule (its ``selection.smoothing_epochs`` included)."""
     from ..results import files as results
     from ..search.objective import Objective
+    from .view import smoothed_epochs
 
+    job = read_json(join(run, C.RUN_FILE), MAX_RUN_FILE_BYTES)["job"]
+    objective = Objective.of(job)
     epochs = results.read_frame(join(run, C.EPOCHS_FILE))
-    row = results.best_checkpoint(epochs, trial_id, Objective.of(read_json(join(run, C.RUN_FILE), MAX_RUN_FILE_BYTES)["job"]))
+    smoothing_epochs = int((job.get("selection") or {}).get("smoothing_epochs", 1))
+    epochs = smoothed_epochs(epochs, objective, smoothing_epochs)
+    row = results.best_checkpoint(epochs, trial_id, objective)
     if row is None:
         why = "none of its checkpoints was kept" if trial_id in set(epochs[C.TRIAL_ID]) else "the run has no such trial"
         raise RunFileMissing(

@@ -23,7 +23,7 @@ from ..space.params import Choice, Conditional, Fixed, Param, RandInt, Uniform, 
 from ..space.points import point_problems
 from . import yaml_load as spec_yaml
 from .errors import SpecError, format_validation_error
-from .sections import TRIAL_PROCESSES, Asha, Budget, Checkpointing, Ensemble, Harness, Scaling, Search, _Section
+from .sections import TRIAL_PROCESSES, Asha, Budget, Checkpointing, Ensemble, Harness, Scaling, Search, Selection, _Section
 
 __all__ = [
     "Asha",
@@ -70,6 +70,7 @@ class JobSpec(_Section):
     )
     checkpointing: Checkpointing = Field(default_factory=Checkpointing, description="per-trial checkpoint retention")
     search: Search = Field(default_factory=Search, description="the searcher that proposes trials")
+    selection: Selection = Field(default_factory=Selection, description="how the sweep's models are picked on the validation split")
     ensemble: Ensemble = Field(default_factory=Ensemble, description="the ensemble of the sweep's best checkpoints")
     harness: Harness = Field(default_factory=Harness, description="Ray harness knobs; the defaults suit small trials")
     task_options: dict[str, Any] = Field(default_factory=dict, description="task-specific options (see docs/tasks.md)")
@@ -114,6 +115,12 @@ class JobSpec(_Section):
             raise ValueError(
                 f"asha.grace_period_epochs: got {self.asha.grace_period_epochs} > budget.max_epochs {self.budget.max_epochs}; "
                 f"set grace_period_epochs to at most {self.budget.max_epochs}"
+            )
+        if self.selection.checkpoints_per_trial > self.checkpointing.num_to_keep + 1:
+            raise ValueError(
+                f"selection.checkpoints_per_trial: got {self.selection.checkpoints_per_trial} > checkpointing.num_to_keep + 1 = "
+                f"{self.checkpointing.num_to_keep + 1}, the checkpoints a trial keeps; fix: set checkpointing.num_to_keep to at least "
+                f"{self.selection.checkpoints_per_trial - 1}, or checkpoints_per_trial to at most {self.checkpointing.num_to_keep + 1}"
             )
         problems = [
             f"search.points_to_evaluate[{i}].{p}" for i, pt in enumerate(self.search.points_to_evaluate) for p in point_problems(self.space, pt)

@@ -1,4 +1,4 @@
-"""The job spec's sections: budget, ASHA, scaling, checkpointing, ensemble, search and harness.
+"""The job spec's sections: budget, ASHA, scaling, checkpointing, selection, ensemble, search and harness.
 
 Each field carries its unit and its bounds in its description, which docs/job-spec.md shows.
 """
@@ -86,6 +86,27 @@ class Checkpointing(_Section):
         description="what stays in train/ once the selected models are saved: selected (the single best's and the ensemble "
         "members' checkpoints without optimizer state, and every checkpoint of a trial that may still resume) or all "
         "(every checkpoint as the sweep left it)",
+    )
+
+
+class Selection(_Section):
+    smoothing_epochs: int = Field(
+        1, ge=1, le=100,
+        description="the trials and the epoch of each that selection picks (the single best, the ensemble's candidates, the "
+        "checkpoints kept) are ranked by the trailing mean of the metric over this many epochs, the epoch's own and those "
+        "before it, so that a one-epoch spike on a small validation split does not win (count, 1..100; 1: the epoch's own value)",
+    )  # fmt: skip
+    checkpoints_per_trial: int = Field(
+        1, ge=1, le=100,
+        description="ensemble candidates per top trial: its best kept checkpoints under the selection rule, up to this many "
+        "(count, 1..100; at most checkpointing.num_to_keep + 1, what a trial keeps)",
+    )  # fmt: skip
+    refit: bool = Field(
+        False,
+        description="true: the selected models (the single best, and each ensemble member) are trained again from their "
+        "recipe and seed on the train and validation splits together, for the epochs selection picked, in the driver "
+        "process (on its GPU where it has one), and the refit models are scored on the test split and saved; false: the "
+        "selected checkpoints are",
     )
 
 

@@ -9,14 +9,13 @@ folder cannot run code on the driver or the workers that resume from it.
 from __future__ import annotations
 
 import io
-import math
 import pickle
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import UserError
-from ..search.objective import TIEBREAK_LOSS
+from ..search.objective import TIEBREAK_LOSS, trailing_means
 
 if TYPE_CHECKING:
     from ..search.objective import Objective
@@ -26,8 +25,9 @@ class UnsafeCheckpoint(UserError):
     """A checkpoint file holds something other than tensors and plain values."""
 
 
-def keep_rank(objective: "Objective", history: list[dict[str, Any]]) -> float:
-    """Ray Train's score for the checkpoint of ``history``'s last report (every report so far).
+def keep_rank(objective: "Objective", history: list[dict[str, Any]], smoothing_epochs: int = 1) -> float:
+    """Ray Train's score for the checkpoint of ``history``'s last report (every report so far),
+    with the metric as selection ranks it: its trailing mean over ``smoothing_epochs``.
 
     Ray Train keeps a trial's highest-scored checkpoints and, among equal scores, the later
     ones, while distsearch selects a trial's best epoch by the metric, then the lower validation
@@ -37,10 +37,10 @@ def keep_rank(objective: "Objective", history: list[dict[str, Any]]) -> float:
     scores above every earlier checkpoint, and any other report half a point below the current
     best, so the best under the rule is always among the kept ones (with the latest, after it)."""
     best_key, changes, last_is_best = None, 0, False
-    for h in history:
+    ranked = trailing_means([h.get(objective.metric) for h in history], smoothing_epochs)
+    for h, value in zip(history, ranked, strict=True):
         last_is_best = False
-        value = h.get(objective.metric)
-        if value is None or not math.isfinite(float(value)):
+        if value is None:
             continue
         key = objective.selection_key(float(value), h.get(TIEBREAK_LOSS), int(h["epoch"]), "")
         if best_key is None or key < best_key:

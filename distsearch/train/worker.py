@@ -188,7 +188,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics)
             return
         history.append({**metrics, C.TIMESTAMP: time.time()})
-        metrics = {**metrics, C.CHECKPOINT_KEEP_RANK: checkpoint.keep_rank(objective, history)}
+        metrics = {**metrics, C.CHECKPOINT_KEEP_RANK: checkpoint.keep_rank(objective, history, spec.selection.smoothing_epochs)}
         d = tempfile.mkdtemp(prefix=f"{CHECKPOINT_TMP_PREFIX}{os.getpid()}-")
         # Saved here, before training goes on: ``state`` shares tensors with the live model.
         torch.save(state, Path(d, C.CHECKPOINT_FILE))

@@ -1,5 +1,5 @@
 """A benchmark's record (``benchmarks/_common.run_recorded``): kept when a target is missed, and
-kept, marked incomplete, with the rows measured so far when a later row raises."""
+kept, marked incomplete, with the rows measured so far when a later row raises; none for --help."""
 
 import sys
 
@@ -36,3 +36,12 @@ def test_a_missed_target_keeps_its_record_and_exit_status(results):
     assert _common.run_recorded("bench", main, "none.parquet") == 1
     (record,) = results.glob("bench-*.md")
     assert "incomplete" not in record.name and "ratio 0.8" in record.read_text()
+
+
+def test_help_or_a_refused_command_line_writes_no_record(results):
+    def main():
+        raise SystemExit(2)  # what argparse raises for a command line it refuses (0 for --help)
+
+    with pytest.raises(SystemExit):
+        _common.run_recorded("bench", main, "none.parquet")
+    assert not list(results.glob("bench-*"))

@@ -87,15 +87,13 @@ class _CountingDigits(type(make_task("digits"))):
         return super().metric_sums(outputs, targets)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """Four digits models trained a few epochs here (no Ray), their checkpoints, trials and epochs
-    as a sweep would leave them; then evaluate_run, as the job calls it."""
-    tmp = tmp_path_factory.mktemp("run")
-    spec = parse_job(tiny_job(tmp, ensemble={"top_trials": 3, "rounds": 6}))
+def train_fake_run(tmp, spec):
+    """Four digits models trained a few epochs here (no Ray), their checkpoints under ``tmp``, and
+    the trials and epochs as a sweep would leave them: (task, splits, trials, epochs)."""
     task = _CountingDigits({})
     splits = task.splits(spec.seed)
     _CountingDigits.test_storage = splits.test[1].untyped_storage().data_ptr()
+    _CountingDigits.test_scored = 0
     trial_rows, epoch_rows = [], []
     for i, (width, lr) in enumerate([(32, 0.01), (16, 0.003), (32, 0.001), (16, 1e-5)]):
         params = {"model": "mlp", "model.depth": 1, "model.width": width, "lr": lr, "optimizer": "adam", "batch_size": 64}
@@ -110,7 +108,15 @@ def trained_run(tmp_path_factory):
         best = max(m["val_accuracy"] for m, _ in reports)
         status = C.STATUS_ERROR if i == 3 else C.STATUS_COMPLETED  # a failed trial is never a candidate
         trial_rows.append({C.TRIAL_ID: tid, C.STATUS: status, C.BEST_METRIC: best})
-    trials, epochs = pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
+    return task, splits, pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """``train_fake_run``'s run, then evaluate_run, as the job calls it."""
+    tmp = tmp_path_factory.mktemp("run")
+    spec = parse_job(tiny_job(tmp, ensemble={"top_trials": 3, "rounds": 6}))
+    task, splits, trials, epochs = train_fake_run(tmp, spec)
     best, ensemble = evaluate.evaluate_run(spec, task, splits, trials, epochs, str(tmp))
     return tmp, spec, task, splits, best, ensemble
 
