@@ -43,7 +43,14 @@ def _set(raw, dotted, value):
         node[last] = value
 
 
-_DELETE = object()
+class _Deleted:
+    """The field is removed; its repr names the test the same in every pytest-xdist worker."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Deleted()
 
 # (field to change, new value, substrings the message must contain: field, value, fix)
 BAD = [
