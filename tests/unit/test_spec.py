@@ -44,7 +44,7 @@ def _set(raw, dotted, value):
 
 
 class _Deleted:
-    """The field is removed; its repr names the test the same in every pytest-xdist worker."""
+    """The field is removed; its repr keeps the test's id the same from run to run."""
 
     def __repr__(self) -> str:
         return "<deleted>"
