@@ -66,6 +66,21 @@ def race_to_take(job_file, n=3, env=None) -> list[str]:
     return [p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in procs]
 
 
+def assert_losers_name_the_owner(answers: list[str], job: str, dead_pid=None) -> None:
+    """Each ``LOST`` answer of ``race_to_take`` refuses run r1 of ``job`` and names the driver that
+    owns it: the winner's claim was there when the loser chose the run (a slow start), or the loser
+    lost on the claims' order. Never the dead driver ``dead_pid``, when given."""
+    lost = [a for a in answers if a.startswith("LOST")]
+    assert all(f"run r1 of job '{job}' is not resumed by this driver: " in a or f"run of job '{job}', r1, cannot be resumed: " in a for a in lost), (
+        answers
+    )
+    assert all(("another driver (pid " in a and "took it over at" in a) or ("its driver (pid " in a and "is still running" in a) for a in lost), (
+        answers
+    )
+    if dead_pid is not None:
+        assert not any(f"(pid {dead_pid} on" in a for a in lost), answers
+
+
 @pytest.fixture(scope="session")
 def shipped_data(tmp_path_factory):
     """What the text and images jobs' data scripts build (jobs/data), built once into a temporary folder."""

@@ -22,7 +22,7 @@ import yaml
 from distsearch import constants as C
 from distsearch.results.files import read_run
 
-from ..conftest import ROOT, race_to_take, tiny_job
+from ..conftest import ROOT, assert_losers_name_the_owner, race_to_take, tiny_job
 
 pytestmark = pytest.mark.integration
 
@@ -162,15 +162,7 @@ def test_of_drivers_that_take_over_a_run_on_s3_at_once_exactly_one_does(s3_env, 
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw))
     answers = race_to_take(tmp_path / "job.yaml", env={**os.environ, **s3_env})
     assert sorted(a.split()[0] for a in answers) == ["LOST", "LOST", "WON"], answers
-    # a loser saw the winner's claim when it chose the run (a slow start), or lost on the claims' order
-    lost = [a for a in answers if a.startswith("LOST")]
-    assert all("run r1 of job 'race' is not resumed by this driver: " in a or "run of job 'race', r1, cannot be resumed: " in a for a in lost), (
-        answers
-    )
-    assert all(("another driver (pid " in a and "took it over at" in a) or ("its driver (pid " in a and "is still running" in a) for a in lost), (
-        answers
-    )
-    assert not any(f"(pid {dead} on" in a for a in lost), answers  # the dead driver is never named as the owner
+    assert_losers_name_the_owner(answers, "race", dead_pid=dead)
     assert job.choose_run(spec, resume="require") == ("r1", True)  # the winner has exited since
 
 
