@@ -68,8 +68,8 @@ def race_to_take(job_file, n=3, env=None) -> list[str]:
 
 def assert_losers_name_the_owner(answers: list[str], job: str, dead_pid=None) -> None:
     """Each ``LOST`` answer of ``race_to_take`` refuses run r1 of ``job`` and names the driver that
-    owns it: the winner's claim was there when the loser chose the run (a slow start), or the loser
-    lost on the claims' order. Never the dead driver ``dead_pid``, when given."""
+    owns it: the winner's claim was there when the loser chose the run (a slow start) or before it
+    wrote its own, or the loser lost on the claims' order. Never the dead driver ``dead_pid``, when given."""
     lost = [a for a in answers if a.startswith("LOST")]
     assert all(f"run r1 of job '{job}' is not resumed by this driver: " in a or f"run of job '{job}', r1, cannot be resumed: " in a for a in lost), (
         answers
