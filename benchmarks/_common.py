@@ -127,12 +127,39 @@ def tables_of(args) -> tuple[list[Path], bool]:
     return ([Path(t) for t in args.tables] if args.tables and not smoke else sorted(TABLES.glob("*.parquet"))), smoke
 
 
-def per_table(fn, paths: list[Path], processes: int, *args) -> list:
-    """``fn(path, *args)`` for every table, one table per process."""
-    from concurrent.futures import ProcessPoolExecutor
+class TablesFailed(RuntimeError):
+    """Some tables raised; ``done`` holds the others' results, in the tables' order."""
 
+    def __init__(self, done: list, failed: dict[str, BaseException]):
+        super().__init__("tables that raised: " + "; ".join(f"{name}: {e!r}" for name, e in failed.items()))
+        self.done, self.failed = done, failed
+
+
+def per_table(fn, paths: list[Path], processes: int, *args, on_done=None) -> list:
+    """``fn(path, *args)`` for every table, one table per process, in ``paths``' order.
+
+    ``on_done(path, result)`` runs as each table finishes, so that a long run keeps each table as
+    it ends. A table that raises does not stop the others; once all have ended, ``TablesFailed``
+    carries the finished tables' results and each failure."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results, failed = {}, {}
     with ProcessPoolExecutor(max_workers=max(1, min(processes, len(paths)))) as pool:
-        return list(pool.map(fn, paths, *([a] * len(paths) for a in args)))
+        futures = {pool.submit(fn, path, *args): path for path in paths}
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                results[path] = future.result()
+            except Exception as e:  # noqa: BLE001 - the other tables go on; the caller gets it as TablesFailed
+                print(f"{path.stem}: {e!r}", file=sys.stderr)
+                failed[path.stem] = e
+                continue
+            if on_done is not None:
+                on_done(path, results[path])
+    done = [results[p] for p in paths if p in results]
+    if failed:
+        raise TablesFailed(done, failed)
+    return done
 
 
 def cpu_slug() -> str:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script; imported as benchmarks.evidence, the caller's sys.path already serves
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, per_table, run_recorded, tables_of, tables_parser  # noqa: E402
+from benchmarks._common import TablesFailed, machine_line, markdown, per_table, run_recorded, tables_of, tables_parser  # noqa: E402
 from distsearch.simulate import table as tables  # noqa: E402
 from distsearch.simulate.loop import job_for, simulate, table_best  # noqa: E402
 from distsearch.simulate.surrogate import Nearest  # noqa: E402
@@ -182,7 +182,21 @@ def main() -> int:
     searchers, schedulers = args.searchers.split(","), args.schedulers.split(",")
     if smoke:
         searchers = [s for s in searchers if s != "gp"]  # a Gaussian process fit per proposal: not seconds
-    parts = per_table(evidence, paths, args.processes, args.seeds, workers, searchers, schedulers)
+    out = Path(args.out) if args.out else None
+
+    def keep(path: Path, part: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        # each table beside --out as it ends: a run of hours keeps its finished tables whatever ends it
+        if out is not None:
+            for frame, kind in zip(part, ("rows", "curves"), strict=True):
+                frame.to_parquet(out.with_name(f"{out.stem}.{path.stem}.{kind}.parquet"))
+
+    failed = None
+    try:
+        parts = per_table(evidence, paths, args.processes, args.seeds, workers, searchers, schedulers, on_done=keep)
+    except TablesFailed as e:
+        parts, failed = e.done, e
+    if not parts:
+        raise failed
     df = pd.concat([rows for rows, _ in parts], ignore_index=True)
     curves = pd.concat([c for _, c in parts], ignore_index=True)
     for (name, n), g in df.groupby(["table", "workers"], sort=False):
@@ -191,10 +205,12 @@ def main() -> int:
     if TARGET_WORKERS in workers:
         print(f"\n## At {TARGET_WORKERS} workers: ratio <= {TARGET_RATIO} with a median final best no worse than {BASELINE}'s\n")
         print("\n".join(f"- {line}" for line in verdict(df)))
-    if args.out:
-        df.to_parquet(args.out)
+    if out is not None:
+        df.to_parquet(out)
         if not curves.empty:
-            plot(curves, Path(args.out).with_suffix(".png"))
+            plot(curves, out.with_suffix(".png"))
+    if failed is not None:
+        raise failed  # after the finished tables are printed and written: the record says which failed
     return 0
 
 

@@ -60,6 +60,10 @@ The inventory (module: what it does; why no public route serves; upstream issue)
     driver waits on and kills. Tune's callbacks are given no handle.
   - ``trial_actor_env``: Tune's ``DEFAULT_ENV_VARS`` and ``ENV_VARS_TO_PROPAGATE`` for trial
     actors, for the same byte-for-byte runtime env as ``train_propagated_env``.
+  - ``sequential_trial_ids``: counted trial ids for the simulator's sweeps, in place of
+    ``Trial.generate_id``'s 32 random bits, which collide once in millions of simulated trials
+    and break ASHA's bookkeeping for that sweep. Tune has no public way to choose a new trial's
+    id (``SearchGenerator`` always calls ``generate_id``).
   - ``keep_credentials_out_of_runtime_envs``: drops ``CREDENTIAL_ENV_VARS`` (AWS keys) from Tune's
     ``ENV_VARS_TO_PROPAGATE``, which copies them into every trial actor's runtime env, and Ray's
     runtime-env agent logs runtime envs in full to a world-readable file (ray-project/ray#29985).

@@ -1,10 +1,13 @@
-"""Ray Tune internals: a resumed sweep's search, a trial's actor, trial actors' env."""
+"""Ray Tune internals: a resumed sweep's search, a trial's actor, trial actors' env, simulated trials' ids."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
-from typing import Any, Optional
+import threading
+from typing import Any, Iterator, Optional
 
 from ray.tune.search import SearchAlgorithm, Searcher, SearchGenerator
 
@@ -160,3 +163,33 @@ def keep_credentials_out_of_runtime_envs() -> None:
     from ray.tune.execution import class_cache
 
     class_cache.ENV_VARS_TO_PROPAGATE.difference_update(CREDENTIAL_ENV_VARS)
+
+
+_IDS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def sequential_trial_ids() -> Iterator[None]:
+    """While the block runs, Tune's new trials get ids ``00000000``, ``00000001``, ... in this process.
+
+    ``SearchGenerator`` names each trial ``Trial.generate_id()``: eight hex digits of a uuid4,
+    32 random bits. A real sweep of a few hundred trials almost never draws one twice, but the
+    simulator runs millions of trials, and two trials of one sweep with one id share ASHA's
+    bookkeeping (its ``on_trial_complete`` of the first drops the second, whose next result
+    raises ``KeyError``). Counted ids cannot collide and make a seeded simulation repeat exactly.
+    Tune has no public way to choose a new trial's id. The method is put back when the block
+    ends; the lock keeps two threads' simulations from interleaving it. On another Ray the ids
+    stay Tune's own."""
+    if not VOUCHED:
+        yield
+        return
+    from ray.tune.experiment import Trial
+
+    with _IDS_LOCK:
+        counter = itertools.count()
+        original = Trial.__dict__["generate_id"]
+        Trial.generate_id = classmethod(lambda cls: f"{next(counter):08x}")
+        try:
+            yield
+        finally:
+            Trial.generate_id = original

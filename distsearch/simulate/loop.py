@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from .. import constants as C
+from .._ray.tune import sequential_trial_ids
 from ..search.plan import build_plan
 from ..space import names as space
 from ..spec.model import JobSpec
@@ -105,7 +106,9 @@ def simulate(table: Table, spec: JobSpec, workers: int, surrogate: Optional[Near
     rng_state = np.random.get_state()  # ASHA picks brackets with NumPy's global generator
     np.random.seed(spec.seed)
     try:
-        with tempfile.TemporaryDirectory() as tmp, plan.running():
+        # counted trial ids: Tune's are 32 random bits, which collide within a sweep about once
+        # in tens of thousands of simulated sweeps and then break ASHA's bookkeeping
+        with tempfile.TemporaryDirectory() as tmp, plan.running(), sequential_trial_ids():
             searcher, scheduler = plan.make_searcher(workers), plan.make_scheduler()
             search = SearchGenerator(searcher) if isinstance(searcher, Searcher) else searcher
             if plan.param_space():

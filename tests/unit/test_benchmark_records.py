@@ -45,3 +45,20 @@ def test_help_or_a_refused_command_line_writes_no_record(results):
     with pytest.raises(SystemExit):
         _common.run_recorded("bench", main, "none.parquet")
     assert not list(results.glob("bench-*"))
+
+
+def _square_unless_three(path, add):
+    if path.stem == "three":
+        raise ValueError("a trial id it did not hold")
+    return int(path.stem == "two") * 10 + add
+
+
+def test_a_table_that_raises_leaves_the_others_kept_as_each_ends(tmp_path):
+    from pathlib import Path
+
+    paths = [Path(f"{name}.parquet") for name in ("one", "two", "three", "four")]
+    kept = {}
+    with pytest.raises(_common.TablesFailed, match="three: ValueError") as failed:
+        _common.per_table(_square_unless_three, paths, 2, 1, on_done=lambda p, r: kept.setdefault(p.stem, r))
+    assert kept == {"one": 1, "two": 11, "four": 1} and failed.value.done == [1, 11, 1]
+    assert _common.per_table(_square_unless_three, paths[:2], 2, 5) == [5, 15]

@@ -105,6 +105,23 @@ def test_a_sweep_can_ask_for_more_trials_than_the_table_holds_and_the_surrogate_
     assert info["surrogate"]["share"] > 0  # 40 draws over a 12-configuration table
 
 
+def test_simulated_trials_have_counted_ids_so_a_seeded_sweep_repeats_and_tunes_own_ids_come_back(tmp_path, monkeypatch):
+    """Tune draws trial ids of 32 random bits; two trials of one simulated sweep with one id broke
+    ASHA's bookkeeping (a KeyError after a 2-hour benchmark). Here Tune's draw is at its worst,
+    the same id every time: the simulator's trials still get ids of their own."""
+    from ray.tune.experiment import Trial
+
+    monkeypatch.setattr(Trial, "generate_id", classmethod(lambda cls: "dd797331"))
+    table = _grid_table(tmp_path, num_trials=12)
+    spec = job_for(table, search="tpe")
+    first, again = simulate(table, spec, workers=4), simulate(table, spec, workers=4)
+    ids = [r[C.TRIAL_ID] for r in first.trial_rows]
+    assert len(set(ids)) == 12 and first.stopped
+    assert pd.DataFrame(first.trial_rows).equals(pd.DataFrame(again.trial_rows))
+    assert pd.DataFrame(first.epoch_rows).equals(pd.DataFrame(again.epoch_rows))
+    assert Trial.generate_id() == "dd797331"  # the process's own method, put back
+
+
 def _suffix(trial_id: str) -> str:
     return trial_id.rsplit("_", 1)[-1]
 
