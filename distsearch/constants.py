@@ -50,6 +50,13 @@ CHECKPOINT_PATH = "checkpoint_path"
 # Reported with each checkpoint, and the score Ray Train keeps checkpoints by (train.checkpoint.keep_rank).
 CHECKPOINT_KEEP_RANK = "checkpoint_keep_rank"
 
+# ---- cost metrics: measured by each trial (train.costs) when objectives or constraints name them ----
+NUM_PARAMS = "num_params"  # the model's parameters (count)
+MODEL_BYTES = "model_bytes"  # its parameters' and buffers' bytes
+LATENCY_MS = "latency_ms"  # median forward pass of costs.latency_batch_size rows on the trial's device (milliseconds)
+PEAK_MEMORY_BYTES = "peak_memory_bytes"  # CUDA's allocator peak over those passes (bytes); a CPU reports none
+COST_METRICS = (NUM_PARAMS, MODEL_BYTES, LATENCY_MS, PEAK_MEMORY_BYTES)  # each lower-is-better
+
 # ---- trials.parquet -------------------------------------------------------------------------
 TRIAL_ID = "trial_id"
 STATUS = "status"
@@ -64,6 +71,8 @@ RELEASE_SECONDS = "release_seconds"  # trial end to its worker-group PG confirme
 ERROR = "error"
 LAST_REPORT = "last_report"  # ledger only: the trial's last {epoch, metric}, reported again if a resumed driver restarts it
 PARAMS = "params"  # ledger: the trial's hyperparameters (flat names)
+PARETO_RANK = "pareto_rank"  # objectives only: the trial's front at its best epoch among trials meeting the constraints; 0: the Pareto front
+DOMINATED = "dominated"  # objectives only: not on the Pareto front (a trial without a rank counts as dominated)
 HP_PREFIX = "hp_"  # one typed column per hyperparameter: hp_<name>, dots become "__"
 
 # ---- epochs.parquet -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from . import cluster, lease, storage
 from . import constants as C
 from .errors import ResourcesMissing, RunChoiceError, StorageFailed, UserError
 from .results import files as results
+from .results import front
 from .search.plan import build_plan
 from .select import evaluate
 from .select.prune import prune_checkpoints
@@ -273,6 +274,7 @@ def _run_job(
         outcome = run_sweep(spec, out, task, progress=progress, resume=resuming, heartbeat=beat, heartbeat_interval_s=lease.HEARTBEAT_INTERVAL_S)
         trials = results.trials_frame(outcome.trial_rows, space.param_types(spec.space))
         epochs = results.epochs_frame(outcome.epoch_rows)
+        trials, pareto_front = front.ranked(spec, trials, epochs)
         results.write_tables(out, trials, epochs)
         best, ensemble = evaluate.evaluate_run(spec, task, outcome.splits, trials, epochs, out)
         # after the selected models are saved: nothing later reads the checkpoints it drops
@@ -291,6 +293,8 @@ def _run_job(
                 "checkpoints": checkpoints,
             }
         )
+        if spec.objectives:
+            meta["front"] = pareto_front
         if outcome.search:
             meta["search"] = {**meta.get("search", {}), **outcome.search}
         storage.write_json(run_file, meta)

@@ -19,13 +19,20 @@ SEARCHERS: dict[str, Ref] = {
     "tpe": "distsearch.search.tpe_plan:TPESearcher",
     "bohb": "distsearch.search.bohb_plan:BOHBSearcher",
     "gp": "distsearch.search.bohb_plan:GPSearcher",
+    "nsga2": "distsearch.search.pareto_search:ParetoSearcher",
 }
-#: scheduler name -> reference; ``asha.enabled: false`` picks fifo, else ``asha.variant`` names it.
+#: search.algorithm -> the searcher's class for a job that lists ``objectives``, where it is not SEARCHERS'.
+MULTI_OBJECTIVE_SEARCHERS: dict[str, Ref] = {"tpe": "distsearch.search.pareto_search:ParetoSearcher"}
+#: scheduler name -> reference; ``asha.enabled: false`` picks fifo, else ``asha.variant`` names it
+#: (asha becomes moasha when the job lists ``objectives``).
 SCHEDULERS: dict[str, Ref] = {
     "asha": "distsearch.search.asha:AshaScheduler",
     "pasha": "distsearch.search.pasha:PashaScheduler",
     "fifo": "distsearch.search.fifo:FifoScheduler",
+    "moasha": "distsearch.search.moasha:MoashaScheduler",
 }
+#: Schedulers the plan picks from the rest of the job, never named by ``asha.variant``.
+CHOSEN_SCHEDULERS = ("fifo", "moasha")
 
 
 def register_searcher(name: str, ref: Ref) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
+from . import constants as C
 from . import storage
 from .search import warmstart
 from .search.plan import build_plan
@@ -23,6 +24,7 @@ from .space.domains import check_space
 from .space.names import flatten, param_types
 from .space.params import OPTION_KEY, Param
 from .spec.model import JobSpec, SpecError
+from .spec.objectives import pairs
 from .tasks import RECIPE_PARAMS, Task, TaskInputError, make_task
 from .tasks.base import batches, splits_once
 
@@ -113,6 +115,23 @@ def storage_problems(where: str) -> list[str]:
     return []  # a file in its place: the spec's own check
 
 
+def _objective_problems(spec: JobSpec, task: Task, metrics: set[str]) -> list[str]:
+    """Each objective and constraint names a metric a trial reports: the task's, or a cost."""
+    reported = sorted(metrics) + list(C.COST_METRICS)
+    out = []
+    for i, (name, mode) in enumerate(pairs(spec.objectives)):
+        if name not in reported:
+            out.append(f"objectives[{i}]: got {name!r}; task {task.name} reports {', '.join(reported)}; fix: use one of those")
+        elif name in metrics and mode != task.metric_modes[name.split("_", 1)[1]]:
+            out.append(
+                f"objectives[{i}]: {name}: got {mode}; it is better when {'higher' if mode == 'min' else 'lower'}; fix: {name}: {'max' if mode == 'min' else 'min'}"
+            )
+    for name in spec.constraints:
+        if name not in reported:
+            out.append(f"constraints.{name}: task {task.name} reports no such metric; fix: bound one of {', '.join(reported)}")
+    return out
+
+
 def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
     """Build the job's task and check the spec against it; raises ``SpecError`` naming each bad
     field. ``dry_run``: also build each model family and take one small batch through it
@@ -134,6 +153,7 @@ def check_job(spec: JobSpec, dry_run: bool = True) -> Task:
             problems.append(
                 f"mode: got {spec.mode!r} for {spec.metric}, which is better when {'higher' if natural == 'max' else 'lower'}; fix: set mode: {natural}"
             )
+    problems += _objective_problems(spec, task, metrics)
     for family in _families_in_space(spec, task):
         if family not in task.families:
             problems.append(f"space.model: got {family!r}; task {task.name} builds {', '.join(task.families)}; fix: choose among those")

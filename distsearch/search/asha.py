@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from .. import constants as C
 from .kinds import PriorMetrics, SchedulerKind
@@ -50,7 +50,8 @@ def replaying(base: type, metric: str, prior: Optional[PriorMetrics]) -> type:
         def on_trial_add(self, tune_controller, trial):
             super().on_trial_add(tune_controller, trial)
             for epoch, value in history.pop(trial.trial_id, ()):
-                if super().on_trial_result(tune_controller, trial, {C.EPOCH: epoch, metric: value}) == TrialScheduler.STOP:
+                result = {C.EPOCH: epoch, **(value if isinstance(value, Mapping) else {metric: value})}
+                if super().on_trial_result(tune_controller, trial, result) == TrialScheduler.STOP:
                     cut_by_replay.add(trial.trial_id)
 
         def on_trial_result(self, tune_controller, trial, result):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterable, Mapping, Optional
+from typing import Any, ContextManager, Iterable, Mapping, Optional, Union
 
 from .. import constants as C
 from ..spec.model import JobSpec
 
-#: {trial id: [(epoch, metric), ...]} that earlier drivers of a run saw, for a resumed scheduler.
-PriorMetrics = Mapping[str, list[tuple[int, float]]]
+#: {trial id: [(epoch, metric), ...]} that earlier drivers of a run saw, for a resumed scheduler;
+#: with ``objectives``, {metric: value} of each metric the plan's searcher and scheduler read (``SearchPlan.result_metrics``).
+PriorMetrics = Mapping[str, list[tuple[int, Union[float, Mapping[str, float]]]]]
 #: {trial id: ledger record} of a run's earlier drivers (``C.PARAMS``, ``C.ENDED_AT``, ``C.ERROR``, ...).
 Ledger = Mapping[str, Mapping[str, Any]]
 
@@ -39,6 +40,9 @@ class SearcherKind:
     #: The ``search.*`` lists it reads (``warm_start``, ``points_to_evaluate``); a job that gives
     #: another is refused at validation.
     takes: tuple[str, ...] = ()
+    #: Whether it serves a job with one metric, and one with ``objectives``.
+    single_objective: bool = True
+    multi_objective: bool = False
 
     def __init__(self, spec: JobSpec, name: str):
         self.spec = spec

@@ -13,12 +13,15 @@ from typing import Any, Iterable, Mapping, Optional
 
 from .. import registry
 from ..spec.model import JobSpec, Search
+from ..spec.objectives import result_metrics
 from .kinds import Ledger, PriorMetrics, Resumed, SchedulerKind, SearcherKind
 from .objective import Objective
 
 
-def _scheduler_name(asha: Mapping[str, Any]) -> str:
-    return asha.get("variant", "asha") if asha.get("enabled", True) else "fifo"
+def _scheduler_name(asha: Mapping[str, Any], objectives: Any = ()) -> str:
+    """fifo when ASHA is off; else ``asha.variant``, whose asha ranks by Pareto order (moasha) when the job lists objectives."""
+    name = asha.get("variant", "asha") if asha.get("enabled", True) else "fifo"
+    return "moasha" if objectives and name == "asha" else name
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class SearchPlan:
         """The searcher for a driver that resumes a run, from its ledger (``SearcherKind.resume``)."""
         return self.searcher.resume(concurrency, ledger, metrics, tune_dir)
 
+    def result_metrics(self) -> list[str]:
+        """The reported metrics the searcher and the scheduler read; a resumed driver replays them (``PriorMetrics``)."""
+        return result_metrics(self.spec.metric, self.spec.objectives, self.spec.constraints)
+
     def make_scheduler(self, prior: Optional[PriorMetrics] = None, ended: Iterable[str] = ()) -> Any:
         return self.scheduler.build(prior, ended)
 
@@ -62,6 +69,13 @@ class SearchPlan:
     def problems(self) -> list[str]:
         """What of the job's ``search`` section its searcher does not read, each with the fix."""
         name = self.searcher.name
+        if self.spec.objectives and not self.searcher.multi_objective:
+            many = [n for n, ref in registry.SEARCHERS.items() if n in registry.MULTI_OBJECTIVE_SEARCHERS or registry.resolve(ref).multi_objective]
+            return [f"search.algorithm: got {name!r}, which models one metric, with objectives; fix: use one of {', '.join(many)}"]
+        if not self.spec.objectives and not self.searcher.single_objective:
+            return [
+                f"search.algorithm: got {name!r}, which needs objectives; fix: list objectives (e.g. - val_accuracy: max, - latency_ms: min), or use tpe"
+            ]
         return [
             f"search.{key}: given with algorithm: {name}, which does not read it; fix: use a searcher that does (tpe), or drop {key}"
             for key in ("warm_start", "points_to_evaluate")
@@ -86,8 +100,11 @@ class SearchPlan:
 def build_plan(spec: JobSpec) -> SearchPlan:
     """The plan of ``spec``: its registered searcher and scheduler, built but holding no Ray state."""
     name = spec.search.algorithm
-    searcher_cls = registry.resolve(registry.SEARCHERS[name])
-    scheduler = _scheduler_name(spec.asha.model_dump())
+    ref = registry.SEARCHERS[name]
+    if spec.objectives:
+        ref = registry.MULTI_OBJECTIVE_SEARCHERS.get(name, ref)
+    searcher_cls = registry.resolve(ref)
+    scheduler = _scheduler_name(spec.asha.model_dump(), spec.objectives)
     scheduler_cls = registry.resolve(registry.SCHEDULERS[scheduler])
     return SearchPlan(spec, searcher_cls(spec, name), scheduler_cls(spec, scheduler), Objective(spec.metric, spec.mode))
 
@@ -100,5 +117,5 @@ def summary_of(record: Mapping[str, Any]) -> str:
         return search["summary"]
     job = record.get("job") or {}
     name = search.get("algorithm") or (job.get("search") or {}).get("algorithm") or Search.model_fields["algorithm"].default
-    scheduler = _scheduler_name(job.get("asha") or {})
+    scheduler = _scheduler_name(job.get("asha") or {}, job.get("objectives"))
     return registry.resolve(registry.SCHEDULERS[scheduler]).summary_format.format(searcher=name, scheduler=scheduler)

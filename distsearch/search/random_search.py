@@ -10,6 +10,7 @@ from .kinds import Ledger, PriorMetrics, Resumed, SearcherKind
 
 class RandomSearcher(SearcherKind):
     samples_itself = False
+    multi_objective = True  # it reads no result
 
     def build(self, concurrency: int) -> Any:
         # Tune ignores TuneConfig.max_concurrent_trials when the search algorithm is a generator,

@@ -21,16 +21,20 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ..space.grammar import parse_space
 from ..space.params import Choice, Conditional, Fixed, Param, RandInt, Uniform, is_parsed
 from ..space.points import point_problems
+from . import objectives as multi
 from . import yaml_load as spec_yaml
 from .errors import SpecError, format_validation_error
+from .objectives import Bound, Costs
 from .sections import TRIAL_PROCESSES, Asha, Budget, Checkpointing, Ensemble, Harness, Scaling, Search, Selection, _Section
 
 __all__ = [
     "Asha",
+    "Bound",
     "Budget",
     "Checkpointing",
     "Choice",
     "Conditional",
+    "Costs",
     "Fixed",
     "Harness",
     "JobSpec",
@@ -61,6 +65,22 @@ class JobSpec(_Section):
     )
     metric: str = Field(description="the reported metric ASHA and model selection optimise, e.g. val_accuracy")
     mode: Literal["min", "max"] = Field(description="min or max: whether a lower or higher metric is better")
+    objectives: list[dict[str, Literal["min", "max"]]] = Field(
+        default_factory=list,
+        description="several metrics optimised at once, one metric: mode pair each (e.g. - val_accuracy: max, - latency_ms: min), "
+        "the job's metric among them: ASHA's rungs rank trials by Pareto order and the searcher models every objective; "
+        "the job's metric still picks the single model and the ensemble; a task's val_ and train_ metrics or a cost metric "
+        "(num_params, model_bytes, latency_ms, peak_memory_bytes), which each trial then measures on its own device; "
+        "empty: the job's metric alone",
+    )
+    constraints: dict[str, Bound] = Field(
+        default_factory=dict,
+        description="bounds on reported metrics, metric -> {min, max} (e.g. latency_ms: {max: 5}): a trial outside them ranks "
+        "after every trial inside at ASHA's rungs and for the searcher; empty: none",
+    )
+    costs: Costs = Field(
+        default_factory=Costs, description="how each trial measures its model's latency_ms, when an objective or a constraint names it"
+    )
     space: dict[str, Param] = Field(description="the search space: parameter name -> distribution (the grammar is in docs/job-spec.md)")
     budget: Budget = Field(default_factory=Budget, description="how many trials, how many epochs each")
     asha: Asha = Field(default_factory=Asha, description="ASHA early-stopping settings")
@@ -125,6 +145,7 @@ class JobSpec(_Section):
         problems = [
             f"search.points_to_evaluate[{i}].{p}" for i, pt in enumerate(self.search.points_to_evaluate) for p in point_problems(self.space, pt)
         ]
+        problems += multi.problems(self.metric, self.mode, self.objectives, self.constraints, self.asha.variant)
         if problems:
             raise ValueError("\n".join(problems))
         return self

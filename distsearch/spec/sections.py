@@ -49,8 +49,8 @@ class Asha(_Section):
     @field_validator("variant")
     @classmethod
     def _registered(cls, v: str) -> str:
-        if v not in registry.SCHEDULERS or v == "fifo":
-            variants = [k for k in registry.SCHEDULERS if k != "fifo"]
+        if v not in registry.SCHEDULERS or v in registry.CHOSEN_SCHEDULERS:
+            variants = [k for k in registry.SCHEDULERS if k not in registry.CHOSEN_SCHEDULERS]
             raise ValueError(f"asha.variant: got {v!r}; fix: use one of {', '.join(variants)} (asha.enabled: false runs every trial to max_epochs)")
         return v
 

@@ -57,6 +57,17 @@ class PriorRun:
     epoch_rows: list[dict[str, Any]]
     ledger: dict[str, dict[str, Any]]
 
+    def results_by_trial(self, metrics: list[str]) -> dict[str, list[tuple[int, Any]]]:
+        """Per trial, (epoch, value) of its epochs that report ``metrics``: the value alone for one
+        metric, else {metric: value} (``SearchPlan.result_metrics``)."""
+        if len(metrics) == 1:
+            return self.metric_by_trial(metrics[0])
+        out: dict[str, list[tuple[int, Any]]] = {}
+        for r in sorted(self.epoch_rows, key=lambda r: r[C.EPOCH]):
+            if all(r.get(m) is not None for m in metrics):
+                out.setdefault(r[C.TRIAL_ID], []).append((int(r[C.EPOCH]), {m: float(r[m]) for m in metrics}))
+        return out
+
     def metric_by_trial(self, metric: str) -> dict[str, list[tuple[int, float]]]:
         out: dict[str, list[tuple[int, float]]] = {}
         for r in sorted(self.epoch_rows, key=lambda r: r[C.EPOCH]):

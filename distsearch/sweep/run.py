@@ -115,7 +115,7 @@ def run_sweep(
     budget = SweepBudget(spec.budget.max_failed_trials, failed=recorder.errors, time_s=spec.budget.time_s)
     callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
     ended = [t for t, r in prior.ledger.items() if r.get(C.ENDED_AT)] if prior else []
-    scheduler = plan.make_scheduler(prior.metric_by_trial(spec.metric) if prior else None, ended)
+    scheduler = plan.make_scheduler(prior.results_by_trial(plan.result_metrics()) if prior else None, ended)
     callbacks += [ProgressView(spec, prior=prior, scheduler=scheduler)] if progress else []
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
@@ -132,7 +132,7 @@ def run_sweep(
     )
     env = plan.tune_env(concurrency)
     if prior:  # a new Tune experiment that goes on from the ledger: see distsearch.sweep.resume
-        resumed = plan.resume_searcher(concurrency, prior.ledger, prior.metric_by_trial(spec.metric), storage.join(run_dir, C.TUNE_DIR))
+        resumed = plan.resume_searcher(concurrency, prior.ledger, prior.results_by_trial(plan.result_metrics()), storage.join(run_dir, C.TUNE_DIR))
         search_alg = ray_tune.LedgerResume(resumed.searcher, resumed.carried, resumed.ended, resumed.new_trials)
         # Tune keeps up to 200 trials pending for its own generator alone; a wrapped one gets 1.
         env = {**env, "TUNE_MAX_PENDING_TRIALS_PG": str(concurrency)}

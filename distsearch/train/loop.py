@@ -146,10 +146,13 @@ def train(
     splits: Splits,
     device: Optional[torch.device] = None,
     start_state: Optional[Mapping[str, Any]] = None,
+    costs: Optional[Mapping[str, int]] = None,
 ) -> None:
     """Train ``task``'s model for ``params`` up to ``max_epochs``, reporting every epoch.
 
     ``start_state`` (a checkpoint dict this function reported earlier) resumes after its epoch.
+    ``costs`` (``batch_size``, ``warmup_passes``, ``passes``): rank 0 measures the model's cost
+    metrics once, before training (``distsearch.train.costs``), and reports them every epoch.
     ``batch_size`` is the global batch: each of the world's ranks takes ``batch_size // world``.
     ``device`` defaults to the CPU.
     """
@@ -171,6 +174,12 @@ def train(
         start_epoch = int(start_state["epoch"])
     net: nn.Module = model
     set_epoch = getattr(model, "set_epoch", None)
+    measured: dict[str, float] = {}
+    if costs is not None and rank == 0:
+        from .costs import measure
+
+        xb, _ = next(iter(batches(task, splits.val, batch_size=int(costs["batch_size"]))))
+        measured = measure(model, xb, device, warmup_passes=int(costs["warmup_passes"]), passes=int(costs["passes"]))
 
     x_val, y_val = splits.val[0][rank::world], splits.val[1][rank::world]
     busy = 0.0
@@ -211,6 +220,7 @@ def train(
         metrics: dict[str, Any] = {C.EPOCH: epoch + 1, "lr": opt.param_groups[0]["lr"], C.EPOCH_SECONDS: elapsed, C.BUSY_SECONDS: busy}
         metrics.update({f"train_{k}": v for k, v in train_m.items()})
         metrics.update({f"val_{k}": v for k, v in val_m.items()})
+        metrics.update(measured)
         state = None
         if rank == 0:
             state = {

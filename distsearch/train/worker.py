@@ -31,6 +31,7 @@ from .. import constants as C
 from .. import storage
 from ..search.objective import Objective
 from ..spec.model import JobSpec
+from ..spec.objectives import measured_costs
 from . import checkpoint, loop, spares
 
 # Set in this worker process to end its trial's training at the next report (every rank agrees
@@ -211,9 +212,18 @@ def train_worker(cfg: dict[str, Any]) -> None:
             splits=splits,
             device=device,
             start_state=start_state,
+            costs=_costs(spec),
         )
     except StopRequested:
         pass  # the trial was ended (ASHA, a limit): its run is over, and this process may serve the next
+
+
+def _costs(spec: JobSpec) -> Optional[dict[str, int]]:
+    """How the loop measures the model's costs, when the job's objectives or constraints name one."""
+    if not measured_costs(spec.objectives, spec.constraints):
+        return None
+    c = spec.costs
+    return {"batch_size": c.latency_batch_size, "warmup_passes": c.latency_warmup_passes, "passes": c.latency_passes}
 
 
 class ForwardReports(UserCallback):

@@ -1,5 +1,6 @@
-"""BOHB-style search under PASHA on a real Ray: the plan's names reach run.json, PASHA holds
-the maximum at the second rung, and every proposal is counted."""
+"""BOHB-style search under PASHA, and a multi-objective search under MOASHA, on a real Ray: the
+plan's names reach run.json, PASHA holds the maximum at the second rung, every proposal is
+counted, and each trial measures its costs on its own device for the Pareto front."""
 
 import pytest
 
@@ -32,4 +33,37 @@ def test_a_bohb_sweep_under_pasha_runs_and_records_what_it_proposed(embedded_ray
     at_two = trials[(trials[C.EPOCHS_COMPLETED] == 2) & (trials[C.STATUS] == C.STATUS_STOPPED)]
     assert len(at_two) >= 1
     assert result.best is not None
+    assert_nothing_left()
+
+
+def test_a_multi_objective_sweep_measures_costs_and_records_its_pareto_front(embedded_ray, tmp_path):
+    spec = parse_job(
+        tiny_job(
+            tmp_path,
+            budget={"num_trials": 5, "max_epochs": 3},
+            search={"algorithm": "tpe", "startup_trials": 3},
+            objectives=[{"val_accuracy": "max"}, {"latency_ms": "min"}, {C.NUM_PARAMS: "min"}],
+            constraints={C.MODEL_BYTES: {"max": 1.0e6}},
+            costs={"latency_passes": 5, "latency_warmup_passes": 1},
+        )
+    )
+    result = run_job(spec)
+    run = check_run_files(result.run_dir, spec, expect_stopped=False)
+    trials, epochs, meta = run["trials"], run["epochs"], run["run"]
+    assert meta["search"]["summary"] == "tpe+moasha" and result.status_counts[C.STATUS_ERROR] == 0
+    costs = [C.LATENCY_MS, C.NUM_PARAMS, C.MODEL_BYTES]
+    assert epochs[costs].notna().all().all() and (epochs[C.LATENCY_MS] > 0).all() and C.PEAK_MEMORY_BYTES not in epochs
+    assert (epochs.groupby(C.TRIAL_ID)[C.NUM_PARAMS].nunique() == 1).all()  # measured once per trial: one model
+    front = meta["front"]
+    ranks = trials.set_index(C.TRIAL_ID)[C.PARETO_RANK]
+    assert front and {p[C.TRIAL_ID] for p in front} == set(ranks[ranks == 0].index)
+    points = {}
+    for p in front:
+        row = epochs[(epochs[C.TRIAL_ID] == p[C.TRIAL_ID]) & (epochs[C.EPOCH] == p[C.BEST_EPOCH])].iloc[0]
+        points[p[C.TRIAL_ID]] = (row["val_accuracy"], -row[C.LATENCY_MS], -row[C.NUM_PARAMS])
+        assert all(p[m] == row[m] for m in ("val_accuracy", C.LATENCY_MS, C.NUM_PARAMS, C.MODEL_BYTES))
+    # no point of the front dominates another (every objective as higher-is-better here)
+    for a, pa in points.items():
+        assert not any(b != a and all(x >= y for x, y in zip(pb, pa, strict=True)) and pb != pa for b, pb in points.items())
+    assert trials[C.DOMINATED].tolist() == [r != 0 for r in ranks.fillna(1).tolist()]
     assert_nothing_left()

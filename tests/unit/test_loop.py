@@ -29,6 +29,26 @@ def test_reports_every_epoch_and_learns(digits):
     assert state["epoch"] == 5 and set(state) >= {"model", "optimizer", "params"}
 
 
+def test_costs_are_measured_once_before_training_and_reported_every_epoch(digits):
+    task, splits = digits
+    params = {"model": "mlp", "model.width": 64, "model.depth": 1, "lr": 3e-3}
+    reports, plain = [], []
+    costs = {"batch_size": 4, "warmup_passes": 2, "passes": 5}
+    loop.train(task, params, lambda m, s: reports.append(m), max_epochs=2, seed=0, splits=splits, costs=costs)
+    loop.train(task, params, lambda m, s: plain.append(m), max_epochs=1, seed=0, splits=splits)
+    model = task.build_model(params, splits)
+    n = sum(p.numel() for p in model.parameters())
+    first, second = reports
+    assert first[C.NUM_PARAMS] == n and first[C.MODEL_BYTES] == 4 * n + sum(b.numel() * b.element_size() for b in model.buffers())
+    assert 0 < first[C.LATENCY_MS] < 1000 and second[C.LATENCY_MS] == first[C.LATENCY_MS]  # once per run, the same every epoch
+    assert C.PEAK_MEMORY_BYTES not in first  # a CPU reports no allocator peak
+    assert not set(C.COST_METRICS) & set(plain[0])  # measured only when asked for
+    # a wider model costs more, by every measure
+    wide = []
+    loop.train(task, {**params, "model.width": 256, "model.depth": 3}, lambda m, s: wide.append(m), max_epochs=1, seed=0, splits=splits, costs=costs)
+    assert wide[0][C.NUM_PARAMS] > first[C.NUM_PARAMS] and wide[0][C.MODEL_BYTES] > first[C.MODEL_BYTES]
+
+
 def test_splits_are_disjoint_stratified_and_seeded(digits):
     task, splits = digits
     n = [len(s[1]) for s in (splits.train, splits.val, splits.test)]

@@ -1,0 +1,35 @@
+"""A multi-objective run's Pareto ranks and front, from its trials and epochs tables (no cluster)."""
+
+import pandas as pd
+
+from distsearch import constants as C
+from distsearch.results.files import epochs_frame, trials_frame
+from distsearch.results.front import ranked
+from distsearch.spec.model import parse_job
+
+from ..conftest import tiny_job
+
+
+def test_each_trial_is_ranked_at_its_best_epoch_and_the_front_meets_the_constraints(tmp_path):
+    spec = parse_job(tiny_job(tmp_path, objectives=[{"val_accuracy": "max"}, {"latency_ms": "min"}], constraints={"latency_ms": {"max": 8.0}}))
+    # (best epoch, accuracy at it, latency): a accurate, b fast, c dominated by a, d too slow, e failed
+    curves = {"a": (2, 0.9, 5.0), "b": (1, 0.6, 1.0), "c": (2, 0.8, 6.0), "d": (2, 0.99, 9.0), "e": (None, None, None)}
+    trials = trials_frame(
+        [{C.TRIAL_ID: t, "params": {}, C.BEST_EPOCH: e, C.BEST_METRIC: acc, C.STATUS: "completed"} for t, (e, acc, _) in curves.items()], {}
+    )
+    rows = [
+        {C.TRIAL_ID: t, C.EPOCH: k, C.TIMESTAMP: pd.Timestamp.now(tz="UTC"), "val_accuracy": acc - 0.1 * (e - k), "latency_ms": ms}
+        for t, (e, acc, ms) in curves.items()
+        if e
+        for k in (1, 2)
+    ]
+    out, front = ranked(spec, trials, epochs_frame(rows))
+    ranks = out.set_index(C.TRIAL_ID)[C.PARETO_RANK]
+    assert ranks[["a", "b", "c"]].tolist() == [0, 0, 1] and ranks[["d", "e"]].isna().all() and str(ranks.dtype) == "Int64"
+    assert out.set_index(C.TRIAL_ID)[C.DOMINATED].to_dict() == {"a": False, "b": False, "c": True, "d": True, "e": True}
+    assert front == [
+        {C.TRIAL_ID: "a", C.BEST_EPOCH: 2, "val_accuracy": 0.9, "latency_ms": 5.0},
+        {C.TRIAL_ID: "b", C.BEST_EPOCH: 1, "val_accuracy": 0.6, "latency_ms": 1.0},
+    ]
+    single = parse_job(tiny_job(tmp_path))
+    assert ranked(single, trials, epochs_frame(rows)) == (trials, [])
