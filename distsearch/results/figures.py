@@ -11,6 +11,7 @@ Each function takes the dict ``results.read_run`` returns and gives a matplotlib
 - ``hparams.png``: each hyperparameter against the trial's best metric.
 - ``importance.png``: hyperparameter importance, from a random forest fitted to the trials.
 - ``gap.png``: the best trial's train and validation metric against epoch (the overfitting gap).
+- ``front.png``, for a job with objectives: the Pareto front (``distsearch.results.front``).
 """
 
 from __future__ import annotations
@@ -217,10 +218,14 @@ FIGURES = {"curves.png": learning_curves, "hparams.png": hparams_vs_metric, "imp
 
 
 def render(run: Mapping[str, Any], dpi: int = 110) -> dict[str, bytes]:
-    """Every figure of ``run`` as PNG bytes, keyed by file name."""
+    """Every figure of ``run`` as PNG bytes, keyed by file name (``front.png`` for a run with objectives)."""
+    from .front import figure as front_figure
+
     out = {}
-    for name, draw in FIGURES.items():
+    for name, draw in {**FIGURES, "front.png": front_figure}.items():
         fig = draw(run)
+        if fig is None:
+            continue
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
         out[name] = buf.getvalue()

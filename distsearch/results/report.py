@@ -138,6 +138,8 @@ _CAPTIONS = {
     "hparams.png": "Each hyperparameter against the trial's best metric.",
     "importance.png": "Hyperparameter importance: a random forest fitted to the trials, impurity shares.",
     "gap.png": "The best trial's train and validation metric per epoch: the overfitting gap.",
+    "front.png": "The job's metric against its next objective, each trial at its best epoch: the Pareto front in blue, "
+    "dominated trials grey, trials that miss a constraint as red crosses; a dashed line is a constraint's bound.",
 }
 
 
@@ -178,6 +180,8 @@ def write_report(directory: str, out_dir: str | None = None, top: int = 20) -> d
         parts.append("<h2>Hyperparameter importance</h2>" + imp.rename("importance").to_frame().to_html(float_format=lambda v: f"{v:.3f}"))
     parts.append("<h2>Figures</h2>")
     for name, caption in _CAPTIONS.items():
+        if name not in written:
+            continue
         parts.append(f"<figure><img src='{name}' alt='{name}'><figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("</body></html>")
     written[REPORT_FILE] = join(out_dir, REPORT_FILE)

@@ -4,13 +4,14 @@ import pandas as pd
 
 from distsearch import constants as C
 from distsearch.results.files import epochs_frame, trials_frame
-from distsearch.results.front import ranked
+from distsearch.results.front import figure, ranked
 from distsearch.spec.model import parse_job
 
 from ..conftest import tiny_job
 
 
-def test_each_trial_is_ranked_at_its_best_epoch_and_the_front_meets_the_constraints(tmp_path):
+def _run(tmp_path):
+    """A spec with its trials and epochs tables."""
     spec = parse_job(tiny_job(tmp_path, objectives=[{"val_accuracy": "max"}, {"latency_ms": "min"}], constraints={"latency_ms": {"max": 8.0}}))
     # (best epoch, accuracy at it, latency): a accurate, b fast, c dominated by a, d too slow, e failed
     curves = {"a": (2, 0.9, 5.0), "b": (1, 0.6, 1.0), "c": (2, 0.8, 6.0), "d": (2, 0.99, 9.0), "e": (None, None, None)}
@@ -23,7 +24,12 @@ def test_each_trial_is_ranked_at_its_best_epoch_and_the_front_meets_the_constrai
         if e
         for k in (1, 2)
     ]
-    out, front = ranked(spec, trials, epochs_frame(rows))
+    return spec, trials, epochs_frame(rows)
+
+
+def test_each_trial_is_ranked_at_its_best_epoch_and_the_front_meets_the_constraints(tmp_path):
+    spec, trials, epochs = _run(tmp_path)
+    out, front = ranked(spec, trials, epochs)
     ranks = out.set_index(C.TRIAL_ID)[C.PARETO_RANK]
     assert ranks[["a", "b", "c"]].tolist() == [0, 0, 1] and ranks[["d", "e"]].isna().all() and str(ranks.dtype) == "Int64"
     assert out.set_index(C.TRIAL_ID)[C.DOMINATED].to_dict() == {"a": False, "b": False, "c": True, "d": True, "e": True}
@@ -32,4 +38,20 @@ def test_each_trial_is_ranked_at_its_best_epoch_and_the_front_meets_the_constrai
         {C.TRIAL_ID: "b", C.BEST_EPOCH: 1, "val_accuracy": 0.6, "latency_ms": 1.0},
     ]
     single = parse_job(tiny_job(tmp_path))
-    assert ranked(single, trials, epochs_frame(rows)) == (trials, [])
+    assert ranked(single, trials, epochs) == (trials, [])
+
+
+def test_the_front_figure_marks_each_kind_of_trial_in_plain_numbers_and_leaves_matplotlib_as_found(tmp_path):
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    spec, trials, epochs = _run(tmp_path)
+    out, _ = ranked(spec, trials, epochs)
+    fig = figure({"run": {"job": spec.to_dict()}, "trials": out, "epochs": epochs})
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dominated", "misses a constraint", "Pareto front (2)", "latency_ms bound"]
+    fig.canvas.draw()
+    labels = [t.get_text() for axis in (ax.xaxis, ax.yaxis) for t in axis.get_ticklabels(which="both") if t.get_visible()]
+    assert labels and not [label for label in labels if "$" in label]
+    assert dict(matplotlib.rcParams) == before
+    assert figure({"run": {"job": parse_job(tiny_job(tmp_path)).to_dict()}, "trials": out, "epochs": epochs}) is None
