@@ -123,11 +123,15 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def load_model(run: PathLike, ensemble: bool = False, task: Any = None, trial: Optional[str] = None) -> LoadedModel:
+def load_model(
+    run: PathLike, ensemble: bool = False, task: Any = None, trial: Optional[str] = None, pick: Optional[Mapping[str, Mapping[str, float]]] = None
+) -> LoadedModel:
     """The selected model of the run at ``run`` (a local path or a storage URI): the single best
     trial at its best checkpoint, or with ``ensemble=True`` the run's ensemble, or with
     ``trial="<trial id>"`` that trial at its best checkpoint that was kept
-    (``checkpointing.keep_after_sweep``), read as tensors only.
+    (``checkpointing.keep_after_sweep``), read as tensors only. For a run with objectives,
+    ``pick={"latency_ms": {"max": 5}}`` loads the trial of the Pareto front that is best by the
+    job's metric among those within the bounds (``pick_from_front``).
 
     The module is rebuilt by distsearch from the saved description and filled with the saved
     weights; nothing in the run folder is imported or unpickled. A ``custom`` task's models are
@@ -135,8 +139,10 @@ def load_model(run: PathLike, ensemble: bool = False, task: Any = None, trial: O
     your factory returns. Raises ``RunFileMissing`` when the run has no such model and
     ``UnsafeModelFile`` for a file that is not what distsearch writes."""
     run = str(run) if is_uri(run) else absolute(run)
-    if ensemble and trial is not None:
-        raise ValueError(f"load_model: got ensemble=True and trial={trial!r}; fix: pass one of them")
+    if sum((ensemble, trial is not None, pick is not None)) > 1:
+        raise ValueError(f"load_model: got ensemble={ensemble}, trial={trial!r} and pick={pick!r}; fix: pass one of them")
+    if pick is not None:
+        trial = pick_from_front(read_json(join(run, C.RUN_FILE), MAX_RUN_FILE_BYTES), pick)
     name = C.ENSEMBLE_MODEL if ensemble else C.BEST_MODEL
     prefix = join(run, C.MODEL_DIR, name)
     described, weights = prefix + C.MODEL_DESCRIPTION_SUFFIX, prefix + C.MODEL_WEIGHTS_SUFFIX
@@ -183,6 +189,30 @@ def load_model(run: PathLike, ensemble: bool = False, task: Any = None, trial: O
         input_shape=desc["input_shape"],
         input_dtype=desc["input_dtype"],
     )
+
+
+def pick_from_front(meta: Mapping[str, Any], pick: Mapping[str, Mapping[str, float]]) -> str:
+    """The id of the trial of ``meta``'s (run.json's) Pareto front that is best by the job's metric
+    among those within ``pick``'s bounds ({metric: {"min": ..., "max": ...}})."""
+    job, front = meta["job"], meta.get("front")
+    if not job.get("objectives") or front is None:
+        raise ValueError("load_model: pick= needs a run with objectives, which has a Pareto front; fix: pass trial= or nothing")
+    within = [
+        p
+        for p in front
+        if all(
+            name in p and (b.get("min") is None or p[name] >= b["min"]) and (b.get("max") is None or p[name] <= b["max"]) for name, b in pick.items()
+        )
+    ]
+    if not within:
+        ranges = "; ".join(
+            f"{n} {min(p[n] for p in front):.4g}..{max(p[n] for p in front):.4g}" for n in pick if front and all(n in p for p in front)
+        )
+        raise RunFileMissing(
+            f"no trial of the Pareto front meets {dict(pick)} (the front spans {ranges or 'none of those metrics'}); fix: loosen the bounds"
+        )
+    sign = 1.0 if job["mode"] == "max" else -1.0
+    return max(within, key=lambda p: sign * p[job["metric"]])[C.TRIAL_ID]
 
 
 def _trial_member(run: str, desc: Mapping[str, Any], trial_id: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

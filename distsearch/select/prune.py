@@ -62,9 +62,12 @@ def prune_checkpoints(
     trials: pd.DataFrame,
     best: Optional[Mapping[str, Any]],
     ensemble: Optional[Mapping[str, Any]],
+    front: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Apply ``keep`` (``selected`` or ``all``) to ``run_dir``'s checkpoints; returns run.json's
-    ``checkpoints`` record: directories and bytes before and after."""
+    ``checkpoints`` record: directories and bytes before and after. The ``front`` trials (a
+    multi-objective run's Pareto front, which ``load_model(run, pick=...)`` chooses from) keep
+    their model files, as the selected checkpoints do."""
     fs, train_dir = storage.filesystem(storage.join(run_dir, C.TRAIN_DIR))
     dirs = _checkpoint_dirs(fs, train_dir.rstrip("/"))
     before = sum(f.size or 0 for files in dirs.values() for f in files)
@@ -72,14 +75,14 @@ def prune_checkpoints(
     record = {"keep_after_sweep": keep, "model_files_before": models, "bytes_before": before}
     if keep == "all":
         return {**record, "model_files_after": models, "bytes_after": before}
-    selected = {_inside(p) for p in _selected_paths(best, ensemble)}
+    selected, front = {_inside(p) for p in _selected_paths(best, ensemble)}, set(front)
     unfinished = set(trials.loc[trials[C.STATUS].isin(UNFINISHED), C.TRIAL_ID]) if C.STATUS in trials else set()
     after = kept = 0
     for path, files in dirs.items():
         has_model = any(f.base_name == C.CHECKPOINT_FILE for f in files)
         if path.rsplit("/", 2)[1] in unfinished:
             after += sum(f.size or 0 for f in files)
-        elif path in selected:
+        elif path in selected or path.rsplit("/", 2)[1] in front:
             after += _drop_resume_state(fs, path, files)
         else:
             if has_model:

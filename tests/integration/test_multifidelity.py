@@ -3,9 +3,11 @@ plan's names reach run.json, PASHA holds the maximum at the second rung, every p
 counted, and each trial measures its costs on its own device for the Pareto front."""
 
 import pytest
+import torch
 
 from distsearch import constants as C
 from distsearch.job import run_job
+from distsearch.select.load import load_model
 from distsearch.spec.model import parse_job
 
 from ..conftest import tiny_job
@@ -66,4 +68,10 @@ def test_a_multi_objective_sweep_measures_costs_and_records_its_pareto_front(emb
     for a, pa in points.items():
         assert not any(b != a and all(x >= y for x, y in zip(pb, pa, strict=True)) and pb != pa for b, pb in points.items())
     assert trials[C.DOMINATED].tolist() == [r != 0 for r in ranks.fillna(1).tolist()]
+    # every trial of the front keeps its weights: the fastest one loads under a bound only it meets
+    fastest = min(front, key=lambda p: p[C.LATENCY_MS])
+    model = load_model(result.run_dir, pick={C.LATENCY_MS: {"max": fastest[C.LATENCY_MS]}})
+    assert list(model.members) == [fastest[C.TRIAL_ID]]
+    assert len(model.predict(torch.zeros(3, 64))) == 3
+    assert list(load_model(result.run_dir, pick={}).members) == [front[0][C.TRIAL_ID]]  # no bound: the front's best by the metric
     assert_nothing_left()

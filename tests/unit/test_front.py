@@ -1,10 +1,13 @@
 """A multi-objective run's Pareto ranks and front, from its trials and epochs tables (no cluster)."""
 
 import pandas as pd
+import pytest
 
 from distsearch import constants as C
+from distsearch.errors import RunFileMissing
 from distsearch.results.files import epochs_frame, trials_frame
 from distsearch.results.front import figure, ranked
+from distsearch.select.load import pick_from_front
 from distsearch.spec.model import parse_job
 
 from ..conftest import tiny_job
@@ -55,3 +58,15 @@ def test_the_front_figure_marks_each_kind_of_trial_in_plain_numbers_and_leaves_m
     assert labels and not [label for label in labels if "$" in label]
     assert dict(matplotlib.rcParams) == before
     assert figure({"run": {"job": parse_job(tiny_job(tmp_path)).to_dict()}, "trials": out, "epochs": epochs}) is None
+
+
+def test_a_pick_takes_the_fronts_best_by_the_metric_within_its_bounds(tmp_path):
+    spec, trials, epochs = _run(tmp_path)
+    _, front = ranked(spec, trials, epochs)
+    meta = {"job": spec.to_dict(), "front": front}
+    assert pick_from_front(meta, {}) == "a"
+    assert pick_from_front(meta, {"latency_ms": {"max": 2.0}}) == "b"
+    with pytest.raises(RunFileMissing, match=r"no trial of the Pareto front meets .* \(the front spans latency_ms 1..5\); fix: loosen the bounds"):
+        pick_from_front(meta, {"latency_ms": {"max": 0.5}})
+    with pytest.raises(ValueError, match="pick= needs a run with objectives"):
+        pick_from_front({"job": parse_job(tiny_job(tmp_path)).to_dict()}, {})
