@@ -277,6 +277,7 @@ def _run_job(
         trials, pareto_front = front.ranked(spec, trials, epochs)
         results.write_tables(out, trials, epochs)
         best, ensemble = evaluate.evaluate_run(spec, task, outcome.splits, trials, epochs, out)
+        pareto_front = evaluate.score_front(spec, task, outcome.splits, epochs, pareto_front)
         # after the selected models are saved: nothing later reads the checkpoints it drops
         checkpoints = prune_checkpoints(out, spec.checkpointing.keep_after_sweep, trials, best, ensemble, [p[C.TRIAL_ID] for p in pareto_front])
         counts = {s: int((trials[C.STATUS] == s).sum()) for s in C.STATUSES}

@@ -176,6 +176,12 @@ def write_report(directory: str, out_dir: str | None = None, top: int = 20) -> d
     for line in _ensemble_lines(run.get("ensemble")):
         parts.append(f"<p>{html.escape(line)}</p>")
     parts.append("<h2>Leaderboard</h2>" + _board(run, top).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+    if meta.get("front"):
+        rows = [{k: v for k, v in p.items() if k != "test"} | (p.get("test") or {}) for p in meta["front"]]
+        parts.append(
+            "<h2>Pareto front</h2><p>Each trial at its best epoch; its test scores, once each.</p>"
+            + pd.DataFrame(rows).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+        )
     if imp is not None:
         parts.append("<h2>Hyperparameter importance</h2>" + imp.rename("importance").to_frame().to_html(float_format=lambda v: f"{v:.3f}"))
     parts.append("<h2>Figures</h2>")

@@ -231,6 +231,20 @@ def resave_models(run: str) -> list[str]:
     return written
 
 
+def score_front(spec: JobSpec, task: Task, splits: Splits, epochs: pd.DataFrame, front: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each trial of a multi-objective run's Pareto front (``results.front``) restored at its best
+    kept checkpoint and scored on the test split, once: the front with each point's ``test``."""
+    objective, out = Objective.of(spec), []
+    for point in front:
+        ckpt = results.best_checkpoint(epochs, point[C.TRIAL_ID], objective)
+        if ckpt is None:
+            out.append({**point, "test": None})
+            continue
+        state = results.load_state(ckpt[C.CHECKPOINT_PATH])
+        out.append({**point, "test": evaluate_model(task, splits, _restore(task, splits, state["params"], state), ("test",))})
+    return out
+
+
 def evaluate_run(
     spec: JobSpec, task: Task, splits: Splits, trials: pd.DataFrame, epochs: pd.DataFrame, out: str
 ) -> tuple[Optional[dict], Optional[dict]]:

@@ -64,6 +64,7 @@ def test_a_multi_objective_sweep_measures_costs_and_records_its_pareto_front(emb
         row = epochs[(epochs[C.TRIAL_ID] == p[C.TRIAL_ID]) & (epochs[C.EPOCH] == p[C.BEST_EPOCH])].iloc[0]
         points[p[C.TRIAL_ID]] = (row["val_accuracy"], -row[C.LATENCY_MS], -row[C.NUM_PARAMS])
         assert all(p[m] == row[m] for m in ("val_accuracy", C.LATENCY_MS, C.NUM_PARAMS, C.MODEL_BYTES))
+        assert 0 < p["test"]["test_accuracy"] <= 1  # each point of the front, scored on the test split once
     # no point of the front dominates another (every objective as higher-is-better here)
     for a, pa in points.items():
         assert not any(b != a and all(x >= y for x, y in zip(pb, pa, strict=True)) and pb != pa for b, pb in points.items())
