@@ -70,6 +70,19 @@ def ratio_band(mine: np.ndarray, base: np.ndarray, rng: np.random.Generator, dra
     return point, float(lo), float(hi)
 
 
+def ratio_columns(spent: np.ndarray, base: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+    """A method's row of worker-epochs to a target: the median, its ratio to the baseline's
+    (``ratio_band``) and the share of seeds that reach it."""
+    point, lo, hi = ratio_band(spent, base, rng)
+    return {
+        "worker-epochs to target": float(np.median(spent)),
+        "ratio": point,
+        "ratio 5%": lo,
+        "ratio 95%": hi,
+        "reached": float(np.isfinite(spent).mean()),
+    }
+
+
 def evidence(path: Path, seeds: int, workers=WORKERS, searchers=SEARCHERS, schedulers=SCHEDULERS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One table's rows (per worker count and method) and its regret curves at 8 workers;
     random+ASHA, the baseline, runs whatever ``searchers`` and ``schedulers`` say."""
@@ -95,7 +108,6 @@ def evidence(path: Path, seeds: int, workers=WORKERS, searchers=SEARCHERS, sched
         base_epochs = np.array([epochs_to(t, target, mode) for t in traces[BASELINE]])
         for name, runs in traces.items():
             spent = np.array([epochs_to(t, target, mode) for t in runs])
-            ratio, lo, hi = ratio_band(spent, base_epochs, rng)
             finals = [t[-1] for t in runs]
             rows.append(
                 {
@@ -103,11 +115,7 @@ def evidence(path: Path, seeds: int, workers=WORKERS, searchers=SEARCHERS, sched
                     "workers": n,
                     "trials": trials,
                     "method": name,
-                    "worker-epochs to target": float(np.median(spent)),
-                    "ratio": ratio,
-                    "ratio 5%": lo,
-                    "ratio 95%": hi,
-                    "reached": float(np.isfinite(spent).mean()),
+                    **ratio_columns(spent, base_epochs, rng),
                     "median final best": float(np.median(finals)),
                     "target": target,
                     "mode": mode,

@@ -36,7 +36,7 @@ if not __package__:  # run as a script; imported as benchmarks.pareto, the calle
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine_line, markdown, run_recorded, tables_parser  # noqa: E402
-from benchmarks.evidence import ratio_band  # noqa: E402
+from benchmarks.evidence import ratio_columns  # noqa: E402
 from distsearch import constants as C  # noqa: E402
 from distsearch.search.pareto import hypervolume  # noqa: E402
 from distsearch.simulate import table as tables  # noqa: E402
@@ -121,17 +121,12 @@ def run(seeds: int, workers: list[int]) -> pd.DataFrame:
         base = np.array([epochs_to(p, target) for p in runs[BASELINE]])
         for m, r in runs.items():
             spent = np.array([epochs_to(p, target) for p in r])
-            point, lo5, hi95 = ratio_band(spent, base, rng)
             rows.append(
                 {
                     "workers": n,
                     "trials": trials,
                     "method": m,
-                    "worker-epochs to target": float(np.median(spent)),
-                    "ratio": point,
-                    "ratio 5%": lo5,
-                    "ratio 95%": hi95,
-                    "reached": float(np.isfinite(spent).mean()),
+                    **ratio_columns(spent, base, rng),
                     "median final hypervolume": float(np.median(finals[m])),
                     "target": target,
                     "worker-epochs": float(np.median([len(p) for p in r])),
