@@ -81,3 +81,17 @@ def test_a_resumed_searcher_is_told_the_ledgers_ended_trials_and_runs_the_unfini
     assert trials[0].values == pytest.approx([1.0, 3.0]) and trials[0].params["lr"] == pytest.approx(0.01)
     _finish(resumed.searcher, "c", 3, 0.8, 2.0)
     assert resumed.searcher.study.get_trials()[2].state == TrialState.COMPLETE
+
+
+def test_validation_names_an_objective_or_a_bound_the_task_never_reports(tmp_path):
+    from distsearch.spec.model import SpecError
+    from distsearch.validate import check_job
+
+    raw = tiny_job(tmp_path, objectives=[{"val_accuracy": "max"}, {"val_loss": "max"}, {"latency_s": "min"}], constraints={"flops": {"max": 1}})
+    with pytest.raises(SpecError) as e:
+        check_job(parse_job(raw), dry_run=False)
+    text = str(e.value)
+    assert "objectives[1]: val_loss: got max; it is better when lower; fix: val_loss: min" in text
+    assert "objectives[2]: got 'latency_s'; task digits reports" in text and "latency_ms" in text
+    assert "constraints.flops: task digits reports no such metric; fix: bound one of" in text
+    check_job(_spec(tmp_path), dry_run=False)  # the costs and the task's metrics pass
