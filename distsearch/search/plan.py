@@ -76,8 +76,9 @@ class SearchPlan:
             return [
                 f"search.algorithm: got {name!r}, which needs objectives; fix: list objectives (e.g. - val_accuracy: max, - latency_ms: min), or use tpe"
             ]
+        fix = "drop {} (no searcher reads it with objectives)" if self.spec.objectives else "use a searcher that does (tpe), or drop {}"
         return [
-            f"search.{key}: given with algorithm: {name}, which does not read it; fix: use a searcher that does (tpe), or drop {key}"
+            f"search.{key}: given with algorithm: {name}, which does not read it; fix: {fix.format(key)}"
             for key in ("warm_start", "points_to_evaluate")
             if getattr(self.spec.search, key) and key not in self.searcher.takes
         ]

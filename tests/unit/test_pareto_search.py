@@ -60,6 +60,10 @@ def test_a_searcher_that_models_one_metric_is_refused_with_objectives_and_nsga2_
     lone = build_plan(parse_job(tiny_job(tmp_path, search={"algorithm": "nsga2"})))
     assert "search.algorithm: got 'nsga2', which needs objectives" in lone.problems()[0]
     assert build_plan(_spec(tmp_path, "random")).problems() == []
+    warm = build_plan(parse_job({**_spec(tmp_path).to_dict(), "search": {"algorithm": "tpe", "warm_start": ["runs/x"]}}))
+    assert warm.problems() == [
+        "search.warm_start: given with algorithm: tpe, which does not read it; fix: drop warm_start (no searcher reads it with objectives)"
+    ]
 
 
 def test_a_resumed_searcher_is_told_the_ledgers_ended_trials_and_runs_the_unfinished_again(tmp_path):
