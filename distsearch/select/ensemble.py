@@ -9,7 +9,7 @@ with the best score. Equal scores are told apart by a second, finer score (the l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -38,14 +38,23 @@ def select(
     objective: Objective,
     rounds: int,
     tiebreak: Optional[Callable[[torch.Tensor], float]] = None,
+    costs: Optional[Sequence[Mapping[str, float]]] = None,
+    budget: Optional[Mapping[str, float]] = None,
 ) -> Selection:
     """Greedy forward selection with replacement over ``predictions`` (one tensor per candidate,
     all of one shape) for ``rounds`` rounds; ``score`` maps averaged predictions to the metric
     that ``objective`` ranks. Equal scores are told apart by ``tiebreak`` (lower is better; the
     validation loss, so that a coarse metric such as accuracy still lets a better-calibrated
-    ensemble grow), then the earlier candidate wins, and the shorter prefix."""
+    ensemble grow), then the earlier candidate wins, and the shorter prefix.
+
+    With ``costs`` (per candidate, e.g. ``latency_ms``) and ``budget`` (the most of each), a
+    candidate is added only while the summed cost of the distinct members stays within the
+    budget: an ensemble runs every member. Rounds end early when none fits."""
     if not predictions:
         raise ValueError("select needs at least one candidate")
+
+    def fits(members: set[int]) -> bool:
+        return not budget or all(sum(costs[i].get(name, 0.0) for i in members) <= most for name, most in budget.items())
 
     def key(p: torch.Tensor) -> tuple[float, float]:
         return score(p), tiebreak(p) if tiebreak is not None else 0.0
@@ -61,12 +70,18 @@ def select(
     for n in range(1, rounds + 1):
         best_i, best_k = None, None
         for i, p in enumerate(predictions):
+            if not fits(set(picks) | {i}):
+                continue
             k = key((total + p) / n)
             if better(k, best_k):
                 best_i, best_k = i, k
+        if best_i is None:
+            break
         picks.append(best_i)
         keys.append(best_k)
         total += predictions[best_i]
+    if not picks:
+        raise ValueError("no candidate fits the budget on its own")
     best_round = 0  # the first round with the best score: the shortest best prefix
     for r, k in enumerate(keys):
         if better(k, keys[best_round]):

@@ -156,7 +156,7 @@ def build_ensemble(
             **record,
             "skipped": f"task {task.name} has no {', '.join(missing)} (see distsearch.tasks.base.Task); fix: inherit a head or define them",
         }
-    candidates = []  # (trial id, epoch, checkpoint path, model, params)
+    candidates, costs = [], []  # (trial id, epoch, checkpoint path, model, params); each one's cost metrics
     for _, row in objective.rank_trials(trials, epochs).iterrows():
         if len({c[0] for c in candidates}) == spec.ensemble.top_trials or row[C.STATUS] == C.STATUS_ERROR or pd.isna(row[C.BEST_METRIC]):
             break
@@ -164,18 +164,26 @@ def build_ensemble(
             state = results.load_state(ckpt[C.CHECKPOINT_PATH])
             model = _restore(task, splits, state["params"], state)
             candidates.append((row[C.TRIAL_ID], int(ckpt[C.EPOCH]), ckpt[C.CHECKPOINT_PATH], model, state["params"]))
+            costs.append({name: float(ckpt[name]) for name in C.COST_METRICS if name in ckpt and pd.notna(ckpt[name])})
     if not candidates:
         return {**record, "skipped": "no trial has a checkpoint left"}
     y_val, y_test = splits.val[1], splits.test[1]
     val_inputs = _inputs(task, splits.val)
     val_predictions = [_predictions(task, c[3], val_inputs) for c in candidates]
-    selection = select(
-        val_predictions,
-        lambda p: _metrics(task, p, y_val, "val")[spec.metric],
-        objective,
-        spec.ensemble.rounds,
-        tiebreak=lambda p: _metrics(task, p, y_val, "val")["val_loss"],  # every head reports a loss
-    )
+    # an ensemble runs every member: a bound on a cost holds for the members' sum
+    budget = {name: b.max for name, b in spec.constraints.items() if name in C.COST_METRICS and b.max is not None}
+    try:
+        selection = select(
+            val_predictions,
+            lambda p: _metrics(task, p, y_val, "val")[spec.metric],
+            objective,
+            spec.ensemble.rounds,
+            tiebreak=lambda p: _metrics(task, p, y_val, "val")["val_loss"],  # every head reports a loss
+            costs=costs,
+            budget=budget,
+        )
+    except ValueError:
+        return {**record, "skipped": f"no candidate checkpoint fits the constraints on its own ({budget})"}
     chosen = [(candidates[i], selection.weights[i]) for i in selection.members]
     val = sum(w * val_predictions[i] for i, w in zip(selection.members, (w for _, w in chosen), strict=True))
     refits = [_refit(spec, task, merged, c[4], c[1]) for c, _ in chosen] if merged is not None else None
@@ -194,6 +202,7 @@ def build_ensemble(
         "rounds": spec.ensemble.rounds,
         "rounds_kept": selection.rounds_kept,
         "val_by_round": selection.scores,
+        "cost": {name: sum(costs[i][name] for i in selection.members) for name in costs[0]} if costs and costs[0] else None,
         "val": _metrics(task, val, y_val, "val"),
         "test": _metrics(task, test, y_test, "test"),
         "model": to_saved(task, splits, models, dict(zip(labels, (w for _, w in chosen), strict=True)), [c[4] for c, _ in chosen]),

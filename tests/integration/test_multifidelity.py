@@ -2,6 +2,9 @@
 plan's names reach run.json, PASHA holds the maximum at the second rung, every proposal is
 counted, and each trial measures its costs on its own device for the Pareto front."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -45,7 +48,7 @@ def test_a_multi_objective_sweep_measures_costs_and_records_its_pareto_front(emb
             budget={"num_trials": 5, "max_epochs": 3},
             search={"algorithm": "tpe", "startup_trials": 3},
             objectives=[{"val_accuracy": "max"}, {"latency_ms": "min"}, {C.NUM_PARAMS: "min"}],
-            constraints={C.MODEL_BYTES: {"max": 1.0e6}},
+            constraints={C.MODEL_BYTES: {"max": 20000.0}},  # every model fits alone (at most 18 KB), two may not together
             costs={"latency_passes": 5, "latency_warmup_passes": 1},
         )
     )
@@ -69,6 +72,9 @@ def test_a_multi_objective_sweep_measures_costs_and_records_its_pareto_front(emb
     for a, pa in points.items():
         assert not any(b != a and all(x >= y for x, y in zip(pb, pa, strict=True)) and pb != pa for b, pb in points.items())
     assert trials[C.DOMINATED].tolist() == [r != 0 for r in ranks.fillna(1).tolist()]
+    # the ensemble's members together stay within the bound on a cost: it runs every one
+    ensemble = json.loads(Path(result.run_dir, C.ENSEMBLE_FILE).read_text())
+    assert ensemble["skipped"] is None and 0 < ensemble["cost"][C.MODEL_BYTES] <= 20000.0
     # every trial of the front keeps its weights: the fastest one loads under a bound only it meets
     fastest = min(front, key=lambda p: p[C.LATENCY_MS])
     model = load_model(result.run_dir, pick={C.LATENCY_MS: {"max": fastest[C.LATENCY_MS]}})

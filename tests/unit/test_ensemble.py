@@ -37,6 +37,18 @@ def test_selection_averages_two_models_whose_mistakes_differ():
     assert s.rounds_kept == 2 and s.weights == [0.5, 0.5, 0.0] and s.members == [0, 1]
 
 
+def test_a_cost_budget_holds_for_the_members_sum():
+    """An ensemble runs every member: A and B fit a 5 ms budget alone, not together, so the pair
+    that wins without a budget is not taken; nothing fits a 1 ms budget."""
+    costs = [{"latency_ms": 3.0}, {"latency_ms": 2.5}, {"latency_ms": 1.5}]
+    free = select([A, B, D], _accuracy, Objective("val_accuracy", "max"), rounds=5, costs=costs)
+    assert free.members == [0, 1]
+    held = select([A, B, D], _accuracy, Objective("val_accuracy", "max"), rounds=5, costs=costs, budget={"latency_ms": 5.0})
+    assert sum(costs[i]["latency_ms"] for i in held.members) <= 5.0 and held.members != [0, 1] and held.scores[0] == 0.75
+    with pytest.raises(ValueError, match="no candidate fits the budget on its own"):
+        select([A, B, D], _accuracy, Objective("val_accuracy", "max"), rounds=5, costs=costs, budget={"latency_ms": 1.0})
+
+
 def test_selection_with_replacement_minimises_and_keeps_the_best_prefix():
     y = torch.tensor([1.0, 2.0, 3.0])
     low, high, far = y - 0.3, y + 0.1, y + 5.0
