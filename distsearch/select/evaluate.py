@@ -260,6 +260,12 @@ def evaluate_run(
     """Score the single best, and the ensemble where ``ensemble.enabled``, once each on the test
     split; write best.json, ensemble.json and both models under ``out``. Returns both records."""
     trials, epochs = selection_view(trials, epochs, Objective.of(spec), spec.selection.smoothing_epochs)
+    if spec.constraints and C.PARETO_RANK in trials:
+        # a trial that misses a constraint has no Pareto rank: the selected models come from those that meet them all
+        if trials[C.PARETO_RANK].notna().any():
+            trials = trials[trials[C.PARETO_RANK].notna()]
+        else:
+            log.warning("no trial meets the job's constraints; the selected models are the best that miss them")
     merged = merged_splits(splits) if spec.selection.refit else None
     best, model = score_best(spec, task, splits, trials, epochs, merged)
     if best is None:

@@ -75,8 +75,9 @@ class JobSpec(_Section):
     )
     constraints: dict[str, Bound] = Field(
         default_factory=dict,
-        description="bounds on reported metrics, metric -> {min, max} (e.g. latency_ms: {max: 5}): a trial outside them ranks "
-        "after every trial inside at ASHA's rungs and for the searcher; empty: none",
+        description="bounds on reported metrics, metric -> {min, max} (e.g. latency_ms: {max: 5}), with objectives: a trial "
+        "outside them ranks after every trial inside at ASHA's rungs and for the searcher, has no Pareto rank, and is not "
+        "selected while any trial meets them; an ensemble keeps its members' summed cost within a bound on a cost; empty: none",
     )
     costs: Costs = Field(
         default_factory=Costs, description="how each trial measures its model's latency_ms, when an objective or a constraint names it"

@@ -47,6 +47,11 @@ def problems(metric: str, mode: str, objectives: list[Mapping[str, Any]], constr
     for i, o in enumerate(objectives):
         if len(o) != 1:
             out.append(f"objectives[{i}]: got {dict(o)}; fix: one metric: mode pair per entry, e.g. - latency_ms: min")
+    if constraints and not objectives:
+        out.append(
+            f"constraints: given without objectives; fix: list objectives, the job's metric among them (e.g. - {metric}: {mode}, "
+            "- latency_ms: min), so that the rungs, the searcher and selection rank trials by them"
+        )
     if any(len(o) != 1 for o in objectives):
         return out
     given = pairs(objectives)

@@ -99,3 +99,10 @@ def test_validation_names_an_objective_or_a_bound_the_task_never_reports(tmp_pat
     assert "objectives[2]: got 'latency_s'; task digits reports" in text and "latency_ms" in text
     assert "constraints.flops: task digits reports no such metric; fix: bound one of" in text
     check_job(_spec(tmp_path), dry_run=False)  # the costs and the task's metrics pass
+
+
+def test_constraints_without_objectives_are_refused_with_the_fix(tmp_path):
+    from distsearch.spec.model import SpecError
+
+    with pytest.raises(SpecError, match="constraints: given without objectives; fix: list objectives, the job's metric among them"):
+        parse_job(tiny_job(tmp_path, constraints={"latency_ms": {"max": 5.0}}))
