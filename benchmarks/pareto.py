@@ -66,7 +66,7 @@ def with_costs(table: tables.Table) -> tables.Table:
     task = make_task(table.job["task"], table.job.get("task_options") or {})
     splits = task.splits(seed=table.job.get("seed", 0))
     out = copy.deepcopy(table)
-    sizes = [float(sum(p.numel() for p in task.build_model(c.params, splits).parameters())) for c in out.curves]
+    sizes = [size(task, c.params, splits) for c in out.curves]
     lo, hi = math.log10(min(sizes)), math.log10(max(sizes))
     for curve, n in zip(out.curves, sizes, strict=True):
         for m in curve.metrics:
@@ -192,22 +192,20 @@ def real(seeds: int) -> pd.DataFrame:
 
 def _sizes(run: dict, job: dict) -> dict[str, float]:
     """Each trial's ``num_params``, from its hyperparameters (trials.parquet's hp_ columns)."""
-    from distsearch.space.names import hp_column
     from distsearch.tasks import make_task
 
     task = make_task(job["task"], job.get("task_options") or {})
     splits = task.splits(seed=0)
-    trials = run["trials"]
-    names = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
-    out = {}
-    for _, t in trials.iterrows():
-        params = {n: t[c] for n in _param_names(names) if pd.notna(t[c := hp_column(n)])}
-        out[t[C.TRIAL_ID]] = float(sum(p.numel() for p in task.build_model(params, splits).parameters()))
-    return out
+    columns = [c for c in run["trials"].columns if c.startswith(C.HP_PREFIX)]
+    return {
+        t[C.TRIAL_ID]: size(task, {c[len(C.HP_PREFIX) :].replace("__", "."): t[c] for c in columns if pd.notna(t[c])}, splits)
+        for _, t in run["trials"].iterrows()
+    }
 
 
-def _param_names(columns: list[str]) -> list[str]:
-    return [c[len(C.HP_PREFIX) :].replace("__", ".") for c in columns]
+def size(task, params: dict, splits) -> float:
+    """``num_params`` of the model ``task`` builds for ``params``."""
+    return float(sum(p.numel() for p in task.build_model(params, splits).parameters()))
 
 
 def main() -> int:

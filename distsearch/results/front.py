@@ -30,7 +30,7 @@ def ranked(spec: JobSpec, trials: pd.DataFrame, epochs: pd.DataFrame) -> tuple[p
     at_best = (
         trials[[C.TRIAL_ID, C.BEST_EPOCH]].dropna().merge(epochs.rename(columns={C.EPOCH: C.BEST_EPOCH}), on=[C.TRIAL_ID, C.BEST_EPOCH], how="left")
     )
-    at_best = at_best[at_best[[n for n in names if n in at_best]].notna().all(axis=1)] if set(names) <= set(at_best) else at_best.iloc[0:0]
+    at_best = at_best[at_best[names].notna().all(axis=1)] if set(names) <= set(at_best) else at_best.iloc[0:0]
     values = [{n: float(r[n]) for n in names} for _, r in at_best.iterrows()]
     feasible = np.array([violation(v, bounds(spec.constraints)) <= 0 for v in values], dtype=bool)
     rank = pd.Series(pd.NA, index=trials.index, dtype="Int64")

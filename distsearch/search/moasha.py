@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 
 from .. import constants as C
-from ..spec.objectives import bounds, pairs
+from ..spec.objectives import bounds, pairs, read_metrics
 from .asha import replay_ended, replaying
 from .kinds import PriorMetrics, SchedulerKind
 from .pareto import Bounds, Objectives, as_minimised, pareto_order, violation
@@ -56,8 +56,7 @@ def moasha_class(levels: list[int], reduction_factor: float, objectives: Objecti
     metric or its epoch goes on."""
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-    names = [name for name, _ in objectives]
-    names += [n for n in (bounds or {}) if n not in names]
+    names = read_metrics(list(objectives), bounds or {})
 
     class MOASHA(FIFOScheduler):
         def __init__(self):

@@ -8,6 +8,7 @@ milliseconds.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -24,6 +25,12 @@ def as_minimised(values: Sequence[Mapping[str, float]], objectives: Objectives) 
     return np.array([[float(v[name]) for name, _ in objectives] for v in values], dtype=float).reshape(len(values), len(objectives)) * sign
 
 
+def excess(x: float, low: Optional[float], high: Optional[float]) -> float:
+    """How far ``x`` lies outside ``[low, high]`` (positive), or inside its nearer end (not);
+    either end may be None."""
+    return max((low - x) if low is not None else -math.inf, (x - high) if high is not None else -math.inf)
+
+
 def violation(value: Mapping[str, float], bounds: Bounds) -> float:
     """How far ``value`` lies outside ``bounds``, summed over its metrics; 0 when it meets them all.
     A metric the value lacks counts as infinitely far: a bound that cannot be checked is not met."""
@@ -31,8 +38,7 @@ def violation(value: Mapping[str, float], bounds: Bounds) -> float:
     for name, (low, high) in bounds.items():
         if name not in value or not np.isfinite(value[name]):
             return float("inf")
-        x = float(value[name])
-        total += max(0.0, (low - x) if low is not None else 0.0) + max(0.0, (x - high) if high is not None else 0.0)
+        total += max(0.0, excess(float(value[name]), low, high))
     return total
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from typing import Any, Mapping, Optional
 
 import optuna
@@ -26,9 +27,9 @@ from ray.tune.search import Searcher
 from .. import constants as C
 from ..space.params import Param
 from ..space.points import searcher_names
-from ..spec.objectives import bounds, pairs, result_metrics
+from ..spec.objectives import bounds, pairs, read_metrics
 from .kinds import Ledger, PriorMetrics, Resumed, SearcherKind
-from .pareto import Bounds, Objectives
+from .pareto import Bounds, Objectives, excess
 from .tpe import quiet_optuna, sample
 from .tpe_plan import startup_trials
 
@@ -51,7 +52,7 @@ class ParetoSearch(Searcher):
         super().__init__(metric=metric, mode=mode)
         self.space, self.objectives, self.bounds = space, list(objectives), dict(bounds)
         self.max_epochs, self.max_concurrent = max_epochs, max_concurrent
-        self.names = result_metrics(metric, [{n: m} for n, m in self.objectives], self.bounds)
+        self.names = read_metrics(self.objectives, self.bounds)
         directions = ["maximize" if m == "max" else "minimize" for _, m in self.objectives]
         self.study = optuna.create_study(directions=directions, sampler=sampler)
         self.live: dict[str, optuna.Trial] = {}
@@ -109,17 +110,10 @@ class ParetoSearch(Searcher):
 
     def _violations(self, values: Mapping[str, float]) -> dict[str, float]:
         """Per bounded metric, how far ``values`` lie outside the bound (positive) or inside it (not)."""
-        out = {}
-        for name, (low, high) in self.bounds.items():
-            x = values[name]
-            out[name] = max((low - x) if low is not None else -math.inf, (x - high) if high is not None else -math.inf)
-        return out
+        return {name: excess(values[name], low, high) for name, (low, high) in self.bounds.items()}
 
     def states(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for state in self.told.values():
-            counts[state.lower()] = counts.get(state.lower(), 0) + 1
-        return counts
+        return dict(Counter(state.lower() for state in self.told.values()))
 
 
 class ParetoSearcher(SearcherKind):

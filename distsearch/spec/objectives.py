@@ -9,7 +9,7 @@ metrics (``constants.COST_METRICS``) are measured by each trial on its own devic
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from pydantic import Field
 
@@ -84,10 +84,14 @@ def bounds(constraints: Mapping[str, Bound]) -> dict[str, tuple[Optional[float],
     return {name: (b.min, b.max) for name, b in constraints.items()}
 
 
+def read_metrics(objectives: list[tuple[str, str]], bounded: Iterable[str]) -> list[str]:
+    """Every objective's metric, then every bounded metric that is not one: what MOASHA and the
+    multi-objective searchers read of a result."""
+    names = [n for n, _ in objectives]
+    return names + [n for n in bounded if n not in names]
+
+
 def result_metrics(metric: str, objectives: list[Mapping[str, str]], constraints: Mapping[str, Any]) -> list[str]:
-    """The reported metrics a job's searcher and scheduler read: its metric alone, or every
-    objective's and then every bounded metric's."""
-    if not objectives:
-        return [metric]
-    names = [n for n, _ in pairs(objectives)]
-    return names + [n for n in constraints if n not in names]
+    """The reported metrics a job's searcher and scheduler read: its metric alone, or
+    ``read_metrics`` of its objectives and constraints."""
+    return read_metrics(pairs(objectives), constraints) if objectives else [metric]
