@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 def _trimmed(tmp_path, name: str, **budget) -> str:
     raw = yaml.safe_load((ROOT / "jobs" / f"{name}.yaml").read_text())
     raw["budget"] = {**raw["budget"], **budget}
+    raw["max_concurrent_trials"] = 1  # fewer process starts on 2 CPUs; the examples run unchanged
     raw["storage"] = str(tmp_path / "runs")
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -176,7 +176,7 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
     assert isinstance(list_actors(limit=5), list)  # the State API answers: the dashboard is up
     assert (Path.home() / ".ray" / "auth_token").exists()
     # storage as a URI, so the whole URI path (Tune, Train checkpoints, Parquet, best model) runs
-    raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 6, "max_epochs": 3}, storage=f"file://{tmp_path}/store")
+    raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 6, "max_epochs": 3}, storage=f"file://{tmp_path}/store", max_concurrent_trials=1)
     # a recipe that learns in 3 epochs whatever the draws, so that the test score below checks the
     # saved model, not the luck of six draws (SGD at lr 1e-4 stays near chance)
     raw["space"].update(optimizer="adam", lr={"loguniform": [1.0e-2, 1.0e-1]})

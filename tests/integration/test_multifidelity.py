@@ -27,6 +27,7 @@ def test_a_bohb_sweep_under_pasha_runs_and_records_what_it_proposed(embedded_ray
             budget={"num_trials": 8, "max_epochs": 4},
             asha={"grace_period_epochs": 1, "reduction_factor": 2, "variant": "pasha"},
             search={"algorithm": "bohb", "startup_trials": 3},
+            max_concurrent_trials=1,
         )
     )
     result = run_job(spec)
@@ -51,6 +52,7 @@ def test_a_multi_objective_sweep_measures_costs_and_records_its_pareto_front(emb
             objectives=[{"val_accuracy": "max"}, {"latency_ms": "min"}, {C.NUM_PARAMS: "min"}],
             constraints={C.MODEL_BYTES: {"max": 12000.0}},  # one hidden layer, or two of 16, fit (5-10 KB); two of 32 do not (14 KB)
             costs={"latency_passes": 5, "latency_warmup_passes": 1},
+            max_concurrent_trials=1,
         )
     )
     result = run_job(spec)

@@ -83,28 +83,38 @@ def _end_leftovers(pgid: int, timeout_s: float = 60) -> None:
     ids=["sigint-random-text", "sigkill-tpe-images"],
 )
 def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, algorithm, task):
-    # One ASHA rung, at epoch 8: the trial killed at epoch 2-4 (plus what its orphaned
+    # One ASHA rung, at epoch 6: the trial killed at epoch 2-4 (plus the epoch or two its orphaned
     # workers add before they die) has epochs left to train before ASHA may cut it; a trial past
-    # the rung trains two more.
+    # the rung trains two more. The fourth trial starts only after the kill: the resumed driver draws it.
     common = {
-        "budget": {"num_trials": 4, "max_epochs": 10},
-        "asha": {"grace_period_epochs": 8, "reduction_factor": 2},
+        "budget": {"num_trials": 4, "max_epochs": 8},
+        "asha": {"grace_period_epochs": 6, "reduction_factor": 2},
         "search": {"algorithm": algorithm, **({"startup_trials": 2} if algorithm == "tpe" else {})},
     }
     if task == "text":  # both checkpoints and the encoder; the text's tokens come from the driver that resumes too
         raw = text_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
-        # every third shipped docstring: shorter epochs, and a SIGINT leaves no worker training on
+        # every sixth shipped docstring (over 20 per module): short epochs, and a SIGINT leaves no worker training on
         docs = pd.read_parquet(raw["task_options"]["path"])
-        docs.iloc[::3].to_parquet(tmp_path / "docs.parquet")
+        docs.iloc[::6].to_parquet(tmp_path / "docs.parquet")
         raw["task_options"]["path"] = str(tmp_path / "docs.parquet")
-    else:  # the CNN alone: twelve epochs of ResNet-18 would be minutes here
+    else:  # the CNN alone (eight epochs of ResNet-18 would be minutes here), on every third scan of each digit
         raw = images_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
         raw["space"]["model"] = {"choice": {"cnn": {"depth": 1, "channels": 16, "width": 64}}}
+        raw["task_options"]["path"] = str(_every_third_image(Path(raw["task_options"]["path"]), tmp_path / "images"))
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]
     with own_ray_tmpdir():  # each driver's Ray under this test's own temp dir
         _kill_and_resume(command, raw, stop, algorithm)
+
+
+def _every_third_image(folder: Path, out: Path) -> Path:
+    """A copy of an image folder with every third file of each class folder."""
+    for cls in sorted(p for p in folder.iterdir() if p.is_dir()):
+        (out / cls.name).mkdir(parents=True)
+        for f in sorted(cls.iterdir())[::3]:
+            (out / cls.name / f.name).write_bytes(f.read_bytes())
+    return out
 
 
 class _Evil:
@@ -276,7 +286,7 @@ def test_a_disk_that_fills_mid_run_ends_in_exit_3_and_the_same_command_loses_no_
     line naming the storage, exit 3; once space is freed the same command finishes the run, and
     every trial the ledger holds, and every trial with epoch rows, has its row in trials.parquet."""
     space = {"model": {"choice": {"mlp": {"depth": 1, "width": 16}}}, "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optimizer": "adam", "batch_size": 32}
-    raw = tiny_job(tmp_path, space=space, budget={"num_trials": 2, "max_epochs": 4}, asha={"enabled": False})
+    raw = tiny_job(tmp_path, space=space, budget={"num_trials": 2, "max_epochs": 4}, asha={"enabled": False}, max_concurrent_trials=1)
     raw["storage"] = str(small_disk)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))

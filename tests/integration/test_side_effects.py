@@ -40,7 +40,9 @@ def test_run_job_and_the_report_leave_the_callers_process_as_they_found_it(tmp_p
     import ray.train  # noqa: F401 - their loggers exist before, as in a user's script that imported them
     import ray.tune  # noqa: F401
 
-    spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, search={"algorithm": "tpe", "startup_trials": 2}))
+    spec = parse_job(
+        tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, search={"algorithm": "tpe", "startup_trials": 2}, max_concurrent_trials=1)
+    )
     before = _state()
     result = run_job(spec)
     report.write_report(result.run_dir)

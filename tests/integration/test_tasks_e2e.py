@@ -27,6 +27,7 @@ def _tiny(job_file: str, tmp_path, **overrides):
     raw = copy.deepcopy(yaml.safe_load((JOBS / job_file).read_text()))
     raw.update(budget={"num_trials": 2, "max_epochs": 2}, asha={"grace_period_epochs": 1, "reduction_factor": 2}, storage=str(tmp_path / "runs"))
     raw["scaling"] = {"num_workers": 1, "cpus_per_worker": 1}
+    raw["max_concurrent_trials"] = 1  # on 2 CPUs a second trial at a time costs more process starts than it saves
     for key, value in overrides.items():
         raw[key] = value
     return parse_job(raw)
@@ -104,6 +105,7 @@ def test_test_split_is_seen_once_per_reported_model_by_the_driver_and_never_by_a
             "budget": {"num_trials": 2, "max_epochs": 2},
             "asha": {"grace_period_epochs": 1},
             "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},
+            "max_concurrent_trials": 1,
             "storage": str(tmp_path / "runs"),
         }
     )
@@ -134,7 +136,7 @@ def test_the_reported_validation_score_is_the_saved_models_with_batchnorm_on_two
             "task_options": {"factory": "tests.integration.bn_task:make"},
             "space": {"model": "bnmlp", "lr": {"choice": [0.05, 0.01]}, "batch_size": 8, "optimizer": "sgd"},
             "budget": {"num_trials": 2, "max_epochs": 3}, "asha": {"enabled": False},
-            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}, "ensemble": {"enabled": False},
+            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}, "ensemble": {"enabled": False}, "max_concurrent_trials": 1,
             "storage": str(tmp_path / "runs"),
         }
     )  # fmt: skip

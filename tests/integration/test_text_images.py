@@ -26,7 +26,13 @@ def _sweep(raw):
 
 
 def test_a_text_sweep_fine_tunes_checkpoints_and_selects_on_validation(embedded_ray, tmp_path, shipped_data):
-    raw = text_job(tmp_path, shipped_data, budget={"num_trials": 4, "max_epochs": 3}, asha={"grace_period_epochs": 2, "reduction_factor": 2})
+    raw = text_job(
+        tmp_path,
+        shipped_data,
+        budget={"num_trials": 4, "max_epochs": 3},
+        asha={"grace_period_epochs": 2, "reduction_factor": 2},
+        max_concurrent_trials=1,
+    )
     raw["search"] = {
         "points_to_evaluate": [
             {"model": "hf", "model.checkpoint": raw["space"]["model"]["choice"]["hf"]["checkpoint"]["choice"][1]},

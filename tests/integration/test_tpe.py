@@ -39,10 +39,17 @@ def test_a_tpe_sweep_under_asha_tells_the_study_the_truth_and_fills_the_slots(em
 
 
 def test_a_tpe_sweep_warm_started_from_an_earlier_run_learns_from_its_trials(embedded_ray, tmp_path):
-    first = parse_job(tiny_job(tmp_path, name="earlier", budget={"num_trials": 4, "max_epochs": 2}, search={"algorithm": "tpe"}))
+    first = parse_job(
+        tiny_job(tmp_path, name="earlier", budget={"num_trials": 4, "max_epochs": 2}, search={"algorithm": "tpe"}, max_concurrent_trials=1)
+    )
     earlier = run_job(first).run_dir
     # a narrower learning-rate range: trials of the earlier run outside it are skipped and counted
-    raw = tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, search={"algorithm": "tpe", "startup_trials": 2, "warm_start": [earlier]})
+    raw = tiny_job(
+        tmp_path,
+        budget={"num_trials": 3, "max_epochs": 2},
+        search={"algorithm": "tpe", "startup_trials": 2, "warm_start": [earlier]},
+        max_concurrent_trials=1,
+    )
     raw["space"]["lr"] = {"loguniform": [1.0e-3, 3.0e-1]}
     spec = parse_job(raw)
     result = run_job(spec)
