@@ -23,7 +23,7 @@ KEPT, SPARES, NEW = "kept", "spares", "new"
 
 @pytest.mark.parametrize("mode", [KEPT, SPARES, NEW])
 def test_trial_workers_start_in_kept_or_spare_processes(embedded_ray, tmp_path, mode):
-    """Where each trial's rank 0 runs, 3 trials one at a time, whose 2 workers of 1 CPU take both
+    """Where each trial's rank 0 runs, 2 trials one at a time, whose 2 workers of 1 CPU take both
     CPUs. kept (the defaults): the first trial in a spare process that the driver had started
     before it (harness.spare_worker_keep_alive_s unset), the later ones in that very process,
     kept by the trial actor with its whole worker group (harness.trial_processes: kept_worker_group).
@@ -36,7 +36,7 @@ def test_trial_workers_start_in_kept_or_spare_processes(embedded_ray, tmp_path, 
         NEW: {"spare_worker_keep_alive_s": 0.0, "trial_processes": "reused_actor"},
     }[mode]
     spec = parse_job(
-        tiny_job(tmp_path, budget={"num_trials": 3, "max_epochs": 2}, asha={"enabled": False}, scaling={"cpus_per_worker": 1}, harness=harness)
+        tiny_job(tmp_path, budget={"num_trials": 2, "max_epochs": 2}, asha={"enabled": False}, scaling={"cpus_per_worker": 1}, harness=harness)
     )
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec, expect_stopped=False)
@@ -47,7 +47,7 @@ def test_trial_workers_start_in_kept_or_spare_processes(embedded_ray, tmp_path, 
     same_process = [abs(process_started[t] - process_started[trials.index[0]]) < 0.05 for t in trials.index]
     if mode == KEPT:
         assert all(s > 0 for s in lead_s) and all(same_process), (lead_s, same_process)
-        assert set(epochs[C.PLACEMENT_GROUP_ID]) == {epochs[C.PLACEMENT_GROUP_ID].iloc[0]}  # one group served all three
+        assert set(epochs[C.PLACEMENT_GROUP_ID]) == {epochs[C.PLACEMENT_GROUP_ID].iloc[0]}  # one group served both
     elif mode == SPARES:
         assert all(s > 0 for s in lead_s) and not any(same_process[1:]), (lead_s, same_process)
     else:
