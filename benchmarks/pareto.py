@@ -48,6 +48,7 @@ from distsearch.search.pareto import hypervolume  # noqa: E402
 from distsearch.simulate import table as tables  # noqa: E402
 from distsearch.simulate.loop import job_for, simulate  # noqa: E402
 from distsearch.simulate.surrogate import Nearest  # noqa: E402
+from distsearch.space.names import param_name  # noqa: E402
 from distsearch.spec.model import JobSpec  # noqa: E402
 
 TABLE = ROOT / "benchmarks" / "tables" / "quickstart.parquet"
@@ -197,10 +198,7 @@ def _sizes(run: dict, job: dict) -> dict[str, float]:
     task = make_task(job["task"], job.get("task_options") or {})
     splits = task.splits(seed=0)
     columns = [c for c in run["trials"].columns if c.startswith(C.HP_PREFIX)]
-    return {
-        t[C.TRIAL_ID]: size(task, {c[len(C.HP_PREFIX) :].replace("__", "."): t[c] for c in columns if pd.notna(t[c])}, splits)
-        for _, t in run["trials"].iterrows()
-    }
+    return {t[C.TRIAL_ID]: size(task, {param_name(c): t[c] for c in columns if pd.notna(t[c])}, splits) for _, t in run["trials"].iterrows()}
 
 
 def size(task, params: dict, splits) -> float:
@@ -209,17 +207,17 @@ def size(task, params: dict, splits) -> float:
 
 
 def main() -> int:
-    p = tables_parser(__doc__, 50, (8,), "Parquet of every row")
+    p = tables_parser(__doc__, None, (8,), "Parquet of every row")  # --seeds: 1 for real runs, 50 simulated
     args = p.parse_args()
     print(machine_line())
     if args.tables == ["real"]:
-        df = real(args.seeds if any(a.startswith("--seeds") for a in sys.argv) else 1)  # real runs: one seed unless asked
+        df = real(args.seeds or 1)
         print(markdown(df))
         if args.out:
             df.to_parquet(args.out)
         return 0
     smoke = args.tables == ["smoke"]
-    seeds, workers = (2, [2]) if smoke else (args.seeds, [int(w) for w in str(args.workers).split(",")])
+    seeds, workers = (2, [2]) if smoke else (args.seeds or 50, [int(w) for w in str(args.workers).split(",")])
     df = run(seeds, workers)
     for n, g in df.groupby("workers", sort=False):
         print(f"\n## {n} workers, {g['trials'].iloc[0]} trials a sweep, {seeds} seeds; target hypervolume {g['target'].iloc[0]:.4g}\n")

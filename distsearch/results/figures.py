@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from .. import constants as C
 from ..search.objective import Objective
+from ..space.names import param_name
 
 MIN_TRIALS_FOR_IMPORTANCE = 5
 _STATUS_STYLE = {
@@ -94,10 +95,6 @@ def _hp_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in trials.columns if c.startswith(C.HP_PREFIX) and trials[c].notna().any() and trials[c].nunique() > 1]
 
 
-def _hp_label(column: str) -> str:
-    return column[len(C.HP_PREFIX) :].replace("__", ".")
-
-
 def hparams_vs_metric(run: Mapping[str, Any]):
     job, trials = _job(run), run["trials"]
     cols = _hp_columns(trials)
@@ -127,7 +124,7 @@ def hparams_vs_metric(run: Mapping[str, Any]):
             ax.scatter(pos + rng.uniform(-0.15, 0.15, len(pos)), y, c=colors, s=22)
             # Hyperparameter values are text to show as written: "$a$" must not become mathtext.
             ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8, parse_math=False)
-        ax.set(xlabel=_hp_label(col), ylabel=f"best {job['metric']}")
+        ax.set(xlabel=param_name(col), ylabel=f"best {job['metric']}")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(cols) :]:
         ax.axis("off")
@@ -157,7 +154,7 @@ def hp_importance(trials: pd.DataFrame, seed: int = 0) -> Optional[pd.Series]:
         else:
             x[col] = v.astype("string").fillna("<none>").astype("category").cat.codes
     forest = RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed).fit(x.to_numpy(), ok[C.BEST_METRIC].to_numpy())
-    imp = pd.Series(forest.feature_importances_, index=[_hp_label(c) for c in cols])
+    imp = pd.Series(forest.feature_importances_, index=[param_name(c) for c in cols])
     return (imp / imp.sum() if imp.sum() > 0 else imp).sort_values(ascending=False)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from .. import constants as C
 from ..search.objective import Objective
 from ..search.plan import summary_of
+from ..space.names import param_name
 from ..storage import join, write_bytes
 from .files import read_run
 
@@ -39,7 +40,7 @@ def leaderboard(
     test_value = best["test"].get("test_" + metric.removeprefix("val_")) if best else None
     df[test_col] = [test_value if best and t == best[C.TRIAL_ID] else None for t in df[C.TRIAL_ID]]
     cols = [C.TRIAL_ID, C.STATUS, C.EPOCHS_COMPLETED, C.BEST_METRIC, test_col] + hp
-    out = df[cols].head(top).rename(columns={C.BEST_METRIC: f"best {metric}", **{c: c[len(C.HP_PREFIX) :].replace("__", ".") for c in hp}})
+    out = df[cols].head(top).rename(columns={C.BEST_METRIC: f"best {metric}", **{c: param_name(c) for c in hp}})
     return out.reset_index(drop=True)
 
 

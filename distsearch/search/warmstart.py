@@ -19,6 +19,7 @@ import pandas as pd
 
 from .. import constants as C
 from .. import storage
+from ..space.names import param_name
 from ..space.points import point_problems
 from ..spec.model import JobSpec
 
@@ -79,7 +80,7 @@ def _trials_of(spec: JobSpec, run: str) -> tuple[list[PriorTrial], int]:
     hp = [c for c in trials.columns if c.startswith(C.HP_PREFIX)]
     out, skipped = [], 0
     for _, row in trials.iterrows():
-        point = {c[len(C.HP_PREFIX) :].replace("__", "."): _plain(row[c]) for c in hp if not pd.isna(row[c])}
+        point = {param_name(c): _plain(row[c]) for c in hp if not pd.isna(row[c])}
         mine = epochs[(epochs[C.TRIAL_ID] == row[C.TRIAL_ID])].dropna(subset=[spec.metric]) if spec.metric in epochs else epochs.iloc[0:0]
         if point_problems(spec.space, point) or row[C.STATUS] == C.STATUS_NOT_STARTED:
             skipped += 1

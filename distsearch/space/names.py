@@ -31,6 +31,11 @@ def hp_column(name: str) -> str:
     return C.HP_PREFIX + name.replace(".", "__")
 
 
+def param_name(column: str) -> str:
+    """The hyperparameter name of trials.parquet column ``column``: the inverse of ``hp_column``."""
+    return column[len(C.HP_PREFIX) :].replace("__", ".")
+
+
 def param_types(space: Mapping[str, Param]) -> dict[str, type]:
     """Every flat parameter name mapped to the Python type of its values (bool, int, float or str)."""
     return {key: p.python_type() for key, p in walk(space)}
