@@ -52,8 +52,10 @@ class own_ray_tmpdir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def group_members(pgid: int) -> dict[int, str]:
-    """The live processes of process group ``pgid``: pid -> command line."""
+def session_members(sid: int) -> dict[int, str]:
+    """The live processes of session ``sid``: pid -> command line. A session, not a process group:
+    Ray starts each of its workers in a process group of its own, in the session of the node
+    that started it."""
     found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -61,26 +63,34 @@ def group_members(pgid: int) -> dict[int, str]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, pgrp, ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, pgrp, session, ...
+        if int(fields[3]) == sid and fields[0] != "Z":
             found[int(proc.name)] = cmd
     return found
 
 
-def end_group(pgid: int, term_grace_s: float = 3.0, kill_wait_s: float = 15.0) -> None:
-    """End process group ``pgid``, which a test started (``start_new_session=True``): SIGTERM, then
-    SIGKILL for what is left after ``term_grace_s``. Nothing outside that group is touched.
+def signal_session(sid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to every process of session ``sid``."""
+    for pid in session_members(sid):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def end_session(sid: int, term_grace_s: float = 3.0, kill_wait_s: float = 15.0) -> None:
+    """End session ``sid``, which a test started (``start_new_session=True``): SIGTERM, then
+    SIGKILL for what is left after ``term_grace_s``. Nothing outside that session is touched.
 
     The grace is short because some of a Ray node's processes (one of its servers and a Python
     monitor) do not exit on SIGTERM at all: a longer one was only ever waited out in full, at
     every head and every killed driver."""
     for sig, wait_s in ((signal.SIGTERM, term_grace_s), (signal.SIGKILL, kill_wait_s)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
+        if not session_members(sid):
             return
+        signal_session(sid, sig)
         deadline = time.monotonic() + wait_s
-        while group_members(pgid) and time.monotonic() < deadline:
+        while session_members(sid) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 

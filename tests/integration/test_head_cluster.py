@@ -16,7 +16,7 @@ from distsearch import constants as C
 from distsearch.spec.model import load_job, parse_job
 
 from ..conftest import ROOT, tiny_job
-from .conftest import check_run_files, end_group, own_ray_tmpdir
+from .conftest import check_run_files, end_session, own_ray_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def head_with_dashboard():
     # Token authentication stays on: `ray start` enables it because a token exists (the
     # embedded Ray of an earlier test, or .ci/run, made ~/.ray/auth_token).
     # The head runs under this module's own temp dir (so "auto" finds it and no other), on free
-    # ports, in its own process group, which the fixture ends: another Ray on the machine is never touched.
+    # ports, in its own session, which the fixture ends: another Ray on the machine is never touched.
     # Ray's dashboard agent listens on 52365 unless told otherwise: a second head on the machine
     # (a user's own) would hold it, and this head's agent could take no job.
     gcs_port, dashboard_port, agent_port = _free_port(), _free_port(), _free_port()
@@ -72,7 +72,7 @@ def head_with_dashboard():
             yield f"127.0.0.1:{gcs_port}"
         finally:
             ray.shutdown()
-            end_group(start.pid)
+            end_session(start.pid)
 
 
 HEAD: dict[str, str] = {}  # the dashboard's address of the head this module started
