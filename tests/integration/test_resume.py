@@ -83,12 +83,12 @@ def _end_leftovers(sid: int, timeout_s: float = 60) -> None:
     ids=["sigint-random-text", "sigkill-tpe-images"],
 )
 def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, algorithm, task):
-    # One ASHA rung, at epoch 6: the trial stopped at epoch 2-3 has epochs left to train before ASHA
-    # may cut it; a trial past the rung trains two more. The fourth trial starts only after the kill:
-    # the resumed driver draws it.
+    # One ASHA rung, at epoch 4: the trial stopped at epoch 1-2 (or 3, had it reported one more
+    # before the stop) has epochs left to train before ASHA may cut it; a trial past the rung trains
+    # two more.
     common = {
-        "budget": {"num_trials": 4, "max_epochs": 8},
-        "asha": {"grace_period_epochs": 6, "reduction_factor": 2},
+        "budget": {"num_trials": 4, "max_epochs": 6},
+        "asha": {"grace_period_epochs": 4, "reduction_factor": 2},
         "search": {"algorithm": algorithm, **({"startup_trials": 2} if algorithm == "tpe" else {})},
     }
     if task == "text":  # both checkpoints and the encoder; the text's tokens come from the driver that resumes too
@@ -97,7 +97,7 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
         docs = pd.read_parquet(raw["task_options"]["path"])
         docs.iloc[::6].to_parquet(tmp_path / "docs.parquet")
         raw["task_options"]["path"] = str(tmp_path / "docs.parquet")
-    else:  # the CNN alone (eight epochs of ResNet-18 would be minutes here), on every third scan of each digit
+    else:  # the CNN alone (six epochs of ResNet-18 would be minutes here), on every third scan of each digit
         raw = images_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
         raw["space"]["model"] = {"choice": {"cnn": {"depth": 1, "channels": 16, "width": 64}}}
         raw["task_options"]["path"] = str(_every_third_image(Path(raw["task_options"]["path"]), tmp_path / "images"))
@@ -178,7 +178,7 @@ def _run_kill_and_resume(command, raw, stop, algorithm, started):
         if run is not None:
             ledger, ckpts = _ledger(run), _checkpointed_epochs(run)
             ended = {t for t, r in ledger.items() if r.get(C.ENDED_AT)}
-            running = {t: e for t, e in ckpts.items() if t not in ended and 2 <= e <= 3}
+            running = {t: e for t, e in ckpts.items() if t not in ended and 1 <= e <= 2}
             if ended and running:
                 break
         assert first.poll() is None, first.communicate()[0]
