@@ -5,8 +5,9 @@ dropout 0-0.3, adam/adamw/sgd, lr 3e-4..3e-2 log, batch 32/64), a budget of ``--
 trials of ``--epochs`` epochs, TPE with successive halving (grace 2 epochs, reduction factor 3),
 two trials at a time (the cores), one process per trial:
 
-- ``distsearch``: ``distsearch run`` on that job with distsearch's defaults (TPE, ASHA, kept
-  worker groups), one Train worker per trial, the ensemble off;
+- ``distsearch``: ``distsearch run`` on that job with TPE, as the other two (random search is the
+  default), and its other defaults (ASHA, kept worker groups), one Train worker per trial, the
+  ensemble off;
 - ``optuna``: Optuna alone: ``TPESampler`` + ``SuccessiveHalvingPruner``, ``n_jobs`` = the cores,
   no Ray; the best epoch's weights kept in memory and scored on test once at the end;
 - ``ray``: Ray's documented Train V2 + Tune pattern: a Tune function trainable that builds a
@@ -73,6 +74,7 @@ def _job(seed: int, trials: int, epochs: int, storage: str) -> dict:
         "metric": "val_accuracy",
         "mode": "max",
         "space": SPACE,
+        "search": {"algorithm": "tpe"},
         "budget": {"num_trials": trials, "max_epochs": epochs},
         "asha": {"grace_period_epochs": GRACE_EPOCHS, "reduction_factor": REDUCTION},
         "scaling": {"num_workers": 1, "cpus_per_worker": 1},

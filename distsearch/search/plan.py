@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
 from .. import registry
-from ..spec.model import JobSpec, Search
+from ..spec.model import JobSpec
 from ..spec.objectives import result_metrics
 from .kinds import Ledger, PriorMetrics, Resumed, SchedulerKind, SearcherKind
 from .objective import Objective
@@ -112,11 +112,12 @@ def build_plan(spec: JobSpec) -> SearchPlan:
 
 def summary_of(record: Mapping[str, Any]) -> str:
     """The plan's summary for a run.json ``record`` (its ``search`` and ``job``), also one written
-    before the plan recorded its summary: the job's searcher, or the spec's default."""
+    before the plan recorded its summary: the job's searcher, or random for a job without a search
+    section, which ran before there was any other searcher."""
     search = record.get("search") or {}
     if search.get("summary"):
         return search["summary"]
     job = record.get("job") or {}
-    name = search.get("algorithm") or (job.get("search") or {}).get("algorithm") or Search.model_fields["algorithm"].default
+    name = search.get("algorithm") or (job.get("search") or {}).get("algorithm") or "random"
     scheduler = _scheduler_name(job.get("asha") or {}, job.get("objectives"))
     return registry.resolve(registry.SCHEDULERS[scheduler]).summary_format.format(searcher=name, scheduler=scheduler)

@@ -127,9 +127,10 @@ class Ensemble(_Section):
 
 class Search(_Section):
     algorithm: str = Field(
-        "tpe",
+        "random",
         description="who proposes each trial's parameters: one of the registered searchers (distsearch.registry): random "
-        "(Tune's random sampling), tpe (Optuna's TPE, which learns from ended trials, told which ASHA stopped and at which "
+        "(Tune's random sampling; the default: on the simulator's evidence no model-based searcher under ASHA beat it on "
+        "most shipped tables, docs/simulate.md), tpe (Optuna's TPE, which learns from ended trials, told which ASHA stopped and at which "
         "epoch), bohb (TPE fitted on the values at the highest rung with startup_trials results, a third of proposals "
         "random) or gp (as bohb, with Optuna's Gaussian process in place of TPE); the seed is the job's seed",
     )

@@ -76,8 +76,10 @@ def test_the_summary_comes_from_the_plan_for_every_searcher_and_scheduler(toy, t
     assert build_plan(_spec(tmp_path, "tpe", asha={"enabled": False})).summary == "tpe (fifo)"
     assert build_plan(_spec(tmp_path, "toy")).describe()["summary"] == "toy+asha"
     assert build_plan(_spec(tmp_path, "bohb", asha={"variant": "pasha"})).summary == "bohb+pasha"
-    # a run.json written before the plan recorded its summary: the job's searcher, else the spec's default (tpe)
-    assert summary_of({"job": {"asha": {"enabled": False}}}) == "tpe (fifo)"
+    # a run.json written before the plan recorded its summary: the job's searcher, else random (a job
+    # without a search section ran before there was any other searcher)
+    assert summary_of({"job": {"asha": {"enabled": False}}}) == "random (fifo)"
+    assert summary_of({"job": {"search": {"algorithm": "tpe"}}}) == "tpe+asha"
     assert summary_of({"search": {"algorithm": "random"}, "job": {}}) == "random+asha"
 
 
