@@ -22,16 +22,26 @@ def _session_ray_tmpdir():
         yield
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def embedded_ray():
-    """A small real Ray for one test module: 2 CPUs, like the developer machines; no dashboard;
-    under its own temp dir, so that nothing it starts or finds (``address="auto"``) is another Ray's."""
+    """A small real Ray for the tests that sweep in this process: 2 CPUs, like the developer
+    machines; no dashboard; under its own temp dir, so that nothing it starts or finds
+    (``address="auto"``) is another Ray's. One for the session, not one per module: each start
+    and shutdown cost seconds of a 2-CPU machine's time, and every test that uses it ends what its
+    sweep started (``assert_nothing_left``). The tests that use it run last (below), after those
+    that start their own Ray, a head or a cluster in this process or in drivers of their own."""
     with own_ray_tmpdir():
         ray.init(num_cpus=2, include_dashboard=False)
         try:
             yield
         finally:
             ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on the session's embedded Ray last, each group in its collected order: from the
+    first of them on, that Ray lives in this process until the session ends."""
+    items.sort(key=lambda item: "embedded_ray" in getattr(item, "fixturenames", ()))
 
 
 class own_ray_tmpdir:
