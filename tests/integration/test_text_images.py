@@ -38,7 +38,7 @@ def test_a_text_sweep_fine_tunes_checkpoints_and_selects_on_validation(embedded_
         "points_to_evaluate": [
             {"model": "hf", "model.checkpoint": raw["space"]["model"]["choice"]["hf"]["checkpoint"]["choice"][1]},
             {"model": "encoder"},
-        ]
+        ],
     }
     result, run = _sweep(raw)
     assert {"hf", "encoder"} <= set(run["trials"][f"{C.HP_PREFIX}model"])
