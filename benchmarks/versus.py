@@ -1,0 +1,373 @@
+"""Versus: distsearch's search against what a user would pick instead, on real runs of shipped jobs, with the simulator's prediction beside.
+
+    python benchmarks/versus.py [JOB ...] [--seeds 5] [--methods distsearch,distsearch-tpe,ray,optuna] [--out versus.parquet]
+    python benchmarks/versus.py smoke     # the quickstart, 1 seed, 4 trials of 3 epochs
+
+Each job (default: jobs/quickstart.yaml and jobs/wine.yaml) runs as it ships (its space, budget,
+ASHA grace and reduction factor), one process per trial, two trials at a time (the cores), seeds
+0..K-1, by four methods, each in a fresh interpreter and interleaved per seed:
+
+- ``distsearch``: ``distsearch run`` at distsearch's default, random search under ASHA;
+- ``distsearch-tpe``: the same with ``search.algorithm: tpe`` (Optuna's TPE, told what ASHA did);
+- ``ray``: Ray's documented pattern: a Tune function trainable that builds a ``TorchTrainer``
+  with ``TuneReportCallback``, ``OptunaSearch`` (its TPE, define-by-run over the job's space) and
+  ``ASHAScheduler``, both at their defaults (grace 1 report, reduction factor 4), a checkpoint
+  reported every epoch, the best scored on test;
+- ``optuna``: Optuna alone: ``TPESampler`` with ``HyperbandPruner`` (min_resource the job's
+  grace, max_resource its max_epochs, its reduction factor), ``n_jobs=2`` threads of one torch
+  thread each, plain PyTorch; the best epoch's weights kept in memory and scored on test once.
+
+All train with distsearch's own loop (``distsearch.train.loop.train``) on the same splits: what
+differs is the search and the harness. Each method gets the same trials and epochs; the
+worker-epochs it spends are reported. A job's target is distsearch's median final best
+validation value over the seeds (the lower median, which half its seeds reach). Per method,
+medians over seeds: worker-epochs to the target, in the order results arrived (a seed that never
+gets there counts as never), and its ratio to distsearch's; the share of seeds that get there;
+seconds from the interpreter's start to the target; worker-epochs spent; the command's seconds;
+the final best and its test score. Beside the two distsearch rows, the simulator's prediction
+(``benchmarks/tables/<job>.parquet``, the same searcher, scheduler, budget and seeds, 2 workers):
+its worker-epochs to the same target and its final best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if not __package__:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import TABLES, machine_line, markdown, run_cli, run_recorded  # noqa: E402
+
+METHODS = ("distsearch", "distsearch-tpe", "ray", "optuna")
+SEARCH = {"distsearch": "random", "distsearch-tpe": "tpe"}
+BASELINE = "distsearch"
+JOBS = ("jobs/quickstart.yaml", "jobs/wine.yaml")
+SLOTS = 2
+DRIVER_CPU = 0.01  # Ray's pattern: the function trainable only waits on its trainer (Tune refuses 0)
+
+
+def _raw(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+    raw = yaml.safe_load((ROOT / job).read_text())
+    raw["seed"] = seed
+    raw["budget"] = {**raw["budget"], **({"num_trials": trials} if trials else {}), **({"max_epochs": epochs} if epochs else {})}
+    return raw
+
+
+def _spec_task(raw: dict):
+    from distsearch.spec.model import parse_job
+    from distsearch.tasks import make_task
+
+    spec = parse_job(raw)
+    task = make_task(spec.task, spec.task_options)
+    return spec, task, task.splits(spec.seed)
+
+
+class DefineByRun:
+    """OptunaSearch's define-by-run space: the job's space, suggested on Optuna's trial. A class,
+    not a closure, since Tune pickles its searcher with the experiment's state."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def __call__(self, trial) -> None:
+        from distsearch.search.tpe import sample
+
+        sample(trial, self.space)
+
+
+def _test_score(task, splits, params: dict, state: dict, metric: str) -> float:
+    import torch
+
+    from distsearch.train.loop import evaluate
+
+    model = task.build_model(params, splits)
+    model.load_state_dict(state)
+    return float(task.metrics_from_sums(evaluate(task, model, splits.test, torch.device("cpu")))[metric.removeprefix("val_")])
+
+
+# ---- each method, in its own interpreter: {"epochs": [[arrival, value, trial]], "best_val", "test"} ----
+def run_distsearch(job: str, seed: int, trials: int | None, epochs: int | None, search: str = "random") -> dict:
+    from distsearch import constants as C
+
+    raw = _raw(job, seed, trials, epochs)
+    raw.update(
+        search={"algorithm": search}, scaling={"num_workers": 1, "cpus_per_worker": 1}, max_concurrent_trials=SLOTS, ensemble={"enabled": False}
+    )
+    with tempfile.TemporaryDirectory() as storage:
+        raw["storage"] = storage
+        run, _ = run_cli(raw, Path(storage), None)
+    ep = run["epochs"].dropna(subset=[raw["metric"]])
+    rows = [[t.timestamp(), float(v), str(tid)] for t, v, tid in zip(ep[C.TIMESTAMP], ep[raw["metric"]], ep[C.TRIAL_ID], strict=True)]
+    best = run["best"]
+    return {"epochs": rows, "best_val": best["val_metric"], "test": best["test"][raw["metric"].replace("val_", "test_", 1)]}
+
+
+def run_distsearch_tpe(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+    return run_distsearch(job, seed, trials, epochs, search="tpe")
+
+
+def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+    import optuna
+    import torch
+
+    from distsearch.search.tpe import sample
+    from distsearch.space.names import flatten
+    from distsearch.train.loop import train
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec, task, splits = _spec_task(_raw(job, seed, trials, epochs))
+    sign = 1 if spec.mode == "max" else -1
+    lock, rows, best = threading.Lock(), [], {"val": None}
+
+    def objective(trial):
+        params = flatten(sample(trial, spec.space))
+        value = None
+
+        def report(metrics, state):
+            nonlocal value
+            value = float(metrics[spec.metric])
+            with lock:
+                rows.append([time.time(), value, str(trial.number)])
+                if best["val"] is None or sign * value > sign * best["val"]:
+                    best.update(val=value, params=params, state={k: v.clone() for k, v in state["model"].items()})
+            trial.report(value, int(metrics["epoch"]))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        train(task, params, report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits.without_test())
+        return value
+
+    asha = spec.asha
+    pruner = optuna.pruners.HyperbandPruner(
+        min_resource=asha.grace_period_epochs, max_resource=spec.budget.max_epochs, reduction_factor=int(asha.reduction_factor)
+    )
+    study = optuna.create_study(
+        direction="maximize" if spec.mode == "max" else "minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner
+    )
+    study.optimize(objective, n_trials=spec.budget.num_trials, n_jobs=SLOTS)
+    return {"epochs": rows, "best_val": best["val"], "test": _test_score(task, splits, best["params"], best["state"], spec.metric)}
+
+
+def run_ray(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+    import optuna
+    import ray
+    import torch
+    from ray import tune
+    from ray.train import Checkpoint, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from distsearch.search.tpe import sample
+    from distsearch.space.names import flatten
+    from distsearch.train.loop import train
+
+    spec, task, splits = _spec_task(_raw(job, seed, trials, epochs))
+    data = ray.put(splits.without_test())
+
+    def params_of(config: dict) -> dict:  # OptunaSearch's flat names back to the loop's parameters
+        return flatten(sample(optuna.trial.FixedTrial(config), spec.space))
+
+    def train_fn_per_worker(config):
+        torch.set_num_threads(1)
+
+        def report(metrics, state):
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+
+        train(task, config["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=ray.get(config["data"]))
+
+    rows: list[list] = []
+
+    class Clock(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            rows.append([time.time(), float(result[spec.metric]), trial.trial_id])
+
+    with tempfile.TemporaryDirectory() as storage:
+
+        def train_driver_fn(config):
+            TorchTrainer(
+                train_fn_per_worker,
+                train_loop_config={"params": params_of(config), "data": data},
+                scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1 - DRIVER_CPU}),
+                run_config=RunConfig(storage_path=storage, callbacks=[TuneReportCallback()]),
+            ).fit()
+
+        tuner = tune.Tuner(
+            tune.with_resources(train_driver_fn, {"cpu": DRIVER_CPU}),
+            tune_config=tune.TuneConfig(
+                metric=spec.metric,
+                mode=spec.mode,
+                search_alg=OptunaSearch(space=DefineByRun(spec.space), metric=spec.metric, mode=spec.mode, seed=seed),
+                scheduler=ASHAScheduler(),
+                num_samples=spec.budget.num_trials,
+                max_concurrent_trials=SLOTS,
+            ),
+            run_config=tune.RunConfig(storage_path=storage, callbacks=[Clock()], verbose=0),
+        )
+        best = tuner.fit().get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
+        history = best.metrics_dataframe  # TuneReportCallback hands Tune each checkpoint's path as a metric
+        row = history.loc[history[spec.metric].idxmax() if spec.mode == "max" else history[spec.metric].idxmin()]
+        state = torch.load(os.path.join(row["checkpoint_path"], "model.pt"), weights_only=True)
+        test = _test_score(task, splits, params_of(best.config), state, spec.metric)
+    ray.shutdown()
+    return {"epochs": rows, "best_val": float(row[spec.metric]), "test": test}
+
+
+def one(method: str, job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+    """Run one method in a fresh interpreter; its results' arrival times from the interpreter's start."""
+    fn = "run_" + method.replace("-", "_")
+    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.versus import {fn}; print('RESULT' + json.dumps({fn}({job!r}, {seed}, {trials}, {epochs})))"
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"})
+    wall = time.time() - t0
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
+    if line is None:
+        raise RuntimeError(f"{method} on {job}, seed {seed}, failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(line[len("RESULT") :])
+    arrivals = sorted(res["epochs"])
+    return {
+        "job": Path(job).stem,
+        "method": method,
+        "seed": seed,
+        "command_s": wall,
+        "at_s": [a - t0 for a, _, _ in arrivals],
+        "values": [v for _, v, _ in arrivals],
+        "trials": len({t for _, _, t in arrivals}),
+        "best_val": res["best_val"],
+        "test": res["test"],
+    }
+
+
+# ---- to the target ---------------------------------------------------------------------------
+def best_so_far(values, mode: str) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return np.maximum.accumulate(v) if mode == "max" else np.minimum.accumulate(v)
+
+
+def predicted(job: str, search: str, seeds: int, trials: int | None, epochs: int | None, target: float, mode: str) -> dict:
+    """The simulator's worker-epochs to ``target`` and final best for distsearch with ``search``
+    under ASHA on the job's table, over the same seeds and budget, at 2 workers."""
+    from benchmarks.evidence import epochs_to
+    from distsearch.simulate import table as tables
+    from distsearch.simulate.loop import simulate
+    from distsearch.spec.model import JobSpec
+
+    path = TABLES / f"{Path(job).stem}.parquet"
+    if not path.exists():
+        return {}
+    table = tables.load(str(path))
+    spent, finals = [], []
+    for seed in range(seeds):
+        raw = _raw(job, seed, trials, epochs)
+        d = {**table.job, "seed": seed, "search": {"algorithm": search}, "asha": {**raw["asha"], "enabled": True}, "budget": raw["budget"]}
+        sim = simulate(table, JobSpec.model_validate(d), SLOTS)
+        trace = best_so_far([r[raw["metric"]] for r in sim.epoch_rows if r.get(raw["metric"]) is not None], mode)
+        spent.append(epochs_to(trace, target, mode))
+        finals.append(float(trace[-1]))
+    return {"sim worker-epochs to target": float(np.median(spent)), "sim final best": float(np.median(finals))}
+
+
+def summary(df: pd.DataFrame, trials: int | None, epochs: int | None) -> pd.DataFrame:
+    from benchmarks.evidence import epochs_to  # here, not at the top: the methods' interpreters import this module
+
+    out = []
+    for job, runs in df.groupby("job", sort=False):
+        raw = _raw(f"jobs/{job}.yaml", 0, trials, epochs)
+        mode = raw["mode"]
+        finals = runs[runs.method == BASELINE]["best_val"].to_numpy()
+        target = float(np.quantile(finals, 0.5, method="lower" if mode == "max" else "higher"))
+        spent, to_s = {}, {}
+        for m, r in runs.groupby("method", sort=False):
+            hits = [epochs_to(best_so_far(v, mode), target, mode) for v in r["values"]]
+            spent[m] = np.array(hits)
+            to_s[m] = np.array([at[int(h) - 1] if np.isfinite(h) else np.inf for h, at in zip(hits, r["at_s"], strict=True)])
+        base = float(np.median(spent[BASELINE]))
+        for m, r in runs.groupby("method", sort=False):
+            row = {
+                "job": job,
+                "method": m,
+                "target": target,
+                "worker-epochs to target": float(np.median(spent[m])),
+                "ratio": float(np.median(spent[m])) / base if np.isfinite(np.median(spent[m])) else np.inf,
+                "reached": float(np.isfinite(spent[m]).mean()),
+                "s to target": float(np.median(to_s[m])),
+                "worker-epochs": float(r["values"].map(len).median()),
+                "command s": float(r["command_s"].median()),
+                "final best": float(r["best_val"].median()),
+                "test": float(r["test"].median()),
+            }
+            if m in SEARCH:
+                row.update(predicted(f"jobs/{job}.yaml", SEARCH[m], int(r["seed"].max()) + 1, trials, epochs, target, mode))
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("jobs", nargs="*", help="job files (default: jobs/quickstart.yaml jobs/wine.yaml); 'smoke' for the smallest run")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    ap.add_argument("--out", default="versus.parquet")
+    args = ap.parse_args()
+    trials = epochs = None
+    if args.jobs == ["smoke"]:
+        args.jobs, args.seeds, trials, epochs = ["jobs/quickstart.yaml"], 1, 4, 3
+    jobs = args.jobs or list(JOBS)
+    methods = [m for m in args.methods.split(",") if m]
+    if bad := [m for m in methods if m not in METHODS]:
+        ap.error(f"--methods: got {', '.join(bad)}; fix: use {', '.join(METHODS)}")
+    if BASELINE not in methods:
+        ap.error(f"--methods: the target comes from {BASELINE}; fix: include it")
+    print(machine_line(), flush=True)
+    print(f"jobs {', '.join(jobs)}; seeds 0..{args.seeds - 1}; {SLOTS} trials at a time; methods interleaved per seed", flush=True)
+    rows, failed = [], []
+    try:
+        for job in jobs:
+            for seed in range(args.seeds):
+                for method in methods:
+                    try:
+                        rows.append(one(method, job, seed, trials, epochs))
+                    except RuntimeError as e:  # one failure loses neither the other rows nor later seeds
+                        failed.append(f"{method} {job} seed {seed}")
+                        print(f"FAILED: {str(e)[-1500:]}", flush=True)
+                        continue
+                    r = rows[-1]
+                    print(
+                        json.dumps(
+                            {k: r[k] for k in ("job", "method", "seed", "command_s", "trials", "best_val", "test")}
+                            | {"worker_epochs": len(r["values"])}
+                        ),
+                        flush=True,
+                    )
+    finally:  # what was measured before a failing row is kept
+        if rows:
+            df = pd.DataFrame(rows)
+            df.to_parquet(args.out, index=False)
+            print("\n" + markdown(summary(df, trials, epochs)))
+            print(f"\nfigures: {args.out}")
+    if failed:
+        print(f"failed rows: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:
+        sys.exit(main())
+    sys.exit(run_recorded("versus", main, "versus.parquet"))
