@@ -248,3 +248,77 @@ def run_recorded(script: str, main, default_out: str) -> int:
     if failure is not None:
         raise failure
     return code or 0
+
+
+# Ray's pattern: the function trainable only waits on its trainer, so it takes a token share of a
+# CPU (Tune refuses 0) and the Train worker the rest: one trial per core, as the other methods run.
+RAY_PATTERN_DRIVER_CPU = 0.01
+
+
+def ray_pattern(
+    task,
+    splits,
+    params_of,
+    *,
+    search_alg,
+    scheduler,
+    param_space,
+    num_samples: int,
+    slots: int,
+    max_epochs: int,
+    seed: int,
+    metric: str,
+    mode: str,
+    callbacks,
+) -> tuple[dict, float, dict]:
+    """Ray's documented Train V2 + Tune pattern over distsearch's loop: a Tune function trainable
+    that builds a one-worker ``TorchTrainer`` with ``TuneReportCallback``, a checkpoint reported
+    every epoch. ``params_of`` maps a Tune config to the loop's parameters. Returns the best
+    trial's parameters, its best epoch's metric and that epoch's model state."""
+    import tempfile
+
+    import ray
+    import torch
+    from ray import tune
+    from ray.train import Checkpoint, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from distsearch.train.loop import train
+
+    data = ray.put(splits.without_test())
+
+    def train_fn_per_worker(config):
+        torch.set_num_threads(1)
+
+        def report(metrics, state):
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+
+        train(task, config["params"], report, max_epochs=max_epochs, seed=seed, splits=ray.get(config["data"]))
+
+    with tempfile.TemporaryDirectory() as storage:
+
+        def train_driver_fn(config):
+            TorchTrainer(
+                train_fn_per_worker,
+                train_loop_config={"params": params_of(config), "data": data},
+                scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1 - RAY_PATTERN_DRIVER_CPU}),
+                run_config=RunConfig(storage_path=storage, callbacks=[TuneReportCallback()]),
+            ).fit()
+
+        tuner = tune.Tuner(
+            tune.with_resources(train_driver_fn, {"cpu": RAY_PATTERN_DRIVER_CPU}),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=slots
+            ),
+            run_config=tune.RunConfig(storage_path=storage, callbacks=callbacks, verbose=0),
+        )
+        best = tuner.fit().get_best_result(metric=metric, mode=mode, scope="all")
+        history = best.metrics_dataframe  # TuneReportCallback hands Tune each checkpoint's path as a metric
+        row = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
+        state = torch.load(os.path.join(row["checkpoint_path"], "model.pt"), weights_only=True)
+    ray.shutdown()
+    return params_of(best.config), float(row[metric]), state

@@ -48,13 +48,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E402
+from benchmarks._common import machine_line, markdown, ray_pattern, run_recorded  # noqa: E402
 
 METHODS = ("distsearch", "optuna", "ray")
 SLOTS = 2
-# Ray's pattern: the driver function only waits on its trainer, so it takes a token share of a
-# CPU (Tune refuses 0) and the worker the rest: one trial per core, as the other two methods run
-DRIVER_CPU = 0.01
 GRACE_EPOCHS, REDUCTION = 2, 3
 SPACE = {
     "model": {"choice": {"mlp": {"depth": {"randint": [1, 4]}, "width": {"choice": [64, 128, 256]}}}},
@@ -184,21 +181,14 @@ def run_optuna(seed: int, trials: int, epochs: int) -> dict:
 
 
 def run_ray(seed: int, trials: int, epochs: int) -> dict:
-    import ray
-    import torch
     from ray import tune
-    from ray.train import Checkpoint, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     from distsearch.tasks import make_task
-    from distsearch.train.loop import train
 
     task = make_task("digits", {})
     splits = task.splits(seed)
-    data = ray.put(splits.without_test())
     space = {
         "model": "mlp",
         "model.depth": tune.randint(1, 4),
@@ -209,65 +199,38 @@ def run_ray(seed: int, trials: int, epochs: int) -> dict:
         "lr": tune.loguniform(3e-4, 3e-2),
         "batch_size": tune.choice([32, 64]),
     }
+    clock: dict[str, dict] = {}
 
-    def train_fn_per_worker(config):
-        torch.set_num_threads(1)
+    class Clock(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            clock[trial.trial_id] = {"start": time.time(), "epochs": []}
 
-        def report(metrics, state):
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            clock[trial.trial_id]["epochs"].append([time.time(), result["epoch_seconds"]])
 
-        train(task, config["params"], report, max_epochs=epochs, seed=seed, splits=ray.get(config["data"]))
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            clock[trial.trial_id]["end"] = time.time()
 
-    with tempfile.TemporaryDirectory() as storage:
+        on_trial_error = on_trial_complete
 
-        def train_driver_fn(config):
-            trainer = TorchTrainer(
-                train_fn_per_worker,
-                train_loop_config={"params": config, "data": data},
-                scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1 - DRIVER_CPU}),
-                run_config=RunConfig(storage_path=storage, callbacks=[TuneReportCallback()]),
-            )
-            trainer.fit()
-
-        clock: dict[str, dict] = {}
-
-        class Clock(tune.Callback):
-            def on_trial_start(self, iteration, trials, trial, **info):
-                clock[trial.trial_id] = {"start": time.time(), "epochs": []}
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                clock[trial.trial_id]["epochs"].append([time.time(), result["epoch_seconds"]])
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                clock[trial.trial_id]["end"] = time.time()
-
-            on_trial_error = on_trial_complete
-
-        tuner = tune.Tuner(
-            tune.with_resources(train_driver_fn, {"cpu": DRIVER_CPU}),
-            param_space=space,
-            tune_config=tune.TuneConfig(
-                metric="val_accuracy",
-                mode="max",
-                search_alg=OptunaSearch(seed=seed),
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION),
-                num_samples=trials,
-                max_concurrent_trials=SLOTS,
-            ),
-            run_config=tune.RunConfig(storage_path=storage, callbacks=[Clock()], verbose=0),
-        )
-        best = tuner.fit().get_best_result(metric="val_accuracy", mode="max", scope="all")
-        # TuneReportCallback hands Tune each checkpoint's path as a metric, not as a Tune checkpoint
-        history = best.metrics_dataframe
-        row = history.loc[history["val_accuracy"].idxmax()]
-        state = torch.load(os.path.join(row["checkpoint_path"], "model.pt"), weights_only=True)
-        test, val = _test_accuracy(task, splits, best.config, state), float(row["val_accuracy"])
+    params, val, state = ray_pattern(
+        task,
+        splits,
+        dict,
+        search_alg=OptunaSearch(seed=seed),
+        scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION),
+        param_space=space,
+        num_samples=trials,
+        slots=SLOTS,
+        max_epochs=epochs,
+        seed=seed,
+        metric="val_accuracy",
+        mode="max",
+        callbacks=[Clock()],
+    )
     for rec in clock.values():
         rec.setdefault("end", rec["epochs"][-1][0] if rec["epochs"] else rec["start"])
-    ray.shutdown()
-    return {"trials": list(clock.values()), "best_val": val, "test": test}
+    return {"trials": list(clock.values()), "best_val": val, "test": _test_accuracy(task, splits, params, state)}
 
 
 # ---- the figures of one run, and the table --------------------------------------------------

@@ -49,14 +49,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if not __package__:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import TABLES, machine_line, markdown, run_cli, run_recorded  # noqa: E402
+from benchmarks._common import TABLES, machine_line, markdown, ray_pattern, run_cli, run_recorded  # noqa: E402
 
 METHODS = ("distsearch", "distsearch-tpe", "ray", "optuna")
 SEARCH = {"distsearch": "random", "distsearch-tpe": "tpe"}
 BASELINE = "distsearch"
 JOBS = ("jobs/quickstart.yaml", "jobs/wine.yaml")
 SLOTS = 2
-DRIVER_CPU = 0.01  # Ray's pattern: the function trainable only waits on its trainer (Tune refuses 0)
 
 
 def _raw(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
@@ -73,6 +72,21 @@ def _spec_task(raw: dict):
     spec = parse_job(raw)
     task = make_task(spec.task, spec.task_options)
     return spec, task, task.splits(spec.seed)
+
+
+class ParamsOf:
+    """OptunaSearch's flat names back to the loop's parameters, replayed through the job's space."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def __call__(self, config: dict) -> dict:
+        import optuna
+
+        from distsearch.search.tpe import sample
+        from distsearch.space.names import flatten
+
+        return flatten(sample(optuna.trial.FixedTrial(config), self.space))
 
 
 class DefineByRun:
@@ -163,71 +177,33 @@ def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None) -> d
 
 
 def run_ray(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
-    import optuna
-    import ray
-    import torch
     from ray import tune
-    from ray.train import Checkpoint, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from distsearch.search.tpe import sample
-    from distsearch.space.names import flatten
-    from distsearch.train.loop import train
-
     spec, task, splits = _spec_task(_raw(job, seed, trials, epochs))
-    data = ray.put(splits.without_test())
-
-    def params_of(config: dict) -> dict:  # OptunaSearch's flat names back to the loop's parameters
-        return flatten(sample(optuna.trial.FixedTrial(config), spec.space))
-
-    def train_fn_per_worker(config):
-        torch.set_num_threads(1)
-
-        def report(metrics, state):
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
-
-        train(task, config["params"], report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=ray.get(config["data"]))
-
     rows: list[list] = []
 
     class Clock(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             rows.append([time.time(), float(result[spec.metric]), trial.trial_id])
 
-    with tempfile.TemporaryDirectory() as storage:
-
-        def train_driver_fn(config):
-            TorchTrainer(
-                train_fn_per_worker,
-                train_loop_config={"params": params_of(config), "data": data},
-                scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1 - DRIVER_CPU}),
-                run_config=RunConfig(storage_path=storage, callbacks=[TuneReportCallback()]),
-            ).fit()
-
-        tuner = tune.Tuner(
-            tune.with_resources(train_driver_fn, {"cpu": DRIVER_CPU}),
-            tune_config=tune.TuneConfig(
-                metric=spec.metric,
-                mode=spec.mode,
-                search_alg=OptunaSearch(space=DefineByRun(spec.space), metric=spec.metric, mode=spec.mode, seed=seed),
-                scheduler=ASHAScheduler(),
-                num_samples=spec.budget.num_trials,
-                max_concurrent_trials=SLOTS,
-            ),
-            run_config=tune.RunConfig(storage_path=storage, callbacks=[Clock()], verbose=0),
-        )
-        best = tuner.fit().get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
-        history = best.metrics_dataframe  # TuneReportCallback hands Tune each checkpoint's path as a metric
-        row = history.loc[history[spec.metric].idxmax() if spec.mode == "max" else history[spec.metric].idxmin()]
-        state = torch.load(os.path.join(row["checkpoint_path"], "model.pt"), weights_only=True)
-        test = _test_score(task, splits, params_of(best.config), state, spec.metric)
-    ray.shutdown()
-    return {"epochs": rows, "best_val": float(row[spec.metric]), "test": test}
+    params, best_val, state = ray_pattern(
+        task,
+        splits,
+        ParamsOf(spec.space),
+        search_alg=OptunaSearch(space=DefineByRun(spec.space), metric=spec.metric, mode=spec.mode, seed=seed),
+        scheduler=ASHAScheduler(),
+        param_space={},
+        num_samples=spec.budget.num_trials,
+        slots=SLOTS,
+        max_epochs=spec.budget.max_epochs,
+        seed=spec.seed,
+        metric=spec.metric,
+        mode=spec.mode,
+        callbacks=[Clock()],
+    )
+    return {"epochs": rows, "best_val": best_val, "test": _test_score(task, splits, params, state, spec.metric)}
 
 
 def one(method: str, job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
