@@ -166,21 +166,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "run":
             spec, task = _load(args.job, args.storage, dry_run=not args.no_dry_run)
+            from concurrent.futures import Future, ThreadPoolExecutor
+
             from .job import run_job
             from .results import report
 
-            result = run_job(
-                spec,
-                task=task,
-                address=args.address,
-                run_id=args.run_id,
-                dashboard=args.dashboard,
-                progress=not args.quiet,
-                worker_logs=args.worker_logs,
-                resume="require" if args.resume else "never" if args.new_run else "auto",
-            )
+            drawn: list[Future] = []
+            # The report is drawn in a thread while the embedded Ray shuts down (a second or so of
+            # waiting on its processes); matplotlib's Figure API keeps no global state to race on.
+            with ThreadPoolExecutor(1, thread_name_prefix="report") as pool:
+                result = run_job(
+                    spec,
+                    task=task,
+                    address=args.address,
+                    run_id=args.run_id,
+                    dashboard=args.dashboard,
+                    progress=not args.quiet,
+                    worker_logs=args.worker_logs,
+                    resume="require" if args.resume else "never" if args.new_run else "auto",
+                    on_finished=lambda out: drawn.append(pool.submit(report.write_report, out)),
+                )
+                written = drawn[0].result()
             print(report.report_run(result.run_dir))
-            written = report.write_report(result.run_dir)
             print(f"results: {result.run_dir}\nreport: {written[report.REPORT_FILE]}")
             if result.error_budget_exceeded:
                 print(

@@ -13,7 +13,7 @@ import platform
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import cluster, lease, storage
 from . import constants as C
@@ -198,6 +198,7 @@ def run_job(
     progress: bool = False,
     worker_logs: bool = False,
     resume: str = "never",
+    on_finished: Optional[Callable[[str], None]] = None,
 ) -> RunResult:
     """Run ``spec`` and write ``<storage>/<name>/<run id>/``; Ray is started here only if needed.
 
@@ -207,10 +208,12 @@ def run_job(
     to "auto". ``progress`` prints one live progress line; ``worker_logs`` forwards the Train
     workers' output (otherwise in Ray's log files, /tmp/ray/session_latest/logs). ``task`` is
     ``validate.check_job(spec)``'s, when the caller has validated the job already; else it is built
-    here, before Ray starts."""
+    here, before Ray starts. ``on_finished`` is called with the run folder once its files are
+    final, before the Ray started here shuts down: the CLI starts the report there, so that the
+    figures are drawn while Ray's processes end rather than after."""
     with cluster.environment_restored():
         try:
-            return _run_job(spec, task, address, run_id, dashboard, progress, worker_logs, resume)
+            return _run_job(spec, task, address, run_id, dashboard, progress, worker_logs, resume, on_finished)
         except (UserError, KeyboardInterrupt):
             raise
         except Exception as e:
@@ -229,6 +232,7 @@ def _run_job(
     progress: bool,
     worker_logs: bool,
     resume: str,
+    on_finished: Optional[Callable[[str], None]],
 ) -> RunResult:
     task = task if task is not None else check_job(spec)  # before Ray starts: a bad job costs seconds, not a cluster start
     explicit_id = run_id is not None
@@ -299,6 +303,8 @@ def _run_job(
         if outcome.search:
             meta["search"] = {**meta.get("search", {}), **outcome.search}
         storage.write_json(run_file, meta)
+        if on_finished is not None:
+            on_finished(out)
         return RunResult(
             run_dir=out, best=best, ensemble=ensemble, status_counts=counts, error_budget_exceeded=outcome.error_budget_exceeded, resumed=resuming
         )

@@ -151,12 +151,12 @@ def write_report(directory: str, out_dir: str | None = None, top: int = 20) -> d
 
     run = read_run(directory)
     out_dir = out_dir or directory
+    imp = hp_importance(run["trials"])  # once: the figure and the table below both show it
     written = {}
-    for name, png in render(run).items():
+    for name, png in render(run, imp=imp).items():
         written[name] = join(out_dir, name)
         write_bytes(written[name], png)
     job, best, meta = run["run"]["job"], run.get("best"), run["run"]
-    imp = hp_importance(run["trials"])
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>distsearch: {html.escape(job['name'])} {html.escape(str(meta.get('run_id', '')))}</title>",

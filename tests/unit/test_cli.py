@@ -53,11 +53,18 @@ def test_a_sweep_with_no_model_to_select_is_not_a_success(monkeypatch, tmp_path,
     from distsearch.results import report
 
     counts = {s: 0 for s in C.STATUSES} | {C.STATUS_ERROR: 16}
-    monkeypatch.setattr(job, "run_job", lambda spec, **kw: RunResult(run_dir=str(tmp_path), best=None, status_counts=counts))
+    reported = []
+
+    def run_job(spec, *, on_finished, **kw):
+        on_finished(str(tmp_path))  # the run's files are final: the CLI starts its report here
+        return RunResult(run_dir=str(tmp_path), best=None, status_counts=counts)
+
+    monkeypatch.setattr(job, "run_job", run_job)
     monkeypatch.setattr(report, "report_run", lambda d: "")
-    monkeypatch.setattr(report, "write_report", lambda d: {report.REPORT_FILE: "r.html"})
+    monkeypatch.setattr(report, "write_report", lambda d: reported.append(d) or {report.REPORT_FILE: "r.html"})
     assert main(["run", str(JOBS / "quickstart.yaml")]) == 1
     assert "16 of 16 failed" in capsys.readouterr().err
+    assert reported == [str(tmp_path)]  # the report of a failed sweep is written all the same
 
 
 def test_validate_checks_every_file_and_names_each_bad_one(tmp_path, capsys):
