@@ -172,8 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .results import report
 
             drawn: list[Future] = []
-            # The report is drawn in a thread while the embedded Ray shuts down (a second or so of
-            # waiting on its processes); matplotlib's Figure API keeps no global state to race on.
+            # The report is drawn in a thread while the embedded Ray shuts down, which is mostly
+            # waiting for its processes to exit; matplotlib's Figure API keeps no global state to race on.
             with ThreadPoolExecutor(1, thread_name_prefix="report") as pool:
                 result = run_job(
                     spec,

@@ -162,7 +162,8 @@ _NOT_GIVEN: Any = object()
 
 
 def importance(run: Mapping[str, Any], imp: Optional[pd.Series] = _NOT_GIVEN):
-    """``imp``: ``hp_importance`` of the run's trials, when the caller has it (a forest costs tenths of a second)."""
+    """The importance figure; ``imp`` is ``hp_importance`` of the run's trials when the caller has
+    fitted it already, so that a report fits the forest once."""
     imp = hp_importance(run["trials"]) if imp is _NOT_GIVEN else imp
     fig, ax = _subplots((7, 3.5))
     if imp is None:
