@@ -22,7 +22,8 @@ The inventory (module: what it does; why no public route serves; upstream issue)
   - ``run_until_aborted``: ``controller.run()`` that a trial can cancel without ending its
     actor (raising ``RunAborted``): ``TrainController.abort()`` calls ``exit_actor()``. Uses the
     controller's ``_controller_callback_manager`` and ``_set_state(AbortedState())``. No public
-    route.
+    route. ``Abort`` is the flag it waits on, set from the trial's thread; plain Python, here
+    beside the one function that reads it.
   - ``train_propagated_env``: ``ENV_VARS_TO_PROPAGATE``, which the spares must reproduce to
     match a worker's runtime env byte for byte. Not exported.
   - ``execution_context``, ``renew_upload_pool``: a worker's training thread, result queue and

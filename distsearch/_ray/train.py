@@ -15,12 +15,46 @@ from . import VOUCHED, not_vouched
 
 log = logging.getLogger("distsearch")
 
-# How often an in-trial controller's run checks whether the trial asked it to end (seconds).
-_ABORT_POLL_S = 0.05
-
 
 class RunAborted(Exception):
     """The trial ended its own Train run (Tune stopped the trial, or reuses its actor)."""
+
+
+class Abort:
+    """A flag that one thread sets once, and that wakes at once the event loops waiting on it
+    (``wait``) in other threads: the trial ends its in-trial controller's run with it, and the
+    next trial in the actor starts as soon as the run is gone, not at the next poll."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def set(self) -> None:
+        with self._lock:
+            if self._set:
+                return
+            self._set, waiters, self._waiters = True, self._waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            if self._set:
+                return
+            self._waiters.append((loop, future))
+        await future
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def lean_trainer_cls(controller_in_trial: bool, worker_group_cls: Any = None):
@@ -45,8 +79,8 @@ def lean_trainer_cls(controller_in_trial: bool, worker_group_cls: Any = None):
         if controller_in_trial or worker_group_cls is not None:
             raise not_vouched("harness.trial_processes other than ray (the in-trial Train controller, kept worker groups)")
 
-        class PublicTorchTrainer(TorchTrainer):  # Ray's own trainer; the abort event goes unused
-            abort: threading.Event
+        class PublicTorchTrainer(TorchTrainer):  # Ray's own trainer; the abort flag goes unused
+            abort: Abort
 
         return PublicTorchTrainer
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
@@ -55,7 +89,7 @@ def lean_trainer_cls(controller_in_trial: bool, worker_group_cls: Any = None):
 
     class LeanTorchTrainer(TorchTrainer):
         #: Set (from another thread) to end the run: see ``run_until_aborted``.
-        abort: threading.Event
+        abort: Abort
 
         def _create_default_callbacks(self):
             unwanted = (PlacementGroupCleanerCallback,) if self.datasets else (PlacementGroupCleanerCallback, DatasetsCallback)
@@ -74,7 +108,7 @@ def lean_trainer_cls(controller_in_trial: bool, worker_group_cls: Any = None):
     return LeanTorchTrainer
 
 
-async def run_until_aborted(controller, abort: threading.Event) -> None:
+async def run_until_aborted(controller, abort: Abort) -> None:
     """``controller.run()``, unless ``abort`` is set first: then cancel the control loop, abort
     the worker group (its workers are killed and its placement group removed, here, before this
     returns) and raise ``RunAborted``. This is ``TrainController.abort()`` without its
@@ -82,20 +116,23 @@ async def run_until_aborted(controller, abort: threading.Event) -> None:
     from ray.train.v2._internal.execution.controller.state import AbortedState
 
     run = asyncio.ensure_future(controller.run())
-    while not run.done():
-        await asyncio.wait({run}, timeout=_ABORT_POLL_S)
-        if abort.is_set() and not run.done():
-            run.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # the loop is being dropped
-                await run
-            controller._controller_callback_manager.invoke_best_effort("before_controller_abort")
-            group = controller.get_worker_group()
-            try:
-                if group is not None:
-                    group.abort()
-            finally:
-                controller._set_state(AbortedState())
-            raise RunAborted()
+    aborted = asyncio.ensure_future(abort.wait())
+    try:
+        await asyncio.wait({run, aborted}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        aborted.cancel()
+    if not run.done():
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # the loop is being dropped
+            await run
+        controller._controller_callback_manager.invoke_best_effort("before_controller_abort")
+        group = controller.get_worker_group()
+        try:
+            if group is not None:
+                group.abort()
+        finally:
+            controller._set_state(AbortedState())
+        raise RunAborted()
     run.result()
 
 

@@ -17,9 +17,10 @@ group in that process between runs instead of ending it:
   group is ended as Ray Train ends it, so a worker that does not stop in time costs what it
   always did;
 - at the start of the next run with the same shape (worker count, resources, strategy,
-  runtime env), the kept workers, sync actor and PG are taken, checked alive, given the new
-  run's train context with an upload pool of its own (``train.renew_upload_pool``), and the
-  backend sets torch.distributed up afresh. Anything else starts a group as Ray Train does.
+  runtime env), the kept workers, sync actor and PG are taken, checked alive and given the new
+  run's train context (whose upload pool the run renews as it starts: ``train.renew_upload_pool``,
+  called by ``distsearch.train.worker``), and the backend sets torch.distributed up afresh.
+  Anything else starts a group as Ray Train does.
 
 A kept group belongs to the trial actor: its workers and sync actor are the actor's (they die
 with it), and the driver's reaper removes its PG once the actor is gone, or leaves it when the
@@ -67,8 +68,6 @@ def warm_worker_group_cls(wait_s: float, settle: Callable[[float], bool]):
     from ray.train.v2._internal.execution.worker_group.execution_group import ReplicaGroup
     from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
     from ray.train.v2._internal.util import invoke_context_managers
-
-    from .train import renew_upload_pool
 
     class _KeepOnShutdown:
         """Stands in for the ``WorkerGroupState`` while Ray Train ends the group: the same state,
@@ -145,7 +144,6 @@ def warm_worker_group_cls(wait_s: float, settle: Callable[[float], bool]):
                 builder.with_workers(workers)
                 try:
                     self._init_train_context(workers, kept.sync_actor)
-                    ray.get([w.execute_async(renew_upload_pool) for w in workers])
                     self._worker_group_state = builder.build()
                     for cb in self._callbacks:
                         cb.after_worker_group_start(self)

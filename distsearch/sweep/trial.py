@@ -219,7 +219,7 @@ def run_trial(
             worker_runtime_env=worker_runtime_env(spare_plan),
         ),
     )
-    trainer.abort = threading.Event()
+    trainer.abort = ray_train.Abort()
     # fit() runs beside this thread, which hands each forwarded report to Tune itself and
     # returns only after the last one: no report is ever left in flight (see ForwardReports).
     failure: list[BaseException] = []

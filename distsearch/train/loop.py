@@ -147,6 +147,7 @@ def train(
     device: Optional[torch.device] = None,
     start_state: Optional[Mapping[str, Any]] = None,
     costs: Optional[Mapping[str, int]] = None,
+    interrupted: Optional[Callable[[], bool]] = None,
 ) -> None:
     """Train ``task``'s model for ``params`` up to ``max_epochs``, reporting every epoch.
 
@@ -154,10 +155,15 @@ def train(
     ``costs`` (``batch_size``, ``warmup_passes``, ``passes``): rank 0 measures the model's cost
     metrics once, before training (``distsearch.train.costs``), and reports them every epoch.
     ``batch_size`` is the global batch: each of the world's ranks takes ``batch_size // world``.
-    ``device`` defaults to the CPU.
+    ``device`` defaults to the CPU. ``interrupted``, when given, is asked before each training
+    batch; once it answers True, training ends there, without that epoch's report. Only a lone
+    rank may be given one: ranks that left at different batches would leave a peer waiting in a
+    collective.
     """
     device = device if device is not None else torch.device("cpu")
     rank, world = _world()
+    if interrupted is not None and world > 1:
+        raise ValueError(f"interrupted is for a lone rank, but this rank is one of {world}; fix: agree on stopping at a report instead")
     torch.manual_seed(seed)  # same initial weights on every rank; DDP also broadcasts them
     model = task.build_model(params, splits).to(device)
     opt = make_optimizer(params, model)
@@ -192,6 +198,8 @@ def train(
         net.train()
         train_sums: dict[str, float] = {}
         for xb, yb in batches(task, (x_train, y_train), order=order, batch_size=batch, params=params, train=True):
+            if interrupted is not None and interrupted():
+                return
             xb, yb = xb.to(device), yb.to(device)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):

@@ -7,7 +7,8 @@ workers do not each reload and re-split the data.
 
 A worker process that serves several trials in turn (``harness.trial_processes: kept_worker_group``) is asked
 to end a trial's training early with ``request_stop``: every rank leaves at the same report,
-the one after the request, so no rank is left waiting in a collective for a peer that has gone.
+the one after the request, so no rank is left waiting in a collective for a peer that has gone;
+a lone rank leaves at its next batch.
 ``settle_for_reuse`` then makes the process ready for the next trial's run.
 """
 
@@ -29,6 +30,7 @@ from ray.train import UserCallback
 
 from .. import constants as C
 from .. import storage
+from .._ray.train import renew_upload_pool
 from ..search.objective import Objective
 from ..spec.model import JobSpec
 from ..spec.objectives import measured_costs
@@ -81,7 +83,7 @@ def settle_for_reuse(wait_s: float) -> bool:
                 results.task_done()
         if not runner.is_running() or time.monotonic() >= deadline:
             break
-        time.sleep(0.01)
+        time.sleep(0.001)  # the next trial in this process waits on this loop
     if runner.is_running() or runner.get_error() is not None:
         return False
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -121,6 +123,10 @@ def train_worker(cfg: dict[str, Any]) -> None:
     import ray.train.torch
 
     spec = JobSpec.model_validate(cfg["job"])
+    if spec.harness.reuses_worker_groups:
+        # This run's own upload pool, made here rather than by one more call to each worker
+        # between the trials: the next trial's first epoch would wait on it.
+        renew_upload_pool()
     objective = Objective.of(spec)
     _STOP.clear()  # a stop asked of this process's previous run is not this run's
     if cfg.get("spare_keep_alive_s", 0) > 0:
@@ -179,6 +185,9 @@ def train_worker(cfg: dict[str, Any]) -> None:
     # Only a kept group's workers are ever asked to stop (distsearch._ray.warm); elsewhere the agreement
     # would be one all-reduce per epoch for nothing.
     stoppable = spec.harness.reuses_worker_groups
+    # A lone rank has no peer to agree with, so it leaves at its next batch rather than finish
+    # an epoch whose report nobody will take: the next trial in this process starts that much sooner.
+    interrupted = _STOP.is_set if stoppable and ctx.get_world_size() == 1 else None
     upload_mode = ray.train.CheckpointUploadMode.ASYNC if spec.harness.checkpoint_upload == "async" else ray.train.CheckpointUploadMode.SYNC
 
     def report(metrics: dict[str, Any], state: Optional[dict[str, Any]]) -> None:
@@ -213,6 +222,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
             device=device,
             start_state=start_state,
             costs=_costs(spec),
+            interrupted=interrupted,
         )
     except StopRequested:
         pass  # the trial was ended (ASHA, a limit): its run is over, and this process may serve the next

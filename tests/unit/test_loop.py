@@ -118,3 +118,23 @@ def test_epoch_shards_are_disjoint_and_equal(n, world):
     flat = torch.cat(shards).tolist()
     assert len(set(flat)) == len(flat) and all(0 <= i < n for i in flat)
     assert not torch.equal(loop.epoch_shard(n, 0, world, 0, 3), loop.epoch_shard(n, 0, world, 0, 4)) or n // world < 2
+
+
+def test_an_interrupted_lone_rank_stops_at_its_next_batch_without_that_epochs_report(digits, monkeypatch):
+    """A kept worker's trial that Tune ended leaves mid-epoch: the epoch it was in is not
+    reported, and no batch runs after the flag is raised. Several ranks refuse the flag."""
+    task, splits = digits
+    params = {"model": "mlp", "model.width": 64, "lr": 3e-3, "batch_size": 64}
+    batches_per_epoch = math.ceil(len(splits.train[1]) / 64)
+    asked, reports = [], []
+
+    def interrupted() -> bool:
+        asked.append(len(reports))
+        return len(asked) > batches_per_epoch + 3  # three batches into the second epoch
+
+    loop.train(task, params, lambda m, s: reports.append(m), max_epochs=5, seed=0, splits=splits, interrupted=interrupted)
+    assert [m[C.EPOCH] for m in reports] == [1]
+    assert len(asked) == batches_per_epoch + 4  # asked before each batch; none ran once it said so
+    monkeypatch.setattr(loop, "_world", lambda: (0, 2))
+    with pytest.raises(ValueError, match="lone rank"):
+        loop.train(task, params, lambda m, s: None, max_epochs=1, seed=0, splits=splits, interrupted=lambda: False)
