@@ -321,3 +321,56 @@ def test_a_jobs_splits_are_made_once_per_task_and_seed(monkeypatch):
 
     other = Unhashable()
     assert splits_once(other, 3) == 3 and splits_once(other, 3) == 3 and made[-2:] == [("u", 3), ("u", 3)]
+
+
+def test_splits_are_scikit_learns_train_test_split_draw_for_draw():
+    """``split_indices`` is NumPy; scikit-learn's ``train_test_split`` (test off all rows, then
+    val off the rest, the same seed) must give the very same parts, stratified or not, with
+    ties among classes' remainders, and refuse the same labels."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from distsearch.tasks import split_indices
+
+    def sklearn_parts(n, seed, val_fraction, test_fraction, stratify):
+        idx = np.arange(n)
+        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=stratify)
+        sub = None if stratify is None else stratify[rest]
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=sub)
+        return train, val, test
+
+    rng = np.random.default_rng(0)
+    cases = 0
+    for _ in range(300):
+        n = int(rng.integers(20, 400))
+        k = int(rng.integers(2, 9))
+        fractions = (float(rng.uniform(0.05, 0.4)), float(rng.uniform(0.05, 0.4)))
+        seed = int(rng.integers(0, 2**31 - 1))
+        labels = rng.choice([f"c{i}" for i in range(k)] if rng.random() < 0.3 else np.arange(k), size=n, p=rng.dirichlet(np.ones(k)))
+        for stratify in (None, labels):
+            try:
+                expected = sklearn_parts(n, seed, *fractions, stratify)
+            except ValueError:
+                with pytest.raises(ValueError):
+                    split_indices(n, seed, *fractions, stratify=stratify)
+                continue
+            got = split_indices(n, seed, *fractions, stratify=stratify)
+            assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), (n, k, fractions, seed)
+            cases += 1
+    assert cases > 300  # most draws split; the refusals were compared too
+
+
+def test_digits_are_scikit_learns_load_digits_read_without_importing_it():
+    import subprocess
+    import sys
+
+    import numpy as np
+    import sklearn.datasets
+
+    from distsearch.tasks.digits import load_digits
+
+    pixels, target = load_digits()
+    want_pixels, want_target = sklearn.datasets.load_digits(return_X_y=True)
+    assert np.array_equal(pixels, want_pixels) and np.array_equal(target, want_target) and target.dtype == want_target.dtype
+    code = "import sys; from distsearch.tasks import make_task; make_task('digits').splits(0); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
