@@ -207,8 +207,8 @@ class Harness(_Section):
         "fewer per trial); reused_actor (as controller_in_trial, and Tune runs the next trial in the actor of one that "
         "ended, which first ends the old trial's worker group itself); kept_worker_group (as reused_actor, and the actor "
         "keeps its Train worker group, its processes, sync actor and placement group, for its next trial, so that a trial "
-        "starts no new process: a trial that ends asks its workers to stop at their next report and waits up to "
-        "release_timeout_s / 2 for them, else ends the group as Ray Train does)",
+        "starts no new process: a trial that ends asks its workers to stop at their next report (a lone worker: at its "
+        "next batch) and waits up to release_timeout_s / 2 for them, else ends the group as Ray Train does)",
     )
     spare_worker_keep_alive_s: Optional[float] = Field(
         None,
@@ -255,5 +255,5 @@ class Harness(_Section):
 
     @property
     def settle_wait_s(self) -> float:
-        """How long a kept group's end waits for its workers to stop at their next report (seconds)."""
+        """How long a kept group's end waits for its workers to stop (at their next report, a lone one at its next batch; seconds)."""
         return self.release_timeout_s / 2
