@@ -58,6 +58,19 @@ def environment_restored():
 
 def shutdown() -> None:
     """Shut down the Ray that ``connect`` started."""
+    import gc
+
     import ray
 
-    ray.shutdown()
+    # Another thread may run meanwhile (the CLI draws the report while Ray shuts down), and a
+    # garbage collection there that frees a Ray handle while the core worker is being torn down
+    # ends the whole process ("The core worker has already been shutdown"). So collect here,
+    # while Ray can still take the releases, and let no collection run until it is down.
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ray.shutdown()
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -140,7 +140,10 @@ def hp_importance(trials: pd.DataFrame, seed: int = 0) -> Optional[pd.Series]:
     the trials' best metric (sums to 1); None with fewer than ``MIN_TRIALS_FOR_IMPORTANCE`` trials.
 
     A rough, fANOVA-like estimate: with tens of trials it ranks, it does not measure."""
-    from sklearn.ensemble import RandomForestRegressor
+    from ..cluster import environment_restored
+
+    with environment_restored():  # importing scikit-learn sets OpenMP variables for the whole process
+        from sklearn.ensemble import RandomForestRegressor
 
     ok = trials.dropna(subset=[C.BEST_METRIC])
     cols = _hp_columns(ok)
