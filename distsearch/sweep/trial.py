@@ -29,6 +29,7 @@ from .._ray.warm import warm_worker_group_cls
 from ..space import names as space
 from ..spec.model import Harness, JobSpec
 from ..train import spares
+from ..train.backend import torch_config
 from ..train.worker import ForwardReports, settle_for_reuse, train_worker
 from . import planning
 
@@ -179,7 +180,6 @@ def run_trial(
     one ends; ``spare_plan``: ``planning.resolve_spares``'s answer for the sweep.
     """
     import ray.train
-    from ray.train.torch import TorchConfig
     from ray.util.queue import Queue
 
     spec = JobSpec.model_validate(job)
@@ -203,7 +203,7 @@ def run_trial(
             "data": data,
             "spare_keep_alive_s": planning.later_spare_keep_alive_s(spare_plan, trial_number, concurrency, spec.budget.num_trials),
         },
-        torch_config=TorchConfig(backend=plan.backend),
+        torch_config=torch_config(plan.backend, plan.num_workers),
         scaling_config=ray.train.ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker),
         run_config=ray.train.RunConfig(
             name=trial_id,
