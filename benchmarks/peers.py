@@ -1,4 +1,4 @@
-"""Peers: one small question asked three ways side by side in one run (distsearch, Optuna alone, Ray's pattern).
+"""Peers: one small question asked several ways side by side in one run (distsearch, Optuna alone, Ray's pattern, Tune alone).
 
 The question: the quickstart's digits MLP space (depth 1-3, width 64/128/256, relu/gelu/tanh,
 dropout 0-0.3, adam/adamw/sgd, lr 3e-4..3e-2 log, batch 32/64), a budget of ``--trials``
@@ -12,9 +12,12 @@ two trials at a time (the cores), one process per trial:
   no Ray; the best epoch's weights kept in memory and scored on test once at the end;
 - ``ray``: Ray's documented Train V2 + Tune pattern: a Tune function trainable that builds a
   ``TorchTrainer`` with ``TuneReportCallback``, ``OptunaSearch`` and ``ASHAScheduler``, a
-  checkpoint reported every epoch; the best checkpoint scored on test.
+  checkpoint reported every epoch; the best checkpoint scored on test;
+- ``tune``: Tune alone, one process per trial: the same search and scheduler over a function
+  trainable that trains in its own trial actor (no Ray Train), a checkpoint per epoch through
+  ``tune.report``, actors reused; what a harness without a separate Train worker could reach.
 
-All three train with the same loop (``distsearch.train.loop.train``) on the same splits, one
+All of them train with the same loop (``distsearch.train.loop.train``) on the same splits, one
 torch thread per trial, so what differs is the harness. Each method and seed runs in a fresh
 interpreter. Per run: the command's wall seconds (process start to exit); the sweep's (first
 trial start to last trial end); efficiency (the epochs' own seconds / (sweep seconds x 2
@@ -42,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -50,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine_line, markdown, ray_pattern, run_recorded  # noqa: E402
 
-METHODS = ("distsearch", "optuna", "ray")
+METHODS = ("distsearch", "optuna", "ray", "tune")
 SLOTS = 2
 GRACE_EPOCHS, REDUCTION = 2, 3
 SPACE = {
@@ -180,15 +184,12 @@ def run_optuna(seed: int, trials: int, epochs: int) -> dict:
     return {"trials": out, "best_val": best["val"], "test": _test_accuracy(task, splits, best["params"], best["state"])}
 
 
-def run_ray(seed: int, trials: int, epochs: int) -> dict:
+def _tune_question(seed: int, epochs: int) -> tuple[dict, Any, Any]:
+    """SPACE as a Tune param space, with TPE (``OptunaSearch``) and ASHA as the other methods have them."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from distsearch.tasks import make_task
-
-    task = make_task("digits", {})
-    splits = task.splits(seed)
     space = {
         "model": "mlp",
         "model.depth": tune.randint(1, 4),
@@ -199,6 +200,15 @@ def run_ray(seed: int, trials: int, epochs: int) -> dict:
         "lr": tune.loguniform(3e-4, 3e-2),
         "batch_size": tune.choice([32, 64]),
     }
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION)
+    return space, OptunaSearch(seed=seed), scheduler
+
+
+def _clocked() -> tuple[dict[str, dict], Any]:
+    """A Tune callback that times each trial's start, end and epochs, and what it fills: an
+    epoch's time is its report's own ``reported_at`` when the result has one, else its arrival."""
+    from ray import tune
+
     clock: dict[str, dict] = {}
 
     class Clock(tune.Callback):
@@ -206,19 +216,35 @@ def run_ray(seed: int, trials: int, epochs: int) -> dict:
             clock[trial.trial_id] = {"start": time.time(), "epochs": []}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            clock[trial.trial_id]["epochs"].append([time.time(), result["epoch_seconds"]])
+            clock[trial.trial_id]["epochs"].append([result.get("reported_at", time.time()), result["epoch_seconds"]])
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             clock[trial.trial_id]["end"] = time.time()
 
         on_trial_error = on_trial_complete
 
+    return clock, Clock()
+
+
+def _clock_trials(clock: dict[str, dict]) -> list[dict]:
+    for rec in clock.values():
+        rec.setdefault("end", rec["epochs"][-1][0] if rec["epochs"] else rec["start"])
+    return list(clock.values())
+
+
+def run_ray(seed: int, trials: int, epochs: int) -> dict:
+    from distsearch.tasks import make_task
+
+    task = make_task("digits", {})
+    splits = task.splits(seed)
+    space, search_alg, scheduler = _tune_question(seed, epochs)
+    clock, callback = _clocked()
     params, val, state = ray_pattern(
         task,
         splits,
         dict,
-        search_alg=OptunaSearch(seed=seed),
-        scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION),
+        search_alg=search_alg,
+        scheduler=scheduler,
         param_space=space,
         num_samples=trials,
         slots=SLOTS,
@@ -226,11 +252,62 @@ def run_ray(seed: int, trials: int, epochs: int) -> dict:
         seed=seed,
         metric="val_accuracy",
         mode="max",
-        callbacks=[Clock()],
+        callbacks=[callback],
     )
-    for rec in clock.values():
-        rec.setdefault("end", rec["epochs"][-1][0] if rec["epochs"] else rec["start"])
-    return {"trials": list(clock.values()), "best_val": val, "test": _test_accuracy(task, splits, params, state)}
+    return {"trials": _clock_trials(clock), "best_val": val, "test": _test_accuracy(task, splits, params, state)}
+
+
+def run_tune(seed: int, trials: int, epochs: int) -> dict:
+    """Tune alone, one process per trial: a function trainable that trains in its own trial actor
+    (no Ray Train), a checkpoint per epoch through ``tune.report``, actors reused."""
+    import ray
+    import torch
+    from ray import tune
+
+    from distsearch.tasks import make_task
+    from distsearch.train.loop import train
+
+    task = make_task("digits", {})
+    splits = task.splits(seed)
+    space, search_alg, scheduler = _tune_question(seed, epochs)
+    clock, callback = _clocked()
+    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        data = ray.put(splits.without_test())
+
+        def trainable(config):
+            torch.set_num_threads(1)
+
+            def report(metrics, state):
+                with tempfile.TemporaryDirectory() as d:
+                    torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
+                    tune.report({**metrics, "reported_at": time.time()}, checkpoint=tune.Checkpoint.from_directory(d))
+
+            train(task, dict(config), report, max_epochs=epochs, seed=seed, splits=ray.get(data))
+
+        with tempfile.TemporaryDirectory() as storage:
+            grid = tune.Tuner(
+                tune.with_resources(trainable, {"cpu": 1}),
+                param_space=space,
+                tune_config=tune.TuneConfig(
+                    metric="val_accuracy",
+                    mode="max",
+                    search_alg=search_alg,
+                    scheduler=scheduler,
+                    num_samples=trials,
+                    max_concurrent_trials=SLOTS,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(storage_path=storage, callbacks=[callback], verbose=0),
+            ).fit()
+            best = grid.get_best_result(scope="all")
+            checkpoint, metrics = max(best.best_checkpoints, key=lambda cm: cm[1]["val_accuracy"])
+            with checkpoint.as_directory() as d:
+                state = torch.load(os.path.join(d, "model.pt"), weights_only=True)
+            params = dict(best.config)
+    finally:
+        ray.shutdown()
+    return {"trials": _clock_trials(clock), "best_val": float(metrics["val_accuracy"]), "test": _test_accuracy(task, splits, params, state)}
 
 
 # ---- the figures of one run, and the table --------------------------------------------------
