@@ -255,6 +255,21 @@ def run_recorded(script: str, main, default_out: str) -> int:
 RAY_PATTERN_DRIVER_CPU = 0.01
 
 
+def report_with_weights(send):
+    """A loop ``report`` for Ray's patterns: it saves the epoch's model weights (``model.pt``) in a
+    temporary folder and calls ``send(metrics, folder)``, which reports them as a checkpoint."""
+    import tempfile
+
+    import torch
+
+    def report(metrics, state):
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
+            send(metrics, d)
+
+    return report
+
+
 def ray_pattern(
     task,
     splits,
@@ -291,11 +306,7 @@ def ray_pattern(
     def train_fn_per_worker(config):
         torch.set_num_threads(1)
 
-        def report(metrics, state):
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
-
+        report = report_with_weights(lambda metrics, d: ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d)))
         train(task, config["params"], report, max_epochs=max_epochs, seed=seed, splits=ray.get(config["data"]))
 
     with tempfile.TemporaryDirectory() as storage:

@@ -52,7 +52,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_line, markdown, ray_pattern, run_recorded  # noqa: E402
+from benchmarks._common import machine_line, markdown, ray_pattern, report_with_weights, run_recorded  # noqa: E402
 
 METHODS = ("distsearch", "optuna", "ray", "tune")
 SLOTS = 2
@@ -278,11 +278,9 @@ def run_tune(seed: int, trials: int, epochs: int) -> dict:
         def trainable(config):
             torch.set_num_threads(1)
 
-            def report(metrics, state):
-                with tempfile.TemporaryDirectory() as d:
-                    torch.save(state["model"] if state else {}, os.path.join(d, "model.pt"))
-                    tune.report({**metrics, "reported_at": time.time()}, checkpoint=tune.Checkpoint.from_directory(d))
-
+            report = report_with_weights(
+                lambda metrics, d: tune.report({**metrics, "reported_at": time.time()}, checkpoint=tune.Checkpoint.from_directory(d))
+            )
             train(task, dict(config), report, max_epochs=epochs, seed=seed, splits=ray.get(data))
 
         with tempfile.TemporaryDirectory() as storage:
