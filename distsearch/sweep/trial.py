@@ -29,7 +29,6 @@ from .._ray.warm import warm_worker_group_cls
 from ..space import names as space
 from ..spec.model import Harness, JobSpec
 from ..train import spares
-from ..train.backend import torch_config
 from ..train.worker import ForwardReports, settle_for_reuse, train_worker
 from . import planning
 
@@ -181,6 +180,8 @@ def run_trial(
     """
     import ray.train
     from ray.util.queue import Queue
+
+    from ..train.backend import torch_config  # imports ray.train.torch: here, not in the driver that imports this module
 
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
