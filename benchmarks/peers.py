@@ -27,7 +27,7 @@ start minus the end of the trial before it in that slot); the best validation ac
 test accuracy.
 
     python benchmarks/peers.py [--seeds 5] [--trials 16] [--epochs 20] [--out peers.parquet]
-    python benchmarks/peers.py smoke     # 1 seed, 4 trials of 3 epochs (CI runs it)
+    python benchmarks/peers.py smoke     # 1 seed, 4 trials of 3 epochs (it starts Ray four times: not in CI)
 
 Targets (issue 34), ratios of medians in this run: distsearch's command within 2x of Optuna
 alone's; efficiency >= 0.7; harness <= 20 ms per epoch; a slot's gap <= 0.1 s. It prints each

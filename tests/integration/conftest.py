@@ -79,6 +79,28 @@ def session_members(sid: int) -> dict[int, str]:
     return found
 
 
+def stacks_of_hung_session(sid: int, ray_tmpdir: str, limit_chars: int = 40_000) -> str:
+    """Every thread's stack in each Python process of session ``sid`` (a driver started with
+    ``PYTHONFAULTHANDLER=1``, and the Ray workers it started, which inherit it), for a test whose
+    driver ran past its timeout: SIGABRT makes faulthandler print them, the workers' into their
+    Ray log files under ``ray_tmpdir``, and ends the processes. The driver's own dump is on its
+    stderr, which the caller reads."""
+    for pid, cmd in session_members(sid).items():
+        if cmd.startswith("ray::") or "python" in cmd.split(" ", 1)[0]:
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+    time.sleep(3)
+    dumps = []
+    for log in sorted(Path(ray_tmpdir).glob("**/logs/*.err")):
+        text = log.read_text(errors="replace")
+        at = text.find("Fatal Python error")
+        if at >= 0:
+            dumps.append(f"--- {log.name}\n{text[at:]}")
+    return "\n".join(dumps)[-limit_chars:]
+
+
 def signal_session(sid: int, sig: signal.Signals) -> None:
     """Send ``sig`` to every process of session ``sid``."""
     for pid in session_members(sid):

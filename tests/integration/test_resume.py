@@ -2,6 +2,7 @@
 command, run again, finishes the run."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from distsearch import constants as C
 from distsearch.results.files import read_run
 
 from ..conftest import ROOT, images_job, text_job, tiny_job
-from .conftest import check_run_files, end_session, own_ray_tmpdir, session_members, signal_session
+from .conftest import check_run_files, end_session, own_ray_tmpdir, session_members, signal_session, stacks_of_hung_session
 
 pytestmark = pytest.mark.integration
 
@@ -104,8 +105,8 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "distsearch", "run", str(job), "--quiet"]
-    with own_ray_tmpdir():  # each driver's Ray under this test's own temp dir
-        _kill_and_resume(command, raw, stop, algorithm)
+    with own_ray_tmpdir() as ray_tmpdir:  # each driver's Ray under this test's own temp dir
+        _kill_and_resume(command, raw, stop, algorithm, ray_tmpdir)
 
 
 def _every_third_image(folder: Path, out: Path) -> Path:
@@ -148,16 +149,16 @@ def _plant_hostile_tune_state(run: Path) -> Path:
     return marker
 
 
-def _kill_and_resume(command, raw, stop, algorithm):
+def _kill_and_resume(command, raw, stop, algorithm, ray_tmpdir):
     started = []
     try:
-        _run_kill_and_resume(command, raw, stop, algorithm, started)
+        _run_kill_and_resume(command, raw, stop, algorithm, started, ray_tmpdir)
     finally:  # a failed assertion must not leave a driver's Ray behind
         for sid in started:
             end_session(sid)
 
 
-def _run_kill_and_resume(command, raw, stop, algorithm, started):
+def _run_kill_and_resume(command, raw, stop, algorithm, started, ray_tmpdir):
     # As from a terminal: a shell without job control starts background commands (a CI runner's
     # included) with SIGINT ignored, and the driver rightly leaves an ignored SIGINT ignored.
     first = subprocess.Popen(
@@ -208,10 +209,17 @@ def _run_kill_and_resume(command, raw, stop, algorithm, started):
     marker = _plant_hostile_tune_state(run)
 
     t0 = time.time()
-    second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # faulthandler in the driver and its Ray workers: should the resumed run hang, the failure shows every thread's stack
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     started.append(second.pid)
     try:
         stdout, stderr = second.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        stacks = stacks_of_hung_session(second.pid, ray_tmpdir)
+        stdout, stderr = second.communicate(timeout=30)
+        unended = {t: r for t, r in _ledger(run).items() if not r.get(C.ENDED_AT)}
+        pytest.fail(f"the resumed run ran past 400 s; trials not ended: {unended}\ndriver:\n{stderr[-20000:]}\nRay workers:\n{stacks}")
     finally:
         _end_leftovers(second.pid)
     assert second.returncode == 0, stdout[-3000:] + stderr[-3000:]

@@ -148,7 +148,7 @@ def test_train_controller_as_its_own_actor_on_rays_own_path(embedded_ray, tmp_pa
     spec = parse_job(
         tiny_job(
             tmp_path,
-            budget={"num_trials": 3, "max_epochs": 3},
+            budget={"num_trials": 2, "max_epochs": 3},  # both at once: one round of controller, queue and worker starts
             asha={"grace_period_epochs": 1, "reduction_factor": 3},
             harness={"trial_processes": processes},
         )
