@@ -175,14 +175,15 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
     reuse = processes == "kept_worker_group"
     before = _actor_ids_by_class(TRIAL_ACTOR_CLASS)
     controllers_before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
-    # ~0.1-0.6 s each here: a stopped trial left running would get far past its rung. Rungs at
-    # 1, 3 and 9 epochs; none at 27, so a stopped trial's last few epochs stay below max_epochs.
+    # A stopped trial left running would get far past its rung: it would train on for the rest of
+    # the sweep, tens of epochs, where a stop takes effect within one or two. Rungs at 1, 3 and 9
+    # epochs; none at 27, so a stopped trial's last few epochs stay below max_epochs.
     max_epochs = 24
     spec = parse_job(
         tiny_job(
             tmp_path,
             budget={"num_trials": 6, "max_epochs": max_epochs},
-            space={**tiny_job(tmp_path)["space"], "batch_size": 16},
+            space={**tiny_job(tmp_path)["space"], "batch_size": 32},
             asha={"grace_period_epochs": 1, "reduction_factor": 3},
             harness={"trial_processes": processes},
         )
