@@ -6,8 +6,11 @@ trials of ``--epochs`` epochs, TPE with successive halving (grace 2 epochs, redu
 two trials at a time (the cores), one process per trial:
 
 - ``distsearch``: ``distsearch run`` on that job with TPE, as the other two (random search is the
-  default), and its other defaults (ASHA, kept worker groups), one Train worker per trial, the
-  ensemble off;
+  default), and its other defaults (ASHA; one worker per trial, so ``harness.trial_processes:
+  auto`` trains each trial in its Tune actor), the ensemble off;
+- ``distsearch_group``: the same job with ``harness.trial_processes: kept_worker_group``, each
+  trial's one worker in a Ray Train worker group that its actor keeps: what training in the trial
+  actor saves, measured beside it;
 - ``optuna``: Optuna alone: ``TPESampler`` + ``SuccessiveHalvingPruner``, ``n_jobs`` = the cores,
   no Ray; the best epoch's weights kept in memory and scored on test once at the end;
 - ``ray``: Ray's documented Train V2 + Tune pattern: a Tune function trainable that builds a
@@ -54,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine_line, markdown, ray_pattern, report_with_weights, run_recorded  # noqa: E402
 
-METHODS = ("distsearch", "optuna", "ray", "tune")
+METHODS = ("distsearch", "distsearch_group", "optuna", "ray", "tune")
 SLOTS = 2
 GRACE_EPOCHS, REDUCTION = 2, 3
 SPACE = {
@@ -67,7 +70,7 @@ SPACE = {
 }
 
 
-def _job(seed: int, trials: int, epochs: int, storage: str) -> dict:
+def _job(seed: int, trials: int, epochs: int, storage: str, trial_processes: str = "auto") -> dict:
     return {
         "name": "peers",
         "task": "digits",
@@ -81,6 +84,7 @@ def _job(seed: int, trials: int, epochs: int, storage: str) -> dict:
         "scaling": {"num_workers": 1, "cpus_per_worker": 1},
         "max_concurrent_trials": SLOTS,
         "ensemble": {"enabled": False},
+        "harness": {"trial_processes": trial_processes},
         "storage": storage,
     }
 
@@ -110,12 +114,16 @@ def _test_accuracy(task, splits, params: dict, state: dict) -> float:
 
 
 # ---- each method, in its own interpreter: trials as [{start, end, epochs: [[arrival, seconds]]}] ----
-def run_distsearch(seed: int, trials: int, epochs: int) -> dict:
+def run_distsearch_group(seed: int, trials: int, epochs: int) -> dict:
+    return run_distsearch(seed, trials, epochs, trial_processes="kept_worker_group")
+
+
+def run_distsearch(seed: int, trials: int, epochs: int, trial_processes: str = "auto") -> dict:
     from benchmarks._common import run_cli
     from distsearch import constants as C
 
     with tempfile.TemporaryDirectory() as storage:
-        run, command_s = run_cli(_job(seed, trials, epochs, storage), Path(storage), None)
+        run, command_s = run_cli(_job(seed, trials, epochs, storage, trial_processes), Path(storage), None)
         # epochs.parquet's timestamps are when the driver received each report, and Tune hands the
         # driver reports in batches; the worker's own report times are in each trial's latest
         # checkpoint's history (its JSON stays after the sweep)

@@ -26,6 +26,7 @@ LEDGER_DIR = "ledger"  # <trial id>.json per trial: started_at, ended_at, error,
 CHECKPOINT_FILE = "model.pt"  # inside each checkpoint directory
 CHECKPOINT_META_FILE = "meta.json"  # epoch and metrics of that checkpoint
 CHECKPOINT_HISTORY_FILE = "history.json"  # every report of the trial up to that checkpoint (timestamp: UTC seconds)
+CHECKPOINT_RECORD_FILE = "checkpoints.json"  # <trial id>/ of a trial that keeps its own checkpoints (train.store): the kept ones, the latest last
 
 # Written into every Parquet file's key-value metadata; bump on any column change.
 SCHEMA_VERSION = "1"

@@ -95,7 +95,7 @@ def ray_release_problems(spec: JobSpec) -> list[str]:
     why = f"Ray {ray.__version__} is installed, and only Ray {door.PINNED_RAY_VERSION} is vouched for beyond Ray's public path"
     fix = f"or pip install 'ray[default,tune,train]=={door.PINNED_RAY_VERSION}'"
     problems = []
-    if spec.harness.trial_processes != "ray":
+    if spec.harness.trial_processes not in ("ray", "trial_actor"):  # trial_actor: Tune's public API alone
         problems.append(f"harness.trial_processes: got {spec.harness.trial_processes!r}; {why}; fix: set harness.trial_processes: ray, {fix}")
     if spec.harness.spare_worker_keep_alive_s:
         problems.append(

@@ -130,8 +130,32 @@ class JobSpec(_Section):
             raise ValueError(f"storage: got {v!r}, which is a file; fix: give a directory (it is created if missing)")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _trial_processes_resolved(cls, data: Any) -> Any:
+        """``harness.trial_processes: auto`` (or unset) becomes the value it stands for, so that
+        the job every trial and a resumed driver read, and run.json, name what ran."""
+        if not isinstance(data, dict):
+            return data
+        harness, scaling = data.get("harness") or {}, data.get("scaling") or {}
+        if not isinstance(harness, dict) or not isinstance(scaling, dict) or harness.get("trial_processes", "auto") != "auto":
+            return data
+        lone = scaling.get("num_workers", Scaling.model_fields["num_workers"].default) == 1 and not harness.get("max_worker_failures")
+        return {**data, "harness": {**harness, "trial_processes": "trial_actor" if lone else "kept_worker_group"}}
+
     @model_validator(mode="after")
     def _cross_field(self) -> "JobSpec":
+        if self.harness.trains_in_trial_actor and self.scaling.num_workers > 1:
+            raise ValueError(
+                f"scaling.num_workers: got {self.scaling.num_workers} with harness.trial_processes: trial_actor, which trains one "
+                "worker in the trial's own actor; fix: set harness.trial_processes: auto (kept_worker_group for DDP), or num_workers: 1"
+            )
+        if self.harness.trains_in_trial_actor and self.harness.max_worker_failures:
+            raise ValueError(
+                f"harness.max_worker_failures: got {self.harness.max_worker_failures} with harness.trial_processes: trial_actor, "
+                "whose trial fails with its actor (no Ray Train run restarts it); fix: set harness.trial_processes: kept_worker_group, "
+                "or max_worker_failures: 0"
+            )
         if self.asha.grace_period_epochs > self.budget.max_epochs:
             raise ValueError(
                 f"asha.grace_period_epochs: got {self.asha.grace_period_epochs} > budget.max_epochs {self.budget.max_epochs}; "

@@ -166,7 +166,7 @@ class Search(_Section):
 
 
 #: How a trial gets its processes, from Ray's own path to the most reuse; see ``Harness.trial_processes``.
-TRIAL_PROCESSES = ("ray", "controller_in_trial", "reused_actor", "kept_worker_group")
+TRIAL_PROCESSES = ("ray", "controller_in_trial", "reused_actor", "kept_worker_group", "trial_actor")
 # The three booleans that ``trial_processes`` replaced, refused with the value they meant.
 _OLD_HARNESS_KEYS = ("train_controller", "reuse_trial_actors", "reuse_worker_groups")
 
@@ -199,16 +199,20 @@ class Harness(_Section):
         description="how rank 0's checkpoint is copied to storage: async (in Ray Train's upload thread while the next epoch "
         "trains) or sync (the report waits for the copy; Ray's default)",
     )
-    trial_processes: Literal["ray", "controller_in_trial", "reused_actor", "kept_worker_group"] = Field(
-        "kept_worker_group",
-        description="how a trial gets its processes, each value adding one step of reuse to the one before: "
+    trial_processes: Literal["auto", "ray", "controller_in_trial", "reused_actor", "kept_worker_group", "trial_actor"] = Field(
+        "auto",
+        description="how a trial gets its processes: "
         "ray (Ray's own path: a new Tune actor per trial, whose Ray Train controller is an actor of its own); "
         "controller_in_trial (the controller runs inside the trial's Tune actor: one process and one report-queue actor "
         "fewer per trial); reused_actor (as controller_in_trial, and Tune runs the next trial in the actor of one that "
         "ended, which first ends the old trial's worker group itself); kept_worker_group (as reused_actor, and the actor "
         "keeps its Train worker group, its processes, sync actor and placement group, for its next trial, so that a trial "
         "starts no new process: a trial that ends asks its workers to stop at their next report (a lone worker: at its "
-        "next batch) and waits up to release_timeout_s / 2 for them, else ends the group as Ray Train does)",
+        "next batch) and waits up to release_timeout_s / 2 for them, else ends the group as Ray Train does); "
+        "trial_actor (one worker only, and max_worker_failures 0: the trial trains in its Tune actor itself, which holds "
+        "the worker's resources and serves the next trial, with no Ray Train run, worker process or placement group of "
+        "its own; it keeps its own checkpoints, in Ray Train's layout, and a trial whose actor dies fails); "
+        "auto (the default: trial_actor for trials of one worker with max_worker_failures 0, else kept_worker_group)",
     )
     spare_worker_keep_alive_s: Optional[float] = Field(
         None,
@@ -219,7 +223,8 @@ class Harness(_Section):
         "before Tune starts, and each Train worker, as it starts, has its node's Ray start one for the trial after its "
         "own. Ray keeps an unused spare at least this long and ends it with the job (seconds, 0..86400; 0: no spares, "
         "Ray's default; unset: 600, but for the later trials' spares only when the trials at full concurrency leave a "
-        "CPU of the cluster free for them to start on and trial_processes is not kept_worker_group, else 0)",
+        "CPU of the cluster free for them to start on and trial_processes is not kept_worker_group, else 0; none with "
+        "trial_processes: trial_actor, whose trials start no worker process)",
     )
 
     @model_validator(mode="before")
@@ -241,12 +246,17 @@ class Harness(_Section):
     @property
     def controller_in_trial(self) -> bool:
         """Whether each trial's Ray Train controller runs inside its Tune actor."""
-        return self.trial_processes != "ray"
+        return self.trial_processes not in ("ray", "trial_actor")
 
     @property
     def reuses_trial_actors(self) -> bool:
         """Whether Tune runs the next trial in the actor of one that ended."""
-        return self.trial_processes in ("reused_actor", "kept_worker_group")
+        return self.trial_processes in ("reused_actor", "kept_worker_group", "trial_actor")
+
+    @property
+    def trains_in_trial_actor(self) -> bool:
+        """Whether a trial trains in its Tune actor itself, with no Ray Train run (distsearch.train.lone)."""
+        return self.trial_processes == "trial_actor"
 
     @property
     def reuses_worker_groups(self) -> bool:

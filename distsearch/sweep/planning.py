@@ -112,7 +112,10 @@ def resolve_spares(spec: JobSpec, nodes: list[Mapping[str, float]], concurrency:
     that would otherwise idle: when the trials at full concurrency reserve every CPU, it
     competes with training and the sweep gets longer. Where trials keep their worker groups,
     later trials start in the kept processes, so they get no spares: an unused spare is an
-    import of torch for nothing."""
+    import of torch for nothing. A trial that trains in its Tune actor has no Train worker to
+    start in a spare: none."""
+    if spec.harness.trains_in_trial_actor:
+        return NO_SPARES
     if spec.harness.spare_worker_keep_alive_s is not None:
         return SparePlan(spec.harness.spare_worker_keep_alive_s, spec.harness.spare_worker_keep_alive_s)
     free = sum(n.get("CPU", 0.0) for n in nodes) - concurrency * per_trial_resources(spec).get("CPU", 0.0)

@@ -20,6 +20,7 @@ from typing import Any
 from .. import constants as C
 from .. import storage
 from .._ray import train as ray_train
+from ..train import store
 from .recording import PriorRun, epoch_row
 
 log = logging.getLogger("distsearch")
@@ -50,19 +51,17 @@ def load_prior(run_dir: str) -> PriorRun:
     for trial in fs.get_file_info(pafs.FileSelector(f"{base}/{C.TRAIN_DIR}", allow_not_found=True)):
         if trial.type != pafs.FileType.Directory:
             continue
+        trial_dir = storage.uri(fs, trial.path)
         try:
-            with _quiet("ray.train"):  # Train logs a paragraph per run it finds
-                train_run = Result.from_path(storage.uri(fs, trial.path))
-        except ray_train.ray_train_error() as e:  # a snapshot cut short by the crash: Train cannot resume it either
-            log.warning("trial %s: Ray Train cannot read its checkpoint record (%s); it starts over", trial.base_name, e)
+            kept = _kept_checkpoints(trial_dir, Result)
+        except ValueError as e:  # a record cut short or altered: the trial cannot resume from it either
+            log.warning("trial %s: its checkpoint record cannot be read (%s)", trial.base_name, e)
             continue
-        except RuntimeError:  # no checkpoint was registered: the trial starts from scratch
+        if not kept:  # no checkpoint was registered: the trial starts from scratch
             continue
-        if train_run.checkpoint is None:
-            continue
-        latest = storage.uri(train_run.checkpoint.filesystem, train_run.checkpoint.path)
+        latest = kept[-1]
         history = storage.read_json(storage.join(latest, C.CHECKPOINT_HISTORY_FILE))
-        paths = {int(m[C.EPOCH]): storage.uri(c.filesystem, c.path) for c, m in train_run.best_checkpoints or []}
+        paths = {int(storage.read_json(storage.join(p, C.CHECKPOINT_META_FILE))[C.EPOCH]): p for p in kept[:-1]}
         paths[int(history[-1][C.EPOCH])] = latest
         record = ledger.get(trial.base_name, {})
         if record.get(C.ENDED_AT):
@@ -76,6 +75,26 @@ def load_prior(run_dir: str) -> PriorRun:
                 row[C.CHECKPOINT_PATH] = paths[h[C.EPOCH]]
             rows.append(row)
     return PriorRun(epoch_rows=rows, ledger=ledger)
+
+
+def _kept_checkpoints(trial_dir: str, result_cls: Any) -> list[str]:
+    """The checkpoints a trial's resume may use, the latest last: those its own record names
+    (``train.store``, a trial trained in its actor), or those its Ray Train run registered."""
+    own = store.read_record(trial_dir)
+    if own is not None:
+        return [storage.join(trial_dir, e.name) for e in own]
+    try:
+        with _quiet("ray.train"):  # Train logs a paragraph per run it finds
+            train_run = result_cls.from_path(trial_dir)
+    except ray_train.ray_train_error() as e:  # a snapshot cut short by the crash: Train cannot resume it either
+        raise ValueError(f"Ray Train cannot read it: {e}; the trial starts over") from e
+    except RuntimeError:  # no checkpoint was registered
+        return []
+    if train_run.checkpoint is None:
+        return []
+    latest = storage.uri(train_run.checkpoint.filesystem, train_run.checkpoint.path)
+    best = [storage.uri(c.filesystem, c.path) for c, _ in train_run.best_checkpoints or []]
+    return [p for p in best if p != latest] + [latest]
 
 
 def _ledger_files(run_dir: str) -> list[str]:

@@ -25,7 +25,7 @@ from . import cleanup, planning
 from .progress import Heartbeat, ProgressView, TensorBoardLogger
 from .recording import ResultRecorder, SweepBudget, trial_rows
 from .resume import load_prior
-from .trial import TRIAL_ACTOR_RESOURCES, run_trial, start_first_spares
+from .trial import run_trial, start_first_spares, trial_actor_resources
 
 #: What Tune's driver reads from the environment during ``fit()``, set only while it runs.
 TUNE_DRIVER_ENV = {
@@ -128,7 +128,7 @@ def run_sweep(
             concurrency=concurrency,
             spare_plan=spare_plan,
         ),
-        TRIAL_ACTOR_RESOURCES,
+        trial_actor_resources(spec),
     )
     env = plan.tune_env(concurrency)
     if prior:  # a new Tune experiment that goes on from the ledger: see distsearch.sweep.resume
@@ -161,7 +161,8 @@ def run_sweep(
     )
     ray_tune.keep_credentials_out_of_runtime_envs()  # before the first trial actor's runtime env is made
     start_first_spares(spec, concurrency, spare_plan)  # first: the raylet drops spares it has no start slot for
-    ray_train.start_train_coordinator()
+    if not h.trains_in_trial_actor:  # a trial trained in its actor makes no Ray Train run
+        ray_train.start_train_coordinator()
     t0 = time.monotonic()
     try:
         with cleanup.released_on_stop(reaper), environment({**TUNE_DRIVER_ENV, **env}), plan.running():

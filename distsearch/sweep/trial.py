@@ -4,7 +4,9 @@ A trial is one Ray Train run: ``run_trial`` builds a ``TorchTrainer`` (distsearc
 lean one) for the trial's config and calls ``fit()`` beside the Tune thread, which hands every
 report the controller forwards (``worker.ForwardReports``) to ``tune.report``. Ray's own
 ``TuneReportCallback`` is not used: its hand-off can deadlock a trial when the last report and
-``fit()``'s return race, and the trial then hangs for good.
+``fit()``'s return race, and the trial then hangs for good. A trial of one worker under
+``harness.trial_processes: trial_actor`` trains in this actor instead (distsearch.train.lone),
+its reports handed on the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 import ray
 from ray import tune
@@ -31,6 +33,7 @@ from ..spec.model import Harness, JobSpec
 from ..train import spares
 from ..train.worker import ForwardReports, settle_for_reuse, train_worker
 from . import planning
+from .relay import END, relay, with_checkpoint_path
 
 # Ray Train reads these in the trial process and propagates them to its controller and workers.
 _HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
@@ -47,6 +50,16 @@ _TUNE_THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Tune's re
 # driver is there). Losing a worker node costs only the Train workers on it, which the controller
 # restarts elsewhere from the last checkpoint (harness.max_worker_failures).
 TRIAL_ACTOR_RESOURCES = {"memory": 2**20, **({ray_tune.HEAD_NODE_RESOURCE: 0.001} if door.VOUCHED else {})}
+
+
+def trial_actor_resources(spec: JobSpec) -> dict[str, float]:
+    """What each trial's Tune actor asks for: a trial that trains in it (``harness.trial_processes:
+    trial_actor``) asks for its lone worker's resources, anywhere in the cluster; otherwise
+    the sliver above, on the head."""
+    if not spec.harness.trains_in_trial_actor:
+        return TRIAL_ACTOR_RESOURCES
+    s = spec.scaling
+    return {"cpu": s.cpus_per_worker, **({"gpu": s.gpus_per_worker} if s.use_gpu else {})}
 
 
 def trial_env(h: Harness) -> dict[str, str]:
@@ -119,10 +132,6 @@ def start_first_spares(spec: JobSpec, concurrency: int, plan: planning.SparePlan
     return count
 
 
-class TrialTimedOut(RuntimeError):
-    """The trial ran longer than ``budget.trial_timeout_s``; its Train run was ended."""
-
-
 def _trial_number(trial_id: str, ledger_dir: str) -> int:
     """The trial's place in start order, from 0: random search's ids end with it (``..._00003``);
     a searcher's ids are random, so count the trials the ledger has seen start before it."""
@@ -168,7 +177,8 @@ def run_trial(
     concurrency: int = 1,
     spare_plan: planning.SparePlan = planning.NO_SPARES,
 ) -> None:
-    """The Tune function trainable: one Train V2 run for this trial's config.
+    """The Tune function trainable: one Train V2 run for this trial's config, or, with
+    ``harness.trial_processes: trial_actor``, the trial trained in this actor (``_train_here``).
 
     ``data`` is ``[ObjectRef]`` to ``(task, splits)``, wrapped in a list so that Ray passes the
     reference on to the workers instead of resolving it here. A trial whose ledger record says
@@ -178,17 +188,23 @@ def run_trial(
     ``concurrency``: the sweep's trials at once, which tells whether a trial will start after this
     one ends; ``spare_plan``: ``planning.resolve_spares``'s answer for the sweep.
     """
-    import ray.train
-    from ray.util.queue import Queue
-
-    from ..train.backend import torch_config  # imports ray.train.torch: here, not in the driver that imports this module
-
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
     if _ended_under_earlier_driver(trial_id, config, ledger_dir):
         return
     h = spec.harness
     os.environ.update(trial_env(h))
+    # A hung trial reports nothing, so nothing outside it (Tune's stoppers, which are asked on a
+    # report) can end it: the trial watches its own clock, and ends its training as a stop does.
+    deadline = time.monotonic() + spec.budget.trial_timeout_s if spec.budget.trial_timeout_s else None
+    if h.trains_in_trial_actor:
+        _train_here(config, job, storage.join(train_storage, trial_id), data, deadline, spec.budget.trial_timeout_s)
+        return
+    import ray.train
+    from ray.util.queue import Queue
+
+    from ..train.backend import torch_config  # imports ray.train.torch: here, not in the driver that imports this module
+
     in_trial = h.controller_in_trial
     plan = planning.worker_group_plan(spec)
     # The controller runs ForwardReports: in this process, a plain queue; as an actor, a Ray
@@ -235,38 +251,10 @@ def run_trial(
 
     runner = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     runner.start()
-    # A hung trial reports nothing, so nothing outside it (Tune's stoppers, which are asked on a
-    # report) can end it: the trial watches its own clock, and ends its Train run as a stop does.
-    deadline = time.monotonic() + spec.budget.trial_timeout_s if spec.budget.trial_timeout_s else None
-    try:
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                trainer.abort.set()
-                if in_trial:
-                    runner.join(timeout=float(os.environ[_TUNE_THREAD_TIMEOUT_ENV]) - 1)
-                raise TrialTimedOut(
-                    f"timed out: the trial ran longer than budget.trial_timeout_s = {spec.budget.trial_timeout_s:g} s, so its Train run "
-                    f"was ended; fix: raise budget.trial_timeout_s, or find what the trial waits on (a hung forward pass, data)"
-                )
-            try:
-                item = reports.get(timeout=0.25)
-            except queue.Empty:  # ray.util.queue.Empty is a subclass
-                if runner.is_alive():
-                    continue
-                try:  # fit() has returned, so every put has landed: drain what is left
-                    item = reports.get_nowait()
-                except queue.Empty:
-                    break
-            tune.report(item)
-    except SystemExit:
-        # Tune ends a trial that it stopped (ASHA, a limit) by raising SystemExit in tune.report
-        # here: when it stops the actor, and when it reuses the actor for the next trial. With
-        # the controller in this process, end the run before this thread returns, so that a
-        # reused actor starts the next trial with the old worker group gone.
-        trainer.abort.set()
-        if in_trial:
-            runner.join(timeout=float(os.environ[_TUNE_THREAD_TIMEOUT_ENV]) - 1)  # before Tune's own wait ends
-        raise
+    # With the controller in this process, a stopped or timed-out trial's run ends before this
+    # thread returns, so that a reused actor starts the next trial with the old worker group gone.
+    join_s = float(os.environ[_TUNE_THREAD_TIMEOUT_ENV]) - 1 if in_trial else None  # before Tune's own wait ends
+    relay(reports, runner, trainer.abort.set, join_s, join_s, deadline, spec.budget.trial_timeout_s, lambda item: item)
     runner.join()
     if not in_trial:
         reports.shutdown()
@@ -275,3 +263,42 @@ def run_trial(
         if isinstance(e, ray.train.TrainingFailedError):
             raise RuntimeError(f"trial {trial_id} failed in Ray Train: {e}") from e
         raise e
+
+
+def _train_here(
+    config: dict[str, Any], job: dict[str, Any], trial_dir: str, data: list, deadline: Optional[float], timeout_s: Optional[float]
+) -> None:
+    """The trial trained in this actor (distsearch.train.lone) on a thread beside this one, which
+    hands its reports to Tune, each once its checkpoint is stored. The training thread runs at
+    most two reports ahead of Tune, so a stop finds it within an epoch or two."""
+    from ..train.lone import train_lone
+
+    reports: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def put(item: Any) -> None:
+        while not stop.is_set():  # a stopped trial's last reports are nobody's: leave, do not wait
+            try:
+                reports.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def train() -> None:
+        try:
+            train_lone({"job": job, "params": space.flatten(config), "data": data}, trial_dir, lambda metrics, stored: put((metrics, stored)), stop)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the trial thread below
+            failure.append(e)
+        finally:
+            put(END)
+
+    runner = threading.Thread(target=train, name="train-lone", daemon=True)
+    runner.start()
+    # The training thread leaves at its next batch once stopped. A timed-out trial's batch may
+    # hang for good: it is not waited for, and goes with the actor, which Tune ends for a failed trial.
+    join_s = float(os.environ[_TUNE_THREAD_TIMEOUT_ENV]) - 1
+    relay(reports, runner, stop.set, join_s, 0.0, deadline, timeout_s, with_checkpoint_path)
+    runner.join()
+    if failure:
+        raise failure[0]

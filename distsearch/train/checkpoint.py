@@ -1,4 +1,4 @@
-"""A trial's checkpoint state read back as tensors and plain values only, and the score its retention uses.
+"""A trial's checkpoint: its files, its state read back as tensors and plain values only, and the score its retention uses.
 
 A checkpoint (``model.pt``) is ``torch.save`` of a dict of state dicts, numbers, strings and the
 trial's hyperparameters. It is read with ``weights_only=True``, torch's restricted unpickler,
@@ -9,11 +9,14 @@ folder cannot run code on the driver or the workers that resume from it.
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .. import constants as C
 from ..errors import UserError
 from ..search.objective import TIEBREAK_LOSS, trailing_means
 
@@ -61,3 +64,35 @@ def read_state(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state:
         raise UnsafeCheckpoint(f"{where}: holds {type(state).__name__}, not a checkpoint's state dict; fix: delete that checkpoint directory")
     return state
+
+
+def recorded(history: list[dict[str, Any]], metrics: dict[str, Any], objective: "Objective", smoothing_epochs: int) -> dict[str, Any]:
+    """Add ``metrics`` (an epoch's report) to ``history``, the trial's reports so far, stamped
+    with the time; return them with the rank their checkpoint is kept by (``keep_rank``)."""
+    history.append({**metrics, C.TIMESTAMP: time.time()})
+    return {**metrics, C.CHECKPOINT_KEEP_RANK: keep_rank(objective, history, smoothing_epochs)}
+
+
+def files(state: dict[str, Any], metrics: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, bytes]:
+    """A checkpoint's files by name: the state (saved now: it shares tensors with the live
+    model, which trains on), the epoch's metrics, and every report up to it."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return {
+        C.CHECKPOINT_FILE: buffer.getvalue(),
+        C.CHECKPOINT_META_FILE: json.dumps(metrics, default=str).encode(),
+        C.CHECKPOINT_HISTORY_FILE: json.dumps(history, default=str).encode(),
+    }
+
+
+def resumed_report(state: dict[str, Any], history: list[dict[str, Any]], params: dict[str, Any], where: str) -> dict[str, Any]:
+    """The report a trial repeats when it resumes from the checkpoint at ``where`` (its
+    ``state`` and ``history``): that epoch's own, which a trial whose last epoch was done
+    needs, as Tune wants a metric in a trial's final result, and a scheduler gets to look
+    again. Refuses a checkpoint of other hyperparameters than the trial's ``params``."""
+    if state.get("params") != params:
+        raise RuntimeError(
+            f"the checkpoint at {where} was trained with other hyperparameters ({state.get('params')}) than "
+            f"this trial's ({params}); refusing to resume from it"
+        )
+    return {k: v for k, v in history[-1].items() if k != C.TIMESTAMP}

@@ -13,11 +13,24 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import nn
 
 from .. import constants as C
+from ..spec.objectives import measured_costs
+
+if TYPE_CHECKING:
+    from ..spec.model import JobSpec
+
+
+def loop_costs(spec: "JobSpec") -> Optional[dict[str, int]]:
+    """How the loop measures the model's costs (its ``costs``), when the job's objectives or constraints name one."""
+    if not measured_costs(spec.objectives, spec.constraints):
+        return None
+    c = spec.costs
+    return {"batch_size": c.latency_batch_size, "warmup_passes": c.latency_warmup_passes, "passes": c.latency_passes}
 
 
 @torch.no_grad()

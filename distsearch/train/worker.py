@@ -33,8 +33,8 @@ from .. import storage
 from .._ray.train import renew_upload_pool
 from ..search.objective import Objective
 from ..spec.model import JobSpec
-from ..spec.objectives import measured_costs
 from . import checkpoint, loop, spares
+from .costs import loop_costs
 
 # Set in this worker process to end its trial's training at the next report (every rank agrees
 # there first). One Train worker per process, so one flag per process.
@@ -161,17 +161,10 @@ def train_worker(cfg: dict[str, Any]) -> None:
             path = Path(d, C.CHECKPOINT_FILE)
             start_state = checkpoint.read_state(path.read_bytes(), f"{storage.uri(ckpt.filesystem, ckpt.path)}/{C.CHECKPOINT_FILE}")
             history = json.loads(Path(d, C.CHECKPOINT_HISTORY_FILE).read_text())
-        if start_state.get("params") != cfg["params"]:
-            raise RuntimeError(
-                f"the checkpoint at {ckpt.path} was trained with other hyperparameters ({start_state.get('params')}) than "
-                f"this trial's ({cfg['params']}); refusing to resume from it"
-            )
-        # Repeat the restored checkpoint's report (the driver keeps the first copy of each
-        # epoch). A trial whose last epoch was already done reports nothing else, and Tune
-        # needs its final result to carry the metric; a scheduler also gets to look again.
-        # The copy keeps where that epoch ran (its group may have died before its own report
-        # got out, e.g. with a lost node); only the PG id is this group's, for the driver to release.
-        restored = {k: v for k, v in history[-1].items() if k != C.TIMESTAMP}
+        restored = checkpoint.resumed_report(start_state, history, cfg["params"], ckpt.path)
+        # Repeated (the driver keeps the first copy of each epoch), keeping where that epoch ran
+        # (its group may have died before its own report got out, e.g. with a lost node); only
+        # the PG id is this group's, for the driver to release.
         ray.train.report(
             {
                 **tags,
@@ -197,13 +190,10 @@ def train_worker(cfg: dict[str, Any]) -> None:
         if state is None:
             ray.train.report(metrics)
             return
-        history.append({**metrics, C.TIMESTAMP: time.time()})
-        metrics = {**metrics, C.CHECKPOINT_KEEP_RANK: checkpoint.keep_rank(objective, history, spec.selection.smoothing_epochs)}
+        metrics = checkpoint.recorded(history, metrics, objective, spec.selection.smoothing_epochs)
         d = tempfile.mkdtemp(prefix=f"{CHECKPOINT_TMP_PREFIX}{os.getpid()}-")
-        # Saved here, before training goes on: ``state`` shares tensors with the live model.
-        torch.save(state, Path(d, C.CHECKPOINT_FILE))
-        Path(d, C.CHECKPOINT_META_FILE).write_text(json.dumps(metrics, default=str))
-        Path(d, C.CHECKPOINT_HISTORY_FILE).write_text(json.dumps(history, default=str))
+        for name, data in checkpoint.files(state, metrics, history).items():
+            Path(d, name).write_bytes(data)
         # async: the copy to storage runs in Ray Train's upload thread (one thread, so in report
         # order; the worker waits for it before it exits) while the next epoch trains, and the
         # metrics reach the driver once their checkpoint is stored. Ray deletes ``d`` after the copy.
@@ -221,19 +211,11 @@ def train_worker(cfg: dict[str, Any]) -> None:
             splits=splits,
             device=device,
             start_state=start_state,
-            costs=_costs(spec),
+            costs=loop_costs(spec),
             interrupted=interrupted,
         )
     except StopRequested:
         pass  # the trial was ended (ASHA, a limit): its run is over, and this process may serve the next
-
-
-def _costs(spec: JobSpec) -> Optional[dict[str, int]]:
-    """How the loop measures the model's costs, when the job's objectives or constraints name one."""
-    if not measured_costs(spec.objectives, spec.constraints):
-        return None
-    c = spec.costs
-    return {"batch_size": c.latency_batch_size, "warmup_passes": c.latency_warmup_passes, "passes": c.latency_passes}
 
 
 class ForwardReports(UserCallback):

@@ -194,7 +194,8 @@ def test_the_time_budget_cancels_what_runs_and_records_what_never_started(embedd
     monkeypatch.chdir(ROOT)
     # 30 s: the other slot's first trial must finish before the clock runs out, and on a slow
     # machine its actor, worker group and two epochs took more than 15 s (both trials cancelled)
-    spec = _hang_job(tmp_path, "clock", {"num_trials": 300, "max_epochs": 2, "time_s": 30})
+    # more trials than any machine runs in 30 s: a lone trial in its actor takes a tenth of a second here
+    spec = _hang_job(tmp_path, "clock", {"num_trials": 10_000, "max_epochs": 2, "time_s": 30})
     t0 = time.monotonic()
     result = run_job(spec)
     took = time.monotonic() - t0

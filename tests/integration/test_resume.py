@@ -15,6 +15,8 @@ import yaml
 
 from distsearch import constants as C
 from distsearch.results.files import read_run
+from distsearch.spec.model import parse_job
+from distsearch.train import store
 
 from ..conftest import ROOT, images_job, text_job, tiny_job
 from .conftest import check_run_files, end_session, own_ray_tmpdir, session_members, signal_session, stacks_of_hung_session
@@ -41,6 +43,11 @@ def _checkpointed_epochs(run: Path) -> dict:
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "snapshot found" line per call
     out = {}
     for trial in (run / C.TRAIN_DIR).glob("*"):
+        own = store.read_record(str(trial))  # a lone trial's own checkpoints (harness.trial_processes: trial_actor)
+        if own is not None:
+            if own:
+                out[trial.name] = own[-1].epoch
+            continue
         try:
             latest = Result.from_path(str(trial)).checkpoint
         except Exception:  # noqa: BLE001 - no snapshot yet, or one being rewritten while we poll
@@ -74,9 +81,10 @@ def _end_leftovers(sid: int, timeout_s: float = 60) -> None:
 
 @pytest.mark.parametrize(
     "stop, algorithm, task",
-    # Two sweeps cover each stop (SIGKILL, SIGINT) and each searcher (random, TPE), on the two kinds
-    # of data whose resume rebuilds the most (text with its tokenizers, an image folder): one case
-    # each, not all products. A table's run resumes in the disk-full test below.
+    # Two sweeps cover each stop (SIGKILL, SIGINT), each searcher (random, TPE) and each way a trial
+    # trains (a lone worker in its trial actor with its own checkpoints, DDP in a Ray Train worker
+    # group), on the two kinds of data whose resume rebuilds the most (text with its tokenizers, an
+    # image folder): one case each, not all products. A table's run resumes in the disk-full test below.
     [
         (signal.SIGINT, "random", "text"),
         (signal.SIGKILL, "tpe", "images"),
@@ -93,7 +101,8 @@ def test_killed_driver_resumes_with_the_same_command(tmp_path, request, stop, al
         "search": {"algorithm": algorithm, **({"startup_trials": 2} if algorithm == "tpe" else {})},
     }
     if task == "text":  # both checkpoints and the encoder; the text's tokens come from the driver that resumes too
-        raw = text_job(tmp_path, request.getfixturevalue("shipped_data"), **common)
+        raw = text_job(tmp_path, request.getfixturevalue("shipped_data"), scaling={"num_workers": 1, "cpus_per_worker": 1}, **common)
+        assert parse_job(raw).harness.trains_in_trial_actor
         # every sixth shipped docstring (over 20 per module): short epochs, and a SIGINT leaves no worker training on
         docs = pd.read_parquet(raw["task_options"]["path"])
         docs.iloc[::6].to_parquet(tmp_path / "docs.parquet")
@@ -226,8 +235,6 @@ def _run_kill_and_resume(command, raw, stop, algorithm, started, ray_tmpdir):
     assert not marker.exists(), "a pickle in Tune's saved state ran on resume"
     assert f"resuming run {run.name}" in stderr
     assert [p.name for p in runs.iterdir()] == [run.name]  # the same run, no new one
-
-    from distsearch.spec.model import parse_job
 
     result = check_run_files(run, parse_job(raw), expect_stopped=False, ended_before=ended_before)  # one row per trial, Tune agrees, epochs 1..n once
     trials, epochs = result["trials"], result["epochs"]

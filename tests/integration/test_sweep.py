@@ -165,16 +165,19 @@ def test_train_controller_as_its_own_actor_on_rays_own_path(embedded_ray, tmp_pa
     assert_nothing_left()
 
 
-@pytest.mark.parametrize("processes", ["kept_worker_group", "controller_in_trial"])
+@pytest.mark.parametrize("processes", ["kept_worker_group", "controller_in_trial", "trial_actor"])
 def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray, tmp_path, processes):
-    """harness.trial_processes: kept_worker_group (the default): Tune runs the next trial in the
+    """harness.trial_processes: kept_worker_group (the default for DDP): Tune runs the next trial in the
     actor of one that ended, and that actor first stops the old trial's workers itself and keeps
     the group for the next trial, so a trial ASHA stopped does not train on in the background.
     controller_in_trial: one actor and one worker group per trial, as Ray does by default.
-    Either way every trial is recorded, each group is released, and nothing is left."""
-    reuse = processes == "kept_worker_group"
+    trial_actor (the default for one worker): the reused actor trains each trial itself, with no
+    Train actor at all, and a stopped trial's training thread ends at its next batch.
+    Every way, every trial is recorded, each group is released, and nothing is left."""
+    reuse = processes in ("kept_worker_group", "trial_actor")
+    lone = processes == "trial_actor"
     before = _actor_ids_by_class(TRIAL_ACTOR_CLASS)
-    controllers_before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor")}
+    controllers_before = {c: _actor_ids_by_class(c) for c in ("TrainController", "_QueueActor", "RayTrainWorker")}
     # A stopped trial left running would get far past its rung: it would train on for the rest of
     # the sweep, tens of epochs, where a stop takes effect within one or two. Rungs at 1, 3 and 9
     # epochs; none at 27, so a stopped trial's last few epochs stay below max_epochs.
@@ -186,6 +189,7 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
             space={**tiny_job(tmp_path)["space"], "batch_size": 32},
             asha={"grace_period_epochs": 1, "reduction_factor": 3},
             harness={"trial_processes": processes},
+            **({"scaling": {"num_workers": 1, "cpus_per_worker": 1}} if lone else {}),
         )
     )
     assert spec.harness.reuses_trial_actors is reuse
@@ -198,23 +202,29 @@ def test_trial_actors_are_reused_and_end_the_stopped_trials_groups(embedded_ray,
     stopped = trials[trials[C.STATUS] == C.STATUS_STOPPED]
     assert len(stopped) >= 2
     for _, t in stopped.iterrows():
-        # Ray Train always keeps the latest checkpoint: how far the workers got before their group ended
+        # the latest checkpoint is always kept: how far the training got before it ended
         latest = max(
             json.loads(p.read_text())[C.EPOCH]
-            for p in Path(result.run_dir, C.TRAIN_DIR, t[C.TRIAL_ID]).glob(f"checkpoint_2*/{C.CHECKPOINT_META_FILE}")
+            for p in Path(result.run_dir, C.TRAIN_DIR, t[C.TRIAL_ID]).glob(f"checkpoint_*/{C.CHECKPOINT_META_FILE}")
         )
         assert latest <= t[C.EPOCHS_COMPLETED] + 10 and latest < max_epochs, (t[C.TRIAL_ID], t[C.EPOCHS_COMPLETED], latest)
     made = len(_actor_ids_by_class(TRIAL_ACTOR_CLASS) - before)
     groups = run["epochs"][C.PLACEMENT_GROUP_ID].nunique()
-    if reuse:
+    if lone:
+        assert 1 <= made < spec.budget.num_trials, made
+        assert set(run["epochs"][C.PLACEMENT_GROUP_ID]) == {""}  # Tune's own group only, which Tune ends
+    elif reuse:
         assert 1 <= made < spec.budget.num_trials, made
         # kept worker groups: each actor kept one group for all its trials,
         # the stopped ones' included (their epochs are far shorter than the settle wait)
         assert groups == made, (groups, made)
     else:
         assert made == spec.budget.num_trials and groups == spec.budget.num_trials
-    # Ray Train's controller runs inside each trial's actor: no controller or report-queue actor
-    assert {c: len(_actor_ids_by_class(c) - ids) for c, ids in controllers_before.items()} == {"TrainController": 0, "_QueueActor": 0}
+    # Ray Train's controller runs inside each trial's actor: no controller or report-queue actor; a
+    # lone trial in its actor makes no Train worker either
+    made_train = {c: len(_actor_ids_by_class(c) - ids) for c, ids in controllers_before.items()}
+    assert made_train["TrainController"] == made_train["_QueueActor"] == 0, made_train
+    assert (made_train["RayTrainWorker"] == 0) is lone, made_train
     assert run["run"]["leaks"] == {"placement_groups_swept_at_end": [], "train_actors_alive_at_end": [], "unreleased_by_trial": {}}
     assert_nothing_left()
 

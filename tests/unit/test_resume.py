@@ -392,3 +392,26 @@ def test_a_trial_drawn_again_with_other_parameters_than_its_ledger_record_fails_
         match=r"trial t0: its ledger record has the parameters .*'lr': 0.01.* but the search drew .*'lr': 0.02.*fix: resume with the Ray",
     ):
         _ended_under_earlier_driver("t0", {"lr": 0.02, "model": "mlp", "model.depth": 2}, ledger)
+
+
+def test_a_lone_trials_own_checkpoints_give_its_reports_and_checkpoint_paths_to_a_resume(tmp_path):
+    """A trial trained in its actor (harness.trial_processes: trial_actor) keeps its checkpoints
+    itself (distsearch.train.store): a resume reads its reports from the latest kept one, with the
+    path of each kept epoch, as it does a Ray Train run's; without a record, nothing is read."""
+    from distsearch.sweep.resume import load_prior
+    from distsearch.train.store import TrialCheckpoints
+
+    run = tmp_path / "run"
+    trial = storage.join(str(run), C.TRAIN_DIR, "t1")
+    store = TrialCheckpoints(trial, num_to_keep=1)
+    history = []
+    for epoch, rank in [(1, 1.0), (2, 0.5), (3, 0.5)]:
+        history.append({C.EPOCH: epoch, "val_accuracy": 0.5 + epoch / 10, C.TIMESTAMP: 1.8e9 + epoch})
+        meta = json.dumps({C.EPOCH: epoch}).encode()
+        store.write(epoch, rank, {C.CHECKPOINT_FILE: b"w", C.CHECKPOINT_META_FILE: meta, C.CHECKPOINT_HISTORY_FILE: json.dumps(history).encode()})
+    (run / C.TRAIN_DIR / "t2").mkdir()  # a trial that never stored a checkpoint
+    prior = load_prior(str(run))
+    rows = {r[C.EPOCH]: r for r in prior.epoch_rows}
+    assert sorted(rows) == [1, 2, 3] and {r[C.TRIAL_ID] for r in rows.values()} == {"t1"}
+    assert rows[1][C.CHECKPOINT_PATH] == f"{trial}/checkpoint_000001" and rows[3][C.CHECKPOINT_PATH] == f"{trial}/checkpoint_000003"
+    assert C.CHECKPOINT_PATH not in rows[2]  # dropped by retention

@@ -77,7 +77,7 @@ BAD = [
     (
         "harness.trial_processes",
         "driver",
-        ["harness.trial_processes", "'driver'", "fix: set harness.trial_processes to 'ray', 'controller_in_trial'"],
+        ["harness.trial_processes", "'driver'", "fix: set harness.trial_processes to 'auto', 'ray', 'controller_in_trial'"],
     ),
 ]
 
@@ -92,21 +92,60 @@ def _assert_refused(raw, needles):
 
 
 def test_trial_processes_is_one_field_whose_values_add_reuse_step_by_step(quickstart_raw):
-    """Each value of harness.trial_processes adds one step of reuse; the default is the most."""
-    expected = {  # (controller in the trial, reused trial actors, kept worker groups)
-        "ray": (False, False, False),
-        "controller_in_trial": (True, False, False),
-        "reused_actor": (True, True, False),
-        "kept_worker_group": (True, True, True),
+    """Each value of harness.trial_processes adds one step of reuse, up to a lone worker in the
+    trial's actor; the default (auto) is the most that the job's trials allow."""
+    expected = {  # (controller in the trial, reused trial actors, kept worker groups, trains in the trial actor)
+        "ray": (False, False, False, False),
+        "controller_in_trial": (True, False, False, False),
+        "reused_actor": (True, True, False, False),
+        "kept_worker_group": (True, True, True, False),
+        "trial_actor": (False, True, False, True),
     }
     assert set(expected) == set(TRIAL_PROCESSES)
     h = parse_job(quickstart_raw).harness
     assert h.trial_processes == "kept_worker_group" and h.settle_wait_s == h.release_timeout_s / 2
     for value, flags in expected.items():
         _set(quickstart_raw, "harness.trial_processes", value)
+        if value == "trial_actor":
+            _set(quickstart_raw, "scaling.num_workers", 1)
         h = parse_job(quickstart_raw).harness
-        assert (h.controller_in_trial, h.reuses_trial_actors, h.reuses_worker_groups) == flags, value
+        assert (h.controller_in_trial, h.reuses_trial_actors, h.reuses_worker_groups, h.trains_in_trial_actor) == flags, value
         assert parse_job(parse_job(quickstart_raw).to_dict()).harness.trial_processes == value  # round trip keeps the choice
+
+
+@pytest.mark.parametrize(
+    "scaling, harness, resolved",
+    [
+        ({"num_workers": 2}, {}, "kept_worker_group"),  # DDP: Ray Train's worker group
+        ({"num_workers": 1}, {}, "trial_actor"),
+        ({"num_workers": 1}, {"trial_processes": "auto"}, "trial_actor"),
+        ({"num_workers": 1}, {"max_worker_failures": 1}, "kept_worker_group"),  # a worker Ray Train can restart
+        ({"num_workers": 1}, {"trial_processes": "reused_actor"}, "reused_actor"),  # a value set stays
+    ],
+)
+def test_auto_trial_processes_trains_a_lone_worker_in_the_trial_actor(quickstart_raw, scaling, harness, resolved):
+    quickstart_raw["scaling"] = {**quickstart_raw.get("scaling", {}), **scaling}
+    quickstart_raw["harness"] = harness
+    spec = parse_job(quickstart_raw)
+    assert spec.harness.trial_processes == resolved
+    assert parse_job(spec.to_dict()).harness.trial_processes == resolved  # what run.json holds is what ran
+
+
+@pytest.mark.parametrize(
+    "scaling, harness, needles",
+    [
+        ({"num_workers": 2}, {"trial_processes": "trial_actor"}, ["scaling.num_workers", "got 2", "fix: set harness.trial_processes: auto"]),
+        (
+            {"num_workers": 1},
+            {"trial_processes": "trial_actor", "max_worker_failures": 2},
+            ["harness.max_worker_failures", "got 2", "max_worker_failures: 0"],
+        ),
+    ],
+)
+def test_trial_actor_refuses_what_it_cannot_do(quickstart_raw, scaling, harness, needles):
+    quickstart_raw["scaling"] = {**quickstart_raw.get("scaling", {}), **scaling}
+    quickstart_raw["harness"] = harness
+    _assert_refused(quickstart_raw, needles)
 
 
 OLD_KEYS = [  # the booleans trial_processes replaced -> the value they meant
