@@ -66,10 +66,13 @@ def shutdown() -> None:
     # garbage collection there that frees a Ray handle while the core worker is being torn down
     # ends the whole process ("The core worker has already been shutdown"). So collect here,
     # while Ray can still take the releases, and let no collection run until it is down.
+    from ._ray.core import end_local_monitor
+
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
+        end_local_monitor()  # a second of every shutdown otherwise (see distsearch._ray.core)
         ray.shutdown()
     finally:
         if was_enabled:

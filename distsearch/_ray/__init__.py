@@ -6,10 +6,10 @@ underscore attribute of a Ray object, raw raylet RPC or an internal resource nam
 is tied to the Ray version pinned in ``pyproject.toml`` (``PINNED_RAY_VERSION``). On any other Ray
 (``VOUCHED`` false) distsearch still imports, and each touch point switches itself off: the
 optional ones (spares, the early coordinator, the head-node pin, the credential filter, the GCS
-leak census) do nothing, and the ones a mode needs (the in-trial controller and kept worker
+leak census, the early end of the local monitor) do nothing, and the ones a mode needs (the in-trial controller and kept worker
 groups, resuming a run) raise ``NotVouched`` with the fix. Validation refuses those modes first
-(``harness.trial_processes`` other than ``ray``), so on another release a job runs on Ray's own
-public path.
+(``harness.trial_processes`` other than ``ray`` and ``trial_actor``), so on another release a job
+runs on Ray's own public path, or trains each one-worker trial in its Tune actor.
 
 The inventory (module: what it does; why no public route serves; upstream issue):
 
@@ -77,6 +77,11 @@ The inventory (module: what it does; why no public route serves; upstream issue)
     (ray-project/ray#32638).
   - ``job_actors_alive``: the GCS view of this job's actors (``ray._private.state``); the public
     ``ray.util.state`` needs the dashboard, which distsearch does not require.
+  - ``end_local_monitor``: the embedded Ray's autoscaler monitor killed before ``ray.shutdown``
+    (``Node.kill_monitor`` on ``worker._global_node``). Ray's shutdown ends the GCS before the
+    monitor, whose SIGTERM handler then tries to reach that GCS, so every shutdown of an
+    embedded Ray waits a full second for it. ``ray.init`` has no option to start without the
+    monitor (``ray start --no-monitor`` is the CLI's alone). No upstream issue found.
 
 ``__init__``
   - ``PINNED_RAY_VERSION``, ``OLDEST_RAY_VERSION``, ``VOUCHED``, ``NotVouched``, ``not_vouched``:
