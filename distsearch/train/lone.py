@@ -22,7 +22,6 @@ from .. import storage
 from ..search.objective import Objective
 from ..spec.model import JobSpec
 from . import checkpoint, loop, spares
-from .costs import loop_costs
 from .store import TrialCheckpoints
 
 #: ``put(metrics, stored)``: an epoch's report, and the future of its checkpoint's directory.
@@ -97,18 +96,7 @@ def train_lone(cfg: dict[str, Any], trial_dir: str, put: Put, stop: threading.Ev
         put(metrics, uploads.submit(store.write, epoch, rank, files) if uploads else _stored(store.write(epoch, rank, files)))
 
     try:
-        loop.train(
-            task,
-            cfg["params"],
-            report,
-            max_epochs=spec.budget.max_epochs,
-            seed=spec.seed,
-            splits=splits,
-            device=device_of(spec),
-            start_state=start_state,
-            costs=loop_costs(spec),
-            interrupted=stop.is_set,
-        )
+        loop.train_for_job(spec, task, cfg["params"], report, splits=splits, device=device_of(spec), start_state=start_state, interrupted=stop.is_set)
     except Stopped:
         pass
     finally:

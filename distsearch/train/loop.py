@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import torch
 import torch.distributed as dist
@@ -32,6 +32,9 @@ from torch import nn
 from .. import constants as C
 from ..tasks import Splits, Task
 from ..tasks.base import batches
+
+if TYPE_CHECKING:
+    from ..spec.model import JobSpec
 
 Report = Callable[[dict[str, Any], Optional[dict[str, Any]]], None]
 
@@ -239,3 +242,31 @@ def train(
                 "params": dict(params),
             }
         report(metrics, state)
+
+
+def train_for_job(
+    spec: "JobSpec",
+    task: Task,
+    params: Mapping[str, Any],
+    report: Report,
+    *,
+    splits: Splits,
+    device: torch.device,
+    start_state: Optional[Mapping[str, Any]],
+    interrupted: Optional[Callable[[], bool]],
+) -> None:
+    """``train`` as a trial of ``spec`` runs it: the job's epochs, seed and cost metrics."""
+    from .costs import loop_costs
+
+    train(
+        task,
+        params,
+        report,
+        max_epochs=spec.budget.max_epochs,
+        seed=spec.seed,
+        splits=splits,
+        device=device,
+        start_state=start_state,
+        costs=loop_costs(spec),
+        interrupted=interrupted,
+    )

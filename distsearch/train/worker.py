@@ -34,7 +34,6 @@ from .._ray.train import renew_upload_pool
 from ..search.objective import Objective
 from ..spec.model import JobSpec
 from . import checkpoint, loop, spares
-from .costs import loop_costs
 
 # Set in this worker process to end its trial's training at the next report (every rank agrees
 # there first). One Train worker per process, so one flag per process.
@@ -202,18 +201,7 @@ def train_worker(cfg: dict[str, Any]) -> None:
         )
 
     try:
-        loop.train(
-            task,
-            cfg["params"],
-            report,
-            max_epochs=spec.budget.max_epochs,
-            seed=spec.seed,
-            splits=splits,
-            device=device,
-            start_state=start_state,
-            costs=loop_costs(spec),
-            interrupted=interrupted,
-        )
+        loop.train_for_job(spec, task, cfg["params"], report, splits=splits, device=device, start_state=start_state, interrupted=interrupted)
     except StopRequested:
         pass  # the trial was ended (ASHA, a limit): its run is over, and this process may serve the next
 
