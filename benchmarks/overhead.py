@@ -1,13 +1,14 @@
 """Harness overhead: one training recipe run four ways, side by side, in one run.
 
     (i)   a plain PyTorch loop in one process (a fresh ``python``; saves a checkpoint per epoch)
-    (ii)  a distsearch trial with 1 Train worker
-    (iii) a distsearch trial with 2 Train workers (gloo DDP)
+    (ii)  a distsearch trial with 1 worker (its defaults: trained in the trial's Tune actor)
+    (iii) a distsearch trial with 2 Train workers (gloo DDP, in a kept worker group)
     (iv)  Ray's documented naive pattern: a Tune function trainable that builds a TorchTrainer
           with ``TuneReportCallback`` and calls ``fit()``, every setting at Ray's default
-    plus  (ii) with Ray's default report poll interval (2 s), (ii) with Ray's default
-          synchronous checkpoint upload, (ii) with Ray Train's controller as its own actor, and
-          (iii) without spare worker processes, to show what each setting buys;
+    plus  (ii) in a Ray Train worker group its actor keeps, and that with Ray's default report
+          poll interval (2 s), with Ray's default synchronous checkpoint upload, and with Ray
+          Train's controller as its own actor, and (iii) without spare worker processes, to show
+          what each setting buys;
     and, with ``--long-epochs N``, (i) and (ii) again with N-epoch trials, since start and
           teardown are paid once per trial and efficiency depends on the trial's length.
 
@@ -27,6 +28,7 @@ thread per worker, and report (with a checkpoint) once per epoch. For each:
 - efficiency: training seconds of all workers / (wall seconds x CPU slots reserved).
 
     python benchmarks/overhead.py [--epochs 8] [--repeats 3] [--long-epochs 0] [--out overhead.parquet]
+    python benchmarks/overhead.py smoke     # every row once at 1 epoch, no record: that the script still runs
 
 (i), (ii) and (iii) run ``--repeats`` times, interleaved, since one run's figures on a small
 shared machine vary by tens of percent; the table gives each mode's median (ratios are of
@@ -81,7 +83,7 @@ def _figures(mode: str, started: float, arrivals: list[float], epoch_s: list[flo
 PLAIN = r"""
 import json, sys, tempfile, time, torch
 torch.set_num_threads(1)
-from distsearch import loop
+from distsearch.train import loop
 from distsearch.tasks import make_task
 params, epochs = json.loads(sys.argv[1]), int(sys.argv[2])
 task = make_task("digits", {})
@@ -139,7 +141,7 @@ def distsearch_trial(
     poll_s: Optional[float] = None,
     label: str = "",
     upload: str = "async",
-    processes: str = "kept_worker_group",
+    processes: str = "auto",
     spares: bool = True,
 ) -> dict:
     from distsearch import constants as C
@@ -236,11 +238,14 @@ def _in_subprocess(fn: str, *args, module: str = "benchmarks.overhead") -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", nargs="?", choices=["smoke"], help="smoke: every row once, 1 epoch each (minutes: each row starts its own Ray)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--long-epochs", type=int, default=0, help="epochs of longer (i) and (ii) rows, e.g. 24; 0 (default) leaves them out")
     ap.add_argument("--out", default="overhead.parquet")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each of (i), (ii) and (iii), interleaved")
     args = ap.parse_args()
+    if args.mode == "smoke":
+        args.epochs, args.repeats, args.long_epochs, args.out = 1, 1, 0, os.path.join(tempfile.gettempdir(), "overhead-smoke.parquet")
     print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as storage:
         rows = []
@@ -256,8 +261,27 @@ def main() -> int:
         rows += [
             _in_subprocess("distsearch_trial", args.epochs, 2, storage, 0.1, "(iii) without spare worker processes", "async", "reused_actor", False),
             _in_subprocess("naive", args.epochs, storage),
-            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 2.0, "(ii) with Ray's default poll interval, 2 s"),
-            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's default synchronous checkpoint upload", "sync"),
+            _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) in a kept Train worker group", "async", "kept_worker_group"),
+            _in_subprocess(
+                "distsearch_trial",
+                args.epochs,
+                1,
+                storage,
+                2.0,
+                "(ii) in a kept group, Ray's default poll interval, 2 s",
+                "async",
+                "kept_worker_group",
+            ),
+            _in_subprocess(
+                "distsearch_trial",
+                args.epochs,
+                1,
+                storage,
+                0.1,
+                "(ii) in a kept group, Ray's default synchronous upload",
+                "sync",
+                "kept_worker_group",
+            ),
             _in_subprocess("distsearch_trial", args.epochs, 1, storage, 0.1, "(ii) with Ray's controller actor", "async", "ray"),
         ]
         if args.long_epochs:
@@ -286,4 +310,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:  # a smoke run checks that the script works; it is not a record
+        sys.exit(main())
     sys.exit(run_recorded("overhead", main, "overhead.parquet"))
