@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from .. import constants as C
 from .. import storage
@@ -39,11 +39,10 @@ def _quiet(logger_name: str):
 
 def load_prior(run_dir: str) -> PriorRun:
     """Read ``run_dir`` as earlier drivers left it: the ledger, and per trial the reports up to
-    the latest checkpoint Ray Train registered (``history.json`` in it, see ``worker``), which
-    is the one Train resumes from. Checkpoints Train never registered (a worker that outlived
+    the latest checkpoint Ray Train registered, or the trial's own record names (``train.store``)
+    (``history.json`` in it, see ``worker``), which is the one the trial resumes from. Checkpoints Train never registered (a worker that outlived
     its driver for a moment) are ignored. Each kept checkpoint gives its epoch's path."""
     import pyarrow.fs as pafs
-    from ray.train import Result
 
     fs, base = storage.filesystem(run_dir)
     ledger = read_ledger(run_dir)
@@ -53,15 +52,14 @@ def load_prior(run_dir: str) -> PriorRun:
             continue
         trial_dir = storage.uri(fs, trial.path)
         try:
-            kept = _kept_checkpoints(trial_dir, Result)
+            kept = _kept_checkpoints(trial_dir)
         except ValueError as e:  # a record cut short or altered: the trial cannot resume from it either
             log.warning("trial %s: its checkpoint record cannot be read (%s)", trial.base_name, e)
             continue
-        if not kept:  # no checkpoint was registered: the trial starts from scratch
+        if kept is None:  # no checkpoint was registered: the trial starts from scratch
             continue
-        latest = kept[-1]
+        latest, paths = kept
         history = storage.read_json(storage.join(latest, C.CHECKPOINT_HISTORY_FILE))
-        paths = {int(storage.read_json(storage.join(p, C.CHECKPOINT_META_FILE))[C.EPOCH]): p for p in kept[:-1]}
         paths[int(history[-1][C.EPOCH])] = latest
         record = ledger.get(trial.base_name, {})
         if record.get(C.ENDED_AT):
@@ -77,24 +75,26 @@ def load_prior(run_dir: str) -> PriorRun:
     return PriorRun(epoch_rows=rows, ledger=ledger)
 
 
-def _kept_checkpoints(trial_dir: str, result_cls: Any) -> list[str]:
-    """The checkpoints a trial's resume may use, the latest last: those its own record names
-    (``train.store``, a trial trained in its actor), or those its Ray Train run registered."""
+def _kept_checkpoints(trial_dir: str) -> Optional[tuple[str, dict[int, str]]]:
+    """The latest checkpoint a trial's resume may use, and the other kept ones by epoch: those its
+    own record names (``train.store``, a trial trained in its actor), or those its Ray Train run
+    registered; None without one."""
+    from ray.train import Result
+
     own = store.read_record(trial_dir)
     if own is not None:
-        return [storage.join(trial_dir, e.name) for e in own]
+        return (storage.join(trial_dir, own[-1].name), {e.epoch: storage.join(trial_dir, e.name) for e in own[:-1]}) if own else None
     try:
         with _quiet("ray.train"):  # Train logs a paragraph per run it finds
-            train_run = result_cls.from_path(trial_dir)
+            train_run = Result.from_path(trial_dir)
     except ray_train.ray_train_error() as e:  # a snapshot cut short by the crash: Train cannot resume it either
         raise ValueError(f"Ray Train cannot read it: {e}; the trial starts over") from e
     except RuntimeError:  # no checkpoint was registered
-        return []
+        return None
     if train_run.checkpoint is None:
-        return []
+        return None
     latest = storage.uri(train_run.checkpoint.filesystem, train_run.checkpoint.path)
-    best = [storage.uri(c.filesystem, c.path) for c, _ in train_run.best_checkpoints or []]
-    return [p for p in best if p != latest] + [latest]
+    return latest, {int(m[C.EPOCH]): storage.uri(c.filesystem, c.path) for c, m in train_run.best_checkpoints or []}
 
 
 def _ledger_files(run_dir: str) -> list[str]:

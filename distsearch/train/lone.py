@@ -84,7 +84,7 @@ def train_lone(cfg: dict[str, Any], trial_dir: str, put: Put, stop: threading.Ev
         model_file = storage.join(where, C.CHECKPOINT_FILE)
         start_state = checkpoint.read_state(storage.read_bytes(model_file), model_file)
         history = storage.read_json(storage.join(where, C.CHECKPOINT_HISTORY_FILE))
-        put({**tags, **checkpoint.resumed_report(start_state, history, cfg["params"], where), C.PLACEMENT_GROUP_ID: ""}, _stored(where))
+        put({**tags, **checkpoint.resumed_report(start_state, history, cfg["params"], where)}, _stored(where))
     uploads = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload") if spec.harness.checkpoint_upload == "async" else None
 
     def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
