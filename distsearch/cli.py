@@ -238,6 +238,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1
 
 
+def entry() -> int:
+    """The console script and ``python -m distsearch``: ``main``, then an exit that skips the
+    interpreter's last garbage collections. Those walk every object torch, Ray and pyarrow made and
+    free nothing a finished command needs (its files are written and closed by now), yet take
+    longer than the report; frozen objects are left out of them (``gc.freeze``)."""
+    code = main()
+    import gc
+
+    gc.freeze()
+    return code
+
+
 def _save_traceback() -> str:
     """The current exception's traceback, written to a new file whose path is returned."""
     import tempfile

@@ -9,7 +9,7 @@ Each function takes the dict ``results.read_run`` returns and gives a matplotlib
 - ``curves.png``: the validation metric against epoch, one line per trial; trials ASHA stopped
   early are grey and dashed, failed trials red, the best trial thick; ASHA's rungs are dotted.
 - ``hparams.png``: each hyperparameter against the trial's best metric.
-- ``importance.png``: hyperparameter importance, from a random forest fitted to the trials.
+- ``importance.png``: hyperparameter importance: the share of the metric each explains on its own.
 - ``gap.png``: the best trial's train and validation metric against epoch (the overfitting gap).
 - ``front.png``, for a job with objectives: the Pareto front (``distsearch.results.front``).
 """
@@ -135,29 +135,42 @@ def hparams_vs_metric(run: Mapping[str, Any]):
     return fig
 
 
-def hp_importance(trials: pd.DataFrame, seed: int = 0) -> Optional[pd.Series]:
-    """Each varied hyperparameter's share of a random forest's impurity reduction when it predicts
-    the trials' best metric (sums to 1); None with fewer than ``MIN_TRIALS_FOR_IMPORTANCE`` trials.
+#: Bins a numeric hyperparameter with more distinct values than this is cut into, by quantile.
+IMPORTANCE_BINS = 4
 
-    A rough, fANOVA-like estimate: with tens of trials it ranks, it does not measure."""
-    from ..cluster import environment_restored
 
-    with environment_restored():  # importing scikit-learn sets OpenMP variables for the whole process
-        from sklearn.ensemble import RandomForestRegressor
+def _groups(values: pd.Series) -> pd.Series:
+    """Each trial's group for one hyperparameter: its value, or for a numeric one with many values
+    its quantile bin; "not applicable" (a conditional parameter's NaN) is a group of its own."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) and values.nunique() > IMPORTANCE_BINS:
+        bins = pd.qcut(values.astype("float64").rank(method="first"), IMPORTANCE_BINS, labels=False)
+        return bins.astype("float64").fillna(-1.0)
+    return values.astype("string").fillna("<none>")
 
+
+def hp_importance(trials: pd.DataFrame) -> Optional[pd.Series]:
+    """Each varied hyperparameter's share of the trials' best metric that it explains on its own
+    (one-way ANOVA's omega squared over its values or bins, clipped at 0), scaled to sum to 1; None
+    with fewer than ``MIN_TRIALS_FOR_IMPORTANCE`` trials.
+
+    fANOVA's main effects without a surrogate model: with tens of trials it ranks, it does not
+    measure, and interactions are not counted. Omega squared, not eta squared, so that a
+    parameter with more groups does not explain more by chance alone."""
     ok = trials.dropna(subset=[C.BEST_METRIC])
     cols = _hp_columns(ok)
     if len(ok) < MIN_TRIALS_FOR_IMPORTANCE or not cols:
         return None
-    x = pd.DataFrame(index=ok.index)
+    y = ok[C.BEST_METRIC].astype("float64")
+    total = float(((y - y.mean()) ** 2).sum())
+    shares = {}
     for col in cols:
-        v = ok[col]
-        if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
-            x[col] = v.astype("float64").fillna(-1.0)  # "not applicable" (conditional) splits off on its own
-        else:
-            x[col] = v.astype("string").fillna("<none>").astype("category").cat.codes
-    forest = RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed).fit(x.to_numpy(), ok[C.BEST_METRIC].to_numpy())
-    imp = pd.Series(forest.feature_importances_, index=[param_name(c) for c in cols])
+        groups = y.groupby(_groups(ok[col]).to_numpy())
+        k = groups.ngroups
+        between = float((groups.size() * (groups.mean() - y.mean()) ** 2).sum())
+        within_ms = (total - between) / (len(y) - k) if len(y) > k else 0.0
+        omega = (between - (k - 1) * within_ms) / (total + within_ms) if total > 0 else 0.0
+        shares[param_name(col)] = max(0.0, omega)
+    imp = pd.Series(shares, dtype="float64")
     return (imp / imp.sum() if imp.sum() > 0 else imp).sort_values(ascending=False)
 
 
@@ -166,7 +179,7 @@ _NOT_GIVEN: Any = object()
 
 def importance(run: Mapping[str, Any], imp: Optional[pd.Series] = _NOT_GIVEN):
     """The importance figure; ``imp`` is ``hp_importance`` of the run's trials when the caller has
-    fitted it already, so that a report fits the forest once."""
+    computed it already, so that a report computes it once."""
     imp = hp_importance(run["trials"]) if imp is _NOT_GIVEN else imp
     fig, ax = _subplots((7, 3.5))
     if imp is None:
@@ -174,7 +187,7 @@ def importance(run: Mapping[str, Any], imp: Optional[pd.Series] = _NOT_GIVEN):
         ax.axis("off")
     else:
         ax.barh(imp.index[::-1], imp.values[::-1], color="tab:blue")
-        ax.set(xlabel="share of random-forest impurity reduction", title=f"hyperparameter importance for {_job(run)['metric']}")
+        ax.set(xlabel="share of the metric explained on its own (omega squared)", title=f"hyperparameter importance for {_job(run)['metric']}")
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -137,7 +137,7 @@ def report_run(directory: str, top: int = 10) -> str:
 _CAPTIONS = {
     "curves.png": "Validation metric per epoch, one line per trial. Grey dashed: stopped early by ASHA; dotted verticals: ASHA rungs; black: the best trial.",
     "hparams.png": "Each hyperparameter against the trial's best metric.",
-    "importance.png": "Hyperparameter importance: a random forest fitted to the trials, impurity shares.",
+    "importance.png": "Hyperparameter importance: the share of the best metric each explains on its own (omega squared), scaled to sum to 1.",
     "gap.png": "The best trial's train and validation metric per epoch: the overfitting gap.",
     "front.png": "The job's metric against its next objective, each trial at its best epoch: the Pareto front in blue, "
     "dominated trials grey, trials that miss a constraint as red crosses; a dashed line is a constraint's bound.",

@@ -128,6 +128,21 @@ def test_importance_finds_the_one_parameter_that_matters(tmp_path):
     assert figures.hp_importance(run["trials"].head(3)) is None  # too few trials to say anything
 
 
+def test_importance_gives_noise_with_many_values_no_share_and_keeps_not_applicable_apart():
+    rng = np.random.default_rng(0)
+    n = 60
+    width = rng.choice([64.0, 128.0, np.nan], size=n)  # NaN: the option that has no width
+    trials = pd.DataFrame(
+        {
+            C.BEST_METRIC: np.where(np.isnan(width), 0.5, 0.9) + rng.normal(0, 0.01, n),
+            C.HP_PREFIX + "model.width": width,
+            C.HP_PREFIX + "noise": rng.uniform(0, 1, n),  # 60 distinct values, no effect
+        }
+    )
+    imp = figures.hp_importance(trials)
+    assert imp.index[0] == "model.width" and imp["model.width"] > 0.9 and imp["noise"] < 0.05
+
+
 def test_asha_rungs():
     assert figures.asha_rungs({"budget": {"max_epochs": 9}, "asha": {"grace_period_epochs": 1, "reduction_factor": 3}}) == [1, 3]
     assert figures.asha_rungs({"budget": {"max_epochs": 20}, "asha": {"grace_period_epochs": 2, "reduction_factor": 3}}) == [2, 6, 18]
