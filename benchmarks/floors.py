@@ -11,6 +11,7 @@ missing; for text, the seconds the driver spent tokenising (its log line) sit be
 
     python benchmarks/floors.py                       # all six jobs, seeds 0, 1 and 2
     python benchmarks/floors.py wine diabetes --seeds 1
+    python benchmarks/floors.py smoke                 # wine and diabetes, 1 seed, 2 trials of 2 epochs, no record
 
 Prints one JSON line per run as it ends and markdown tables at the end, and writes the figures to
 Parquet (``--out``). A run passes when both scores meet their floors and its wall time is at
@@ -49,6 +50,10 @@ FLOORS = {
 }
 # job -> (the data script in jobs/data/, what it writes there): built once when missing
 DATA = {"text": ("build_text.py", "stdlib_docs.parquet"), "images": ("export_images.py", "digits_images")}
+#: ``smoke``'s jobs and the sections' fields it sets: a classification and a regression (RidgeCV's
+#: floor) job, as small as they go.
+SMOKE_JOBS = ["wine", "diabetes"]
+SMOKE_FIELDS = {"budget": {"num_trials": 2, "max_epochs": 2}, "asha": {"grace_period_epochs": 1}}
 TOKENISED = re.compile(r"text: \d+ texts tokenised by \d+ tokenizer\(s\) in ([0-9.]+) s")
 
 
@@ -72,13 +77,21 @@ def ridge_floor(job_file: Path, seed: int) -> float:
     return float(ridge.score(splits.test[0].numpy(), splits.test[1].numpy()))
 
 
-def run_one(job: str, seed: int, storage: str) -> dict:
+def seeded_job(job: str, seed: int, fields: dict | None = None) -> dict:
+    """``jobs/<job>.yaml`` with ``seed``, and ``fields`` (section -> its fields) over its own."""
+    raw = yaml.safe_load((ROOT / "jobs" / f"{job}.yaml").read_text())
+    raw["seed"] = seed
+    for section, values in (fields or {}).items():
+        raw[section] = {**(raw.get(section) or {}), **values}
+    return raw
+
+
+def run_one(job: str, seed: int, storage: str, fields: dict | None = None) -> dict:
     job_file = ROOT / "jobs" / f"{job}.yaml"
     metric, floor, ensemble_floor, mode = FLOORS[job]
     if floor is None:
         floor = ensemble_floor = ridge_floor(job_file, seed)
-    raw = yaml.safe_load(job_file.read_text())
-    raw["seed"] = seed
+    raw = seeded_job(job, seed, fields)
     seeded = Path(storage, f"{job}-{seed}.yaml")
     seeded.write_text(yaml.safe_dump(raw, sort_keys=False))  # the job's own key order: Tune draws in it
     run_id = f"seed{seed}"
@@ -160,12 +173,19 @@ def write_figures(rows: list[dict], out: str) -> str:
 
 def job_args(doc: str, default_jobs: list[str], out: str) -> argparse.Namespace:
     """The command line of a benchmark over shipped jobs and seeds: ``jobs`` (checked against
-    ``FLOORS``; ``default_jobs`` when none), ``--seeds`` and ``--out``."""
+    ``FLOORS``; ``default_jobs`` when none), ``--seeds`` and ``--out``; ``smoke`` alone for
+    ``SMOKE_JOBS``, 1 seed, ``SMOKE_FIELDS`` (``args.fields``) and a scratch ``--out``."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("jobs", nargs="*", help=f"jobs to run (default: {', '.join(default_jobs)}; any of {', '.join(FLOORS)})")
+    ap.add_argument(
+        "jobs", nargs="*", help=f"jobs to run (default: {', '.join(default_jobs)}; any of {', '.join(FLOORS)}); smoke: the smallest run, no record"
+    )
     ap.add_argument("--seeds", type=int, default=3, help="seeds per job, 0 to N-1 (default 3)")
     ap.add_argument("--out", default=out)
     args = ap.parse_args()
+    args.smoke, args.fields = args.jobs == ["smoke"], None
+    if args.smoke:
+        args.jobs, args.seeds, args.fields = list(SMOKE_JOBS), 1, SMOKE_FIELDS
+        args.out = str(Path(tempfile.gettempdir(), f"{Path(out).stem}-smoke.parquet"))
     unknown = [j for j in args.jobs if j not in FLOORS]
     if unknown:
         ap.error(f"unknown job(s) {', '.join(unknown)}; use {', '.join(FLOORS)}")
@@ -188,12 +208,16 @@ def main() -> int:
     print(machine_line(), flush=True)
     rows = []
     for job, seed, storage in each_run(args):
-        rows.append(run_one(job, seed, storage))
+        rows.append(run_one(job, seed, storage, args.fields))
         print(json.dumps(rows[-1], default=str), flush=True)
     print("\n" + write_figures(rows, args.out))
     print(f"\nfigures: {args.out}")
+    if args.smoke:  # a smoke run's budget is too small for any floor: that every run ran is the point
+        return 0 if all("test" in r for r in rows) else 1
     return 0 if all(r["ok"] for r in rows) else 1
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:  # a smoke run checks that the script works; it is not a record
+        sys.exit(main())
     sys.exit(run_recorded("floors", main, "floors.parquet"))

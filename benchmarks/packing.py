@@ -9,6 +9,7 @@ median per-epoch time (how much each trial slows down when packed), and the CPU 
 whole machine spent during each command.
 
     python benchmarks/packing.py [--out packing.parquet]
+    python benchmarks/packing.py smoke     # every row with 2 trials of 1 epoch, no record
 
 About 3 minutes on 2 cores; 4.7 on the VM about 3 times slower per core of 2026-12-02.
 """
@@ -31,7 +32,7 @@ from distsearch import constants as C  # noqa: E402
 TRIALS, EPOCHS = 8, 6
 
 
-def run(cpus: float, workdir: Path, max_concurrent: int | None = None) -> dict:
+def run(cpus: float, workdir: Path, max_concurrent: int | None = None, trials: int = TRIALS, epochs: int = EPOCHS) -> dict:
     raw = {
         "name": f"packing_{str(cpus).replace('.', '_')}" + (f"_x{max_concurrent}" if max_concurrent else ""),
         "task": "digits",
@@ -44,7 +45,7 @@ def run(cpus: float, workdir: Path, max_concurrent: int | None = None) -> dict:
             "optimizer": "adam",
             "batch_size": 16,
         },
-        "budget": {"num_trials": TRIALS, "max_epochs": EPOCHS},
+        "budget": {"num_trials": trials, "max_epochs": epochs},
         "asha": {"enabled": False},
         "scaling": {"num_workers": 1, "cpus_per_worker": cpus},
         "storage": str(workdir / "runs"),
@@ -68,11 +69,15 @@ def run(cpus: float, workdir: Path, max_concurrent: int | None = None) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", nargs="?", choices=["smoke"], help="smoke: every row with 2 trials of 1 epoch (a CLI run each), no record")
     ap.add_argument("--out", default="packing.parquet")
     args = ap.parse_args()
+    size = {"trials": TRIALS, "epochs": EPOCHS}
+    if args.mode == "smoke":
+        size, args.out = {"trials": 2, "epochs": 1}, str(Path(tempfile.gettempdir(), "packing-smoke.parquet"))
     print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as d:
-        rows = [run(1.0, Path(d)), run(0.5, Path(d)), run(1.0, Path(d), max_concurrent=1)]
+        rows = [run(1.0, Path(d), **size), run(0.5, Path(d), **size), run(1.0, Path(d), max_concurrent=1, **size)]
     df = pd.DataFrame(rows)
     df["throughput_vs_1cpu"] = df["trials_per_min"] / df["trials_per_min"].iloc[0]
     df["epoch_time_vs_1cpu"] = df["epoch_s_median"] / df["epoch_s_median"].iloc[0]
@@ -83,4 +88,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:  # a smoke run checks that the script works; it is not a record
+        sys.exit(main())
     sys.exit(run_recorded("packing", main, "packing.parquet"))

@@ -9,6 +9,7 @@ many processes, the CPU seconds each had spent when it was first seen with its a
 (start), and in all; for Train workers, all minus start is the training loop and its reports.
 
     python benchmarks/processes.py [job.yaml] [--interval-s 0.5] [--out processes.parquet]
+    python benchmarks/processes.py smoke     # the quickstart with 2 trials of 1 epoch, no record
 
 Linux only (``/proc``). Sampling misses processes that live shorter than the interval and up
 to one interval of each process's last CPU, so totals are slightly low. About 3 minutes on 2
@@ -89,14 +90,22 @@ class Sampler(threading.Thread):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("job", nargs="?", default=str(ROOT / "jobs" / "quickstart.yaml"))
+    ap.add_argument(
+        "job", nargs="?", default=str(ROOT / "jobs" / "quickstart.yaml"), help="a job file; smoke: the quickstart with 2 trials of 1 epoch, no record"
+    )
     ap.add_argument("--interval-s", type=float, default=0.5)
     ap.add_argument("--out", default="processes.parquet")
     args = ap.parse_args()
     if not Path("/proc/self/stat").exists():
         ap.error("needs Linux's /proc")
+    smoke = args.job == "smoke"
+    if smoke:
+        args.job, args.out = str(ROOT / "jobs" / "quickstart.yaml"), str(Path(tempfile.gettempdir(), "processes-smoke.parquet"))
     print(machine_line(), flush=True)
     raw = yaml.safe_load(Path(args.job).read_text())
+    if smoke:
+        raw["budget"] = {**raw["budget"], "num_trials": 2, "max_epochs": 1}
+        raw["asha"] = {**raw.get("asha", {}), "grace_period_epochs": 1}
     sampler = Sampler(args.interval_s)
     with tempfile.TemporaryDirectory() as d:
         raw["storage"] = str(Path(d) / "runs")
@@ -117,4 +126,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:  # a smoke run checks that the script works; it is not a record
+        sys.exit(main())
     sys.exit(run_recorded("processes", main, "processes.parquet"))

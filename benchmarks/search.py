@@ -13,6 +13,8 @@ search's best).
 
 The second form compares searchers; benchmarks/searchers.py says how.
 
+    python benchmarks/search.py smoke     # both forms at their smallest (digits, then wine), no record
+
 - digits: jobs/quickstart.yaml as shipped (16 trials x 20 epochs, MLP or CNN).
 - charlm: jobs/charlm.yaml's space on the first 80,000 characters of its corpus, 12 trials x
   9 epochs with a grace period of 1 epoch (the job ships 2), so that ASHA (reduction factor 3,
@@ -162,14 +164,29 @@ def searchers(args) -> int:
     return 0 if met >= 2 else 1
 
 
+def smoke(args) -> int:
+    """Both forms at their smallest, with no verdict: digits' ASHA and FIFO runs of 2 trials of 3
+    epochs, then the three searchers on wine, 1 seed of 3 trials each."""
+    args.out = str(Path(tempfile.gettempdir(), "search-smoke.parquet"))
+    with tempfile.TemporaryDirectory() as d:
+        digits = _jobs(Path(d))["digits"]
+        raw = {**digits, "budget": {"num_trials": 2, "max_epochs": 3}, "asha": {**digits["asha"], "grace_period_epochs": 1}}
+        print(markdown(pd.DataFrame(bench("digits", raw, Path(d)))), flush=True)
+    args.searcher_tasks, args.seeds, args.trials = ["wine"], 1, 3
+    searchers(args)  # its verdict on one task of 3 trials means nothing: that it ran is the point
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("tasks", nargs="*", help=f"{', '.join(TASKS)} (default: digits charlm); or searchers [digits wine charlm]")
+    ap.add_argument("tasks", nargs="*", help=f"{', '.join(TASKS)} (default: digits charlm); or searchers [digits wine charlm]; or smoke")
     ap.add_argument("--out", default="search.parquet")
     ap.add_argument("--seeds", type=int, default=5, help="searchers: seeds per method and task")
     ap.add_argument("--trials", type=int, default=48, help="searchers: trials per sweep")
     args = ap.parse_args()
     print(machine_line(), flush=True)
+    if args.tasks == ["smoke"]:
+        return smoke(args)
     if args.tasks[:1] == ["searchers"]:
         args.searcher_tasks = args.tasks[1:]
         return searchers(args)
@@ -190,4 +207,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:  # a smoke run checks that the script works; it is not a record
+        sys.exit(main())
     sys.exit(run_recorded("search", main, "search.parquet"))

@@ -9,6 +9,7 @@ option's smoothing, and the latest), so the options differ in their choices, nev
 
     python benchmarks/selection.py                         # quickstart, wine, diabetes; seeds 0, 1 and 2
     python benchmarks/selection.py text images --seeds 3
+    python benchmarks/selection.py smoke                   # wine and diabetes, 1 seed, 2 trials of 2 epochs, no record
 
 Prints one JSON line per (run, option) and markdown tables: per option, the seeds meeting each floor
 and the (job, seed) pairs whose ensemble scores no worse on test than the single best. Figures go to
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E402
-from benchmarks.floors import FLOORS, LIMIT_S, each_run, job_args, ridge_floor  # noqa: E402
+from benchmarks.floors import FLOORS, LIMIT_S, each_run, job_args, ridge_floor, seeded_job  # noqa: E402
 
 # option -> the job's selection section under it; "checkpoint" is the section's defaults
 OPTIONS = {
@@ -60,11 +61,11 @@ def retained(epochs: pd.DataFrame, objective, smoothing_epochs: int, num_to_keep
     return out
 
 
-def sweep(job: str, seed: int, storage: str) -> tuple[Path, float, int]:
-    """Run the job with ``seed`` and every checkpoint kept: its run folder, wall seconds, and the job's own num_to_keep."""
-    raw = yaml.safe_load((ROOT / "jobs" / f"{job}.yaml").read_text())
+def sweep(job: str, seed: int, storage: str, fields: dict | None = None) -> tuple[Path, float, int]:
+    """Run the job with ``seed`` (and ``fields``, section -> its fields, over its own) and every
+    checkpoint kept: its run folder, wall seconds, and the job's own num_to_keep."""
+    raw = seeded_job(job, seed, fields)
     num_to_keep = int((raw.get("checkpointing") or {}).get("num_to_keep", 2))
-    raw["seed"] = seed
     raw["checkpointing"] = {**(raw.get("checkpointing") or {}), "num_to_keep": int(raw["budget"]["max_epochs"]), "keep_after_sweep": "all"}
     seeded = Path(storage, f"{job}-{seed}.yaml")
     seeded.write_text(yaml.safe_dump(raw, sort_keys=False))  # the job's own key order: Tune draws in it
@@ -142,7 +143,7 @@ def main() -> int:
     print(machine_line(), flush=True)
     rows = []
     for job, seed, storage in each_run(args):
-        run_dir, wall_s, num_to_keep = sweep(job, seed, storage)
+        run_dir, wall_s, num_to_keep = sweep(job, seed, storage, args.fields)
         rows += options_on(job, seed, run_dir, wall_s, num_to_keep, Path(storage, "options"))
     pd.DataFrame(rows).to_parquet(args.out, index=False)
     print("\n" + summary(rows) + f"\n\nfigures: {args.out}")
@@ -150,4 +151,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:  # a smoke run checks that the script works; it is not a record
+        sys.exit(main())
     sys.exit(run_recorded("selection", main, "selection.parquet"))

@@ -1,10 +1,12 @@
 """Per-trial start in a sweep: what each further trial pays before its first epoch, by harness setting.
 
 One sweep of ``--trials`` trials of 2 epochs, one trial at a time, 1 Train worker of 1 CPU (the
-recipe of ``overhead.py``), five ways:
+recipe of ``overhead.py``), six ways:
 
+- the trial trained in its reused Tune actor, no Train worker (``trial_actor``, what ``auto``
+  picks for one worker): later trials run in the first trial's actor;
 - the controller in the trial, trial actor reuse, kept worker groups and spare worker processes
-  for the first trial (distsearch's defaults): later trials run in the first trial's processes;
+  for the first trial (the default for DDP): later trials run in the first trial's processes;
 - the same without kept worker groups, so with a spare for every trial (1 worker on 2 CPUs
   leaves a CPU free, so the later trials' spares are on): the defaults before kept groups;
 - the same without spares;
@@ -18,6 +20,7 @@ pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pool
 later ones show what every further trial of a sweep pays.
 
     python benchmarks/starts.py [--trials 4] [--out starts.parquet]
+    python benchmarks/starts.py smoke     # every row with 2 trials of 1 epoch, no record
 
 About 4 minutes on 2 cores (AMD EPYC with AVX-512, 2026-12-02, all five rows; 4.5 on the Intel
 Xeon VM before the kept-groups row).
@@ -39,10 +42,17 @@ from benchmarks._common import machine_line, markdown, run_recorded  # noqa: E40
 from benchmarks.overhead import _in_subprocess, _run  # noqa: E402
 
 # (harness.trial_processes, spare worker processes)
-SETTINGS = (("kept_worker_group", True), ("reused_actor", True), ("reused_actor", False), ("controller_in_trial", False), ("ray", False))
+SETTINGS = (
+    ("trial_actor", False),
+    ("kept_worker_group", True),
+    ("reused_actor", True),
+    ("reused_actor", False),
+    ("controller_in_trial", False),
+    ("ray", False),
+)
 
 
-def sweep_starts(trials: int, storage: str, processes: str, spares: bool = True) -> dict:
+def sweep_starts(trials: int, storage: str, processes: str, spares: bool = True, epochs: int = 2) -> dict:
     """Start to first epoch of each trial of one sweep, run one trial at a time: the first trial
     also pays what a fresh cluster starts once (Ray Train's autoscaling coordinator, pooled
     processes), the later ones show what every further trial of a sweep pays. Also the gap from
@@ -52,7 +62,7 @@ def sweep_starts(trials: int, storage: str, processes: str, spares: bool = True)
 
     # spares: the defaults, which here (1 worker of 1 CPU on 2 CPUs leaves a CPU free) give every
     # trial a spare, or only the first where groups are kept
-    t, e = _run(2, 1, storage, trials=trials, trial_processes=processes, **({} if spares else {"spare_worker_keep_alive_s": 0.0}))
+    t, e = _run(epochs, 1, storage, trials=trials, trial_processes=processes, **({} if spares else {"spare_worker_keep_alive_s": 0.0}))
     first = e[e[C.EPOCH] == 1].set_index(C.TRIAL_ID)
     starts = [
         first.loc[r[C.TRIAL_ID], C.TIMESTAMP].timestamp() - first.loc[r[C.TRIAL_ID], C.EPOCH_SECONDS] - r[C.STARTED_AT].timestamp()
@@ -75,20 +85,26 @@ def sweep_starts(trials: int, storage: str, processes: str, spares: bool = True)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", nargs="?", choices=["smoke"], help="smoke: every row with 2 trials of 1 epoch (a Ray each), no record")
     ap.add_argument("--trials", type=int, default=4, help="trials per sweep (at least 2)")
     ap.add_argument("--out", default="starts.parquet")
     args = ap.parse_args()
     if args.trials < 2:
         ap.error("--trials must be at least 2: the later trials are the point")
+    epochs = 2
+    if args.mode == "smoke":
+        args.trials, epochs, args.out = 2, 1, str(Path(tempfile.gettempdir(), "starts-smoke.parquet"))
     print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as storage:
-        starts = pd.DataFrame([_in_subprocess("sweep_starts", args.trials, storage, p, sp, module="benchmarks.starts") for p, sp in SETTINGS])
+        starts = pd.DataFrame([_in_subprocess("sweep_starts", args.trials, storage, p, sp, epochs, module="benchmarks.starts") for p, sp in SETTINGS])
     starts.to_parquet(args.out, index=False)
-    print(f"\nStart to first epoch (s) in one sweep of {args.trials} trials of 2 epochs, one at a time:\n")
+    print(f"\nStart to first epoch (s) in one sweep of {args.trials} trials of {epochs} epochs, one at a time:\n")
     print(markdown(starts))
     print(f"\nfigures: {args.out}")
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:  # a smoke run checks that the script works; it is not a record
+        sys.exit(main())
     sys.exit(run_recorded("starts", main, "starts.parquet"))
