@@ -13,7 +13,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from . import constants as C
 from . import registry
@@ -238,16 +238,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1
 
 
-def entry() -> int:
-    """The console script and ``python -m distsearch``: ``main``, then an exit that skips the
-    interpreter's last garbage collections. Those walk every object torch, Ray and pyarrow made and
-    free nothing a finished command needs (its files are written and closed by now), yet take
-    longer than the report; frozen objects are left out of them (``gc.freeze``)."""
+def entry() -> NoReturn:
+    """The console script and ``python -m distsearch``: ``main``, then the process's exit, without
+    the interpreter's last garbage collections. Those walk every object torch, Ray and pyarrow
+    made and free nothing a finished command needs (its files are written and closed by now),
+    yet take longer than the report; frozen objects are left out of them (``gc.freeze``). It
+    ends the process, so no caller goes on with a frozen collector; call ``main`` to go on."""
     code = main()
     import gc
 
     gc.freeze()
-    return code
+    sys.exit(code)
 
 
 def _save_traceback() -> str:
