@@ -285,11 +285,13 @@ def ray_pattern(
     metric: str,
     mode: str,
     callbacks,
+    stop=None,
 ) -> tuple[dict, float, dict]:
     """Ray's documented Train V2 + Tune pattern over distsearch's loop: a Tune function trainable
     that builds a one-worker ``TorchTrainer`` with ``TuneReportCallback``, a checkpoint reported
-    every epoch. ``params_of`` maps a Tune config to the loop's parameters. Returns the best
-    trial's parameters, its best epoch's metric and that epoch's model state."""
+    every epoch. ``params_of`` maps a Tune config to the loop's parameters; ``stop``: Tune's
+    ``RunConfig.stop``. Returns the best trial's parameters, its best epoch's metric and that
+    epoch's model state."""
     import tempfile
 
     import ray
@@ -325,7 +327,7 @@ def ray_pattern(
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=slots
             ),
-            run_config=tune.RunConfig(storage_path=storage, callbacks=callbacks, verbose=0),
+            run_config=tune.RunConfig(storage_path=storage, callbacks=callbacks, stop=stop, verbose=0),
         )
         best = tuner.fit().get_best_result(metric=metric, mode=mode, scope="all")
         history = best.metrics_dataframe  # TuneReportCallback hands Tune each checkpoint's path as a metric

@@ -26,8 +26,10 @@ interpreter. Per run: the command's wall seconds (process start to exit); the sw
 trial start to last trial end); efficiency (the epochs' own seconds / (sweep seconds x 2
 slots)); harness ms per epoch (within a trial, the time between its first and last report that
 its epochs do not explain, per report); the gap between a slot's trials (a trial's first epoch
-start minus the end of the trial before it in that slot); the best validation accuracy and its
-test accuracy.
+start minus the end of the trial before it in that slot); a trial's setup (its start to its
+first epoch's start), for the first trial of each slot and the median later one; the best
+validation accuracy and its test accuracy. Once a seed, ``import torch._dynamo`` is timed alone in
+a fresh interpreter: torch.optim imports it at a process's first optimizer, inside a first trial.
 
     python benchmarks/peers.py [--seeds 5] [--trials 16] [--epochs 20] [--out peers.parquet]
     python benchmarks/peers.py smoke     # 1 seed, 4 trials of 3 epochs (it starts Ray four times: not in CI)
@@ -332,6 +334,9 @@ def figures(method: str, seed: int, command_s: float, res: dict) -> dict:
         before = [e for e in ends if e <= first]
         if before:
             gaps.append(first - before[-1])
+    # a trial's setup: its start to its first epoch's start; the first SLOTS trials' setups also
+    # hold what each process pays once (torch.optim's first use imports torch._dynamo)
+    setups = [t["epochs"][0][0] - t["epochs"][0][1] - t["start"] for t in trials]
     return {
         "method": method,
         "seed": seed,
@@ -343,6 +348,8 @@ def figures(method: str, seed: int, command_s: float, res: dict) -> dict:
         "efficiency": epoch_s / (sweep * SLOTS),
         "harness_ms_per_epoch": 1000 * harness,
         "gap_s": float(pd.Series(gaps).median()) if gaps else float("nan"),
+        "first_setup_s": float(pd.Series(setups[:SLOTS]).median()),
+        "later_setup_s": float(pd.Series(setups[SLOTS:]).median()) if len(setups) > SLOTS else float("nan"),
         "best_val": res["best_val"],
         "test": res["test"],
     }
@@ -371,7 +378,14 @@ TARGETS = (  # (figure, what it is compared with, bound, how): issue 34's target
 )
 
 
-def verdicts(df: pd.DataFrame) -> list[str]:
+def dynamo_import_s() -> float:
+    """Seconds that ``import torch._dynamo`` takes in a fresh interpreter that has imported torch:
+    what every process pays at its first optimizer, since torch.optim imports it there."""
+    code = "import time, torch; t = time.perf_counter(); import torch._dynamo; print(time.perf_counter() - t)"
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def verdicts(df: pd.DataFrame, dynamo_s: float = float("nan")) -> list[str]:
     med = df.groupby("method").median(numeric_only=True)
     if "distsearch" not in med.index:
         return []
@@ -382,6 +396,16 @@ def verdicts(df: pd.DataFrame) -> list[str]:
             value = value / med.at[other, figure]
         met = value <= bound if "<=" in how else value >= bound
         lines.append(f"- distsearch {figure}: {value:.3g} ({how} {bound:g}): {'met' if met else 'missed'}")
+    # per run: the slot-seconds outside epochs, and the part of them that the first trials (one a
+    # slot) spend before their first epoch beyond what a later trial spends
+    d = df[df["method"] == "distsearch"]
+    idle = (d["sweep_s"] * SLOTS * (1 - d["efficiency"])).median()
+    first_extra = (SLOTS * (d["first_setup_s"] - d["later_setup_s"])).median()
+    lines.append(
+        f"- distsearch's slot-seconds outside epochs: {idle:.3g} s a sweep, of which {first_extra:.3g} s are its first trials' setup "
+        f"beyond a later trial's ({med.at['distsearch', 'first_setup_s']:.3g} s against {med.at['distsearch', 'later_setup_s']:.3g} s a trial); "
+        f"`import torch._dynamo` alone takes {dynamo_s:.3g} s in a fresh interpreter with torch imported (median of {len(d)})"
+    )
     return lines
 
 
@@ -395,7 +419,7 @@ def main() -> int:
     ap.add_argument("--out", default="peers.parquet")
     args = ap.parse_args()
     if args.mode == "smoke":
-        args.seeds, args.trials, args.epochs = 1, 4, 3
+        args.seeds, args.trials, args.epochs, args.out = 1, 4, 3, str(Path(tempfile.gettempdir(), "peers-smoke.parquet"))
     methods = [m for m in args.methods.split(",") if m]
     if bad := [m for m in methods if m not in METHODS]:
         ap.error(f"--methods: got {', '.join(bad)}; fix: use {', '.join(METHODS)}")
@@ -403,8 +427,10 @@ def main() -> int:
     print(f"{args.trials} trials of {args.epochs} epochs, {SLOTS} at a time, seeds 0..{args.seeds - 1}; methods interleaved per seed", flush=True)
     rows: list[dict] = []
     failed: list[str] = []
+    dynamo: list[float] = []
     try:
         for seed in range(args.seeds):
+            dynamo.append(dynamo_import_s())
             for method in methods:
                 try:
                     rows.append(one(method, seed, args.trials, args.epochs))
@@ -418,7 +444,7 @@ def main() -> int:
             df = pd.DataFrame(rows)
             df.to_parquet(args.out, index=False)
             print("\n" + markdown(df.groupby("method", sort=False).median(numeric_only=True).drop(columns="seed").reset_index()))
-            print("\nmedians over seeds; targets (issue 34):\n" + "\n".join(verdicts(df)))
+            print("\nmedians over seeds; targets (issue 34):\n" + "\n".join(verdicts(df, float(pd.Series(dynamo).median()))))
             print(f"\nfigures: {args.out}")
     if failed:
         print(f"failed rows: {', '.join(failed)}")

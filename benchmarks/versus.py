@@ -1,7 +1,7 @@
 """Versus: distsearch's search against what a user would pick instead, on real runs of shipped jobs, with the simulator's prediction beside.
 
-    python benchmarks/versus.py [JOB ...] [--seeds 5] [--methods distsearch,distsearch-tpe,ray,optuna] [--out versus.parquet]
-    python benchmarks/versus.py smoke     # the quickstart, 1 seed, 4 trials of 3 epochs
+    python benchmarks/versus.py [JOB ...] [--seeds 5] [--methods distsearch,distsearch-tpe,ray,optuna] [--worker-epochs N] [--out versus.parquet]
+    python benchmarks/versus.py smoke     # the quickstart, 1 seed, 4 trials of 3 epochs, 6 worker-epochs
 
 Each job (default: jobs/quickstart.yaml and jobs/wine.yaml) runs as it ships (its space, budget,
 ASHA grace and reduction factor), one process per trial, two trials at a time (the cores), seeds
@@ -18,8 +18,10 @@ ASHA grace and reduction factor), one process per trial, two trials at a time (t
   thread each, plain PyTorch; the best epoch's weights kept in memory and scored on test once.
 
 All train with distsearch's own loop (``distsearch.train.loop.train``) on the same splits: what
-differs is the search and the harness. Each method gets the same trials and epochs; the
-worker-epochs it spends are reported. A job's target is distsearch's median final best
+differs is the search and the harness. Each method gets the same trials and epochs, and the
+worker-epochs it spends are reported; or, with ``--worker-epochs N``, the same budget of N
+worker-epochs (``budget.worker_epochs`` for distsearch, a Tune stopper for Ray's pattern, a count
+that prunes the study's trials past it for Optuna), with as many trials as it likes. A job's target is distsearch's median final best
 validation value over the seeds (the lower median, which half its seeds reach). Per method,
 medians over seeds: worker-epochs to the target, in the order results arrived (a seed that never
 gets there counts as never), and its ratio to distsearch's; the share of seeds that get there;
@@ -58,10 +60,14 @@ JOBS = ("jobs/quickstart.yaml", "jobs/wine.yaml")
 SLOTS = 2
 
 
-def _raw(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+def _raw(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
+    """The job as shipped, with this seed and budget; with ``worker_epochs``, a budget of that many
+    worker-epochs, which then ends the sweep (a trial costs at least one, so as many trials cap nothing)."""
     raw = yaml.safe_load((ROOT / job).read_text())
     raw["seed"] = seed
     raw["budget"] = {**raw["budget"], **({"num_trials": trials} if trials else {}), **({"max_epochs": epochs} if epochs else {})}
+    if worker_epochs:
+        raw["budget"].update(worker_epochs=worker_epochs, num_trials=worker_epochs)
     return raw
 
 
@@ -113,10 +119,10 @@ def _test_score(task, splits, params: dict, state: dict, metric: str) -> float:
 
 
 # ---- each method, in its own interpreter: {"epochs": [[arrival, value, trial]], "best_val", "test"} ----
-def run_distsearch(job: str, seed: int, trials: int | None, epochs: int | None, search: str = "random") -> dict:
+def run_distsearch(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None, search: str = "random") -> dict:
     from distsearch import constants as C
 
-    raw = _raw(job, seed, trials, epochs)
+    raw = _raw(job, seed, trials, epochs, worker_epochs)
     raw.update(
         search={"algorithm": search}, scaling={"num_workers": 1, "cpus_per_worker": 1}, max_concurrent_trials=SLOTS, ensemble={"enabled": False}
     )
@@ -129,11 +135,11 @@ def run_distsearch(job: str, seed: int, trials: int | None, epochs: int | None, 
     return {"epochs": rows, "best_val": best["val_metric"], "test": best["test"][raw["metric"].replace("val_", "test_", 1)]}
 
 
-def run_distsearch_tpe(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
-    return run_distsearch(job, seed, trials, epochs, search="tpe")
+def run_distsearch_tpe(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
+    return run_distsearch(job, seed, trials, epochs, worker_epochs, search="tpe")
 
 
-def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
     import optuna
     import torch
 
@@ -143,9 +149,10 @@ def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None) -> d
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec, task, splits = _spec_task(_raw(job, seed, trials, epochs))
+    spec, task, splits = _spec_task(_raw(job, seed, trials, epochs, worker_epochs))
     sign = 1 if spec.mode == "max" else -1
     lock, rows, best = threading.Lock(), [], {"val": None}
+    study = None
 
     def objective(trial):
         params = flatten(sample(trial, spec.space))
@@ -153,8 +160,11 @@ def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None) -> d
 
         def report(metrics, state):
             nonlocal value
-            value = float(metrics[spec.metric])
             with lock:
+                if worker_epochs and len(rows) >= worker_epochs:  # spent: this epoch is past the budget
+                    study.stop()
+                    raise optuna.TrialPruned()
+                value = float(metrics[spec.metric])
                 rows.append([time.time(), value, str(trial.number)])
                 if best["val"] is None or sign * value > sign * best["val"]:
                     best.update(val=value, params=params, state={k: v.clone() for k, v in state["model"].items()})
@@ -176,17 +186,27 @@ def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None) -> d
     return {"epochs": rows, "best_val": best["val"], "test": _test_score(task, splits, best["params"], best["state"], spec.metric)}
 
 
-def run_ray(job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+def run_ray(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    spec, task, splits = _spec_task(_raw(job, seed, trials, epochs))
+    spec, task, splits = _spec_task(_raw(job, seed, trials, epochs, worker_epochs))
     rows: list[list] = []
 
     class Clock(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            rows.append([time.time(), float(result[spec.metric]), trial.trial_id])
+            if not worker_epochs or len(rows) < worker_epochs:
+                rows.append([time.time(), float(result[spec.metric]), trial.trial_id])
+
+    class Spent(tune.Stopper):
+        """The sweep's end once the results the clock took, one a worker-epoch, reach ``worker_epochs``."""
+
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return bool(worker_epochs) and len(rows) >= worker_epochs
 
     params, best_val, state = ray_pattern(
         task,
@@ -202,14 +222,16 @@ def run_ray(job: str, seed: int, trials: int | None, epochs: int | None) -> dict
         metric=spec.metric,
         mode=spec.mode,
         callbacks=[Clock()],
+        stop=Spent(),
     )
     return {"epochs": rows, "best_val": best_val, "test": _test_score(task, splits, params, state, spec.metric)}
 
 
-def one(method: str, job: str, seed: int, trials: int | None, epochs: int | None) -> dict:
+def one(method: str, job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
     """Run one method in a fresh interpreter; its results' arrival times from the interpreter's start."""
     fn = "run_" + method.replace("-", "_")
-    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.versus import {fn}; print('RESULT' + json.dumps({fn}({job!r}, {seed}, {trials}, {epochs})))"
+    call = f"{fn}({job!r}, {seed}, {trials}, {epochs}, {worker_epochs})"
+    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.versus import {fn}; print('RESULT' + json.dumps({call}))"
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"})
     wall = time.time() - t0
@@ -237,7 +259,9 @@ def best_so_far(values, mode: str) -> np.ndarray:
     return np.maximum.accumulate(v) if mode == "max" else np.minimum.accumulate(v)
 
 
-def predicted(job: str, search: str, seeds: int, trials: int | None, epochs: int | None, target: float, mode: str) -> dict:
+def predicted(
+    job: str, search: str, seeds: int, trials: int | None, epochs: int | None, target: float, mode: str, worker_epochs: int | None = None
+) -> dict:
     """The simulator's worker-epochs to ``target`` and final best for distsearch with ``search``
     under ASHA on the job's table, over the same seeds and budget, at 2 workers."""
     from benchmarks.evidence import epochs_to
@@ -251,7 +275,7 @@ def predicted(job: str, search: str, seeds: int, trials: int | None, epochs: int
     table = tables.load(str(path))
     spent, finals = [], []
     for seed in range(seeds):
-        raw = _raw(job, seed, trials, epochs)
+        raw = _raw(job, seed, trials, epochs, worker_epochs)
         d = {**table.job, "seed": seed, "search": {"algorithm": search}, "asha": {**raw["asha"], "enabled": True}, "budget": raw["budget"]}
         sim = simulate(table, JobSpec.model_validate(d), SLOTS)
         trace = best_so_far([r[raw["metric"]] for r in sim.epoch_rows if r.get(raw["metric"]) is not None], mode)
@@ -260,7 +284,7 @@ def predicted(job: str, search: str, seeds: int, trials: int | None, epochs: int
     return {"sim worker-epochs to target": float(np.median(spent)), "sim final best": float(np.median(finals))}
 
 
-def summary(df: pd.DataFrame, trials: int | None, epochs: int | None) -> pd.DataFrame:
+def summary(df: pd.DataFrame, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> pd.DataFrame:
     from benchmarks.evidence import epochs_to  # here, not at the top: the methods' interpreters import this module
 
     out = []
@@ -290,7 +314,7 @@ def summary(df: pd.DataFrame, trials: int | None, epochs: int | None) -> pd.Data
                 "test": float(r["test"].median()),
             }
             if m in SEARCH:
-                row.update(predicted(f"jobs/{job}.yaml", SEARCH[m], int(r["seed"].max()) + 1, trials, epochs, target, mode))
+                row.update(predicted(f"jobs/{job}.yaml", SEARCH[m], int(r["seed"].max()) + 1, trials, epochs, target, mode, worker_epochs))
             out.append(row)
     return pd.DataFrame(out)
 
@@ -301,10 +325,18 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--out", default="versus.parquet")
+    ap.add_argument(
+        "--worker-epochs",
+        type=int,
+        default=None,
+        help="give every method this budget of worker-epochs instead of the job's trials (each ends its sweep once spent)",
+    )
     args = ap.parse_args()
     trials = epochs = None
     if args.jobs == ["smoke"]:
         args.jobs, args.seeds, trials, epochs = ["jobs/quickstart.yaml"], 1, 4, 3
+        args.worker_epochs = args.worker_epochs or 6  # the budget's path too: less than 4 trials of 3 epochs
+        args.out = str(Path(tempfile.gettempdir(), "versus-smoke.parquet"))
     jobs = args.jobs or list(JOBS)
     methods = [m for m in args.methods.split(",") if m]
     if bad := [m for m in methods if m not in METHODS]:
@@ -312,14 +344,15 @@ def main() -> int:
     if BASELINE not in methods:
         ap.error(f"--methods: the target comes from {BASELINE}; fix: include it")
     print(machine_line(), flush=True)
-    print(f"jobs {', '.join(jobs)}; seeds 0..{args.seeds - 1}; {SLOTS} trials at a time; methods interleaved per seed", flush=True)
+    budget = f"{args.worker_epochs} worker-epochs each" if args.worker_epochs else "the jobs' trials and epochs"
+    print(f"jobs {', '.join(jobs)}; seeds 0..{args.seeds - 1}; {SLOTS} trials at a time; {budget}; methods interleaved per seed", flush=True)
     rows, failed = [], []
     try:
         for job in jobs:
             for seed in range(args.seeds):
                 for method in methods:
                     try:
-                        rows.append(one(method, job, seed, trials, epochs))
+                        rows.append(one(method, job, seed, trials, epochs, args.worker_epochs))
                     except RuntimeError as e:  # one failure loses neither the other rows nor later seeds
                         failed.append(f"{method} {job} seed {seed}")
                         print(f"FAILED: {str(e)[-1500:]}", flush=True)
@@ -336,7 +369,7 @@ def main() -> int:
         if rows:
             df = pd.DataFrame(rows)
             df.to_parquet(args.out, index=False)
-            print("\n" + markdown(summary(df, trials, epochs)))
+            print("\n" + markdown(summary(df, trials, epochs, args.worker_epochs)))
             print(f"\nfigures: {args.out}")
     if failed:
         print(f"failed rows: {', '.join(failed)}")

@@ -83,7 +83,7 @@ TIMESTAMP = "timestamp"  # UTC time the driver received the report
 STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped_early"
 STATUS_ERROR = "error"
-STATUS_CANCELLED = "cancelled"  # running when the sweep was ended by its error budget or budget.time_s
+STATUS_CANCELLED = "cancelled"  # running when the sweep was ended by its error budget, budget.time_s or budget.worker_epochs
 STATUS_NOT_STARTED = "not_started"  # drawn by the searcher, but the sweep ended before it started
 STATUSES = (STATUS_COMPLETED, STATUS_STOPPED, STATUS_ERROR, STATUS_CANCELLED, STATUS_NOT_STARTED)
 

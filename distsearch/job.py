@@ -295,6 +295,8 @@ def _run_job(
                 "leaks": outcome.leaks,
                 "error_budget_exceeded": outcome.error_budget_exceeded,
                 "out_of_time": outcome.out_of_time,
+                "out_of_worker_epochs": outcome.out_of_worker_epochs,
+                "worker_epochs": outcome.worker_epochs,
                 "checkpoints": checkpoints,
             }
         )

@@ -5,7 +5,7 @@ ensemble are scored and saved, a run keeps:
 
 - the single best's checkpoint and each ensemble member's (``load_model`` and ``resave_models``
   read them);
-- each unfinished trial's checkpoints (cancelled by ``budget.time_s`` or the error budget), with
+- each unfinished trial's checkpoints (cancelled by ``budget.time_s``, ``budget.worker_epochs`` or the error budget), with
   their optimizer state, since a resumed driver restarts such a trial from its latest one.
 
 Every other checkpoint of ``train/`` loses its model file (the weights, nearly all its bytes),

@@ -135,13 +135,16 @@ class _Loop:
         self.best: Optional[float] = None
         self.near_best_at: Optional[float] = None
         self.stopped: dict[str, int] = {}
+        # budget.worker_epochs: once spent, no trial starts and the running ones are cancelled, as in a real sweep
+        self.worker_epochs_left = spec.budget.worker_epochs
+        self.cancelled: set[str] = set()
 
     def push(self, at: float, kind: str, payload: Any) -> None:
         self.seq += 1
         heapq.heappush(self.events, (at, self.seq, kind, payload))
 
     def fill(self) -> None:
-        while self.idle > 0 and not self.search.is_finished():
+        while self.idle > 0 and not self.search.is_finished() and self.worker_epochs_left != 0:
             trial = self.search.next_trial()
             if trial is None:
                 return
@@ -168,14 +171,24 @@ class _Loop:
             if kind == "free":
                 self.idle += 1
                 continue
+            if trial_id in self.cancelled:  # the epoch in flight when the budget ran out: lost
+                continue
             state = self.trials[trial_id]
             epoch = state["epochs"] + 1
             curve = self.curves[trial_id]
             result = self._result(trial_id, state, epoch, curve)
+            spent = False
+            if self.worker_epochs_left is not None:
+                self.worker_epochs_left = max(0, self.worker_epochs_left - self.spec.scaling.num_workers)
+                spent = self.worker_epochs_left == 0
+                if spent:
+                    self._cancel_the_others(trial_id)
+                    if epoch < max_epochs:  # this trial ends here too, cancelled rather than stopped
+                        self.cancelled.add(trial_id)
             trial = state["trial"]
             self.search.on_trial_result(trial_id, result)
             action = self.scheduler.on_trial_result(None, trial, result)
-            stop = action == TrialScheduler.STOP and epoch < max_epochs
+            stop = (action == TrialScheduler.STOP or spent) and epoch < max_epochs
             # A table short of max_epochs for this configuration and every other ends the trial too.
             if not stop and epoch < max_epochs and epoch >= len(curve.metrics):
                 longer = self.surrogate.curve(state["params"], min_epochs=epoch + 1)[0]
@@ -184,13 +197,21 @@ class _Loop:
             if not stop and epoch < max_epochs and epoch < len(curve.metrics):
                 self.push(self.now + curve.seconds[epoch], "epoch", trial_id)
                 continue
-            if stop:
+            if stop and trial_id not in self.cancelled:
                 self.stopped[trial_id] = epoch
             self.search.on_trial_complete(trial_id, result=result)
             self.scheduler.on_trial_complete(None, trial, result)
             state["end"] = self.now + self.table.end_s
             self.push(state["end"], "free", None)
         return self._outcome()
+
+    def _cancel_the_others(self, trial_id: str) -> None:
+        """The budget is spent: every other running trial ends now, its epoch in flight lost."""
+        for other, s in self.trials.items():
+            if other != trial_id and "end" not in s:
+                self.cancelled.add(other)
+                s["end"] = self.now + self.table.end_s
+                self.push(s["end"], "free", None)
 
     def _result(self, trial_id: str, state: dict[str, Any], epoch: int, curve: Curve) -> dict[str, Any]:
         metrics = dict(curve.metrics[epoch - 1])
@@ -216,6 +237,7 @@ class _Loop:
             values = s["values"]
             best = pick(values) if values else None
             status = C.STATUS_COMPLETED if s["epochs"] >= self.spec.budget.max_epochs else C.STATUS_STOPPED
+            status = C.STATUS_CANCELLED if trial_id in self.cancelled else status
             rows.append(
                 {
                     C.TRIAL_ID: trial_id,

@@ -161,6 +161,11 @@ class JobSpec(_Section):
                 f"asha.grace_period_epochs: got {self.asha.grace_period_epochs} > budget.max_epochs {self.budget.max_epochs}; "
                 f"set grace_period_epochs to at most {self.budget.max_epochs}"
             )
+        if self.budget.worker_epochs is not None and self.budget.worker_epochs < self.scaling.num_workers:
+            raise ValueError(
+                f"budget.worker_epochs: got {self.budget.worker_epochs}, less than one epoch of one trial "
+                f"(scaling.num_workers: {self.scaling.num_workers} workers); fix: set it to at least {self.scaling.num_workers}, or leave it unset"
+            )
         if self.selection.checkpoints_per_trial > self.checkpointing.num_to_keep + 1:
             raise ValueError(
                 f"selection.checkpoints_per_trial: got {self.selection.checkpoints_per_trial} > checkpointing.num_to_keep + 1 = "

@@ -28,6 +28,13 @@ class Budget(_Section):
         description="wall seconds the sweep may take, counted from its driver's start (seconds, > 0); after it no trial starts, "
         "running ones are cancelled and recorded as such, and the results so far are written; unset: no limit",
     )  # fmt: skip
+    worker_epochs: Optional[int] = Field(
+        None, ge=1, le=100_000_000,
+        description="epochs the sweep may train, each counted once per worker of its trial and summed over the trials, "
+        "earlier drivers' included (worker-epochs, >= 1); once spent, no trial starts, running ones are cancelled and recorded "
+        "as such, and the results so far are written: a budget of compute rather than of trials, which num_trials then only "
+        "caps; unset: no limit",
+    )  # fmt: skip
     trial_timeout_s: Optional[float] = Field(
         None, gt=0, allow_inf_nan=False,
         description="wall seconds one trial may run from its start (seconds, > 0); a trial past it is ended, recorded as an error "

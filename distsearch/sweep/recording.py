@@ -153,17 +153,33 @@ class ResultRecorder(tune.Callback):
 
 
 class SweepBudget(tune.Callback, tune.stopper.Stopper):
-    """Ends the sweep once more than ``max_failed`` trials have failed, or ``time_s`` seconds after
-    this driver started it: Tune then stops every running trial and starts no new one. Both a
-    callback (it counts failures) and the stopper."""
+    """Ends the sweep once more than ``max_failed`` trials have failed, ``time_s`` seconds after
+    this driver started it, or once its trials have trained ``worker_epochs``: Tune then stops
+    every running trial and starts no new one. Both a callback (it counts failures) and the
+    stopper (it counts each trial's epochs once, times the workers that trained it, from its
+    results and from ``prior_epochs``, the epoch rows earlier drivers of the run recorded)."""
 
-    def __init__(self, max_failed: Optional[int], failed: Iterable[str] = (), time_s: Optional[float] = None):
+    def __init__(
+        self,
+        max_failed: Optional[int],
+        failed: Iterable[str] = (),
+        time_s: Optional[float] = None,
+        worker_epochs: Optional[int] = None,
+        prior_epochs: Iterable[Mapping[str, Any]] = (),
+    ):
         self.max_failed = max_failed
         # a set: a trial that failed under an earlier driver may fail once more when restarted
         self.failed: set[str] = set(failed)
         self.time_s = time_s
         self._t0 = time.monotonic()
         self.ran_out_of_time = False  # set when the time limit, not the trials, ended the sweep
+        self.worker_epochs = worker_epochs
+        # a resumed trial repeats its last report: each (trial, epoch) counts once
+        self._counted: set[tuple[str, int]] = set()
+        self.spent_worker_epochs = 0
+        for row in prior_epochs:
+            self._count(row[C.TRIAL_ID], row)
+        self.ran_out_of_epochs = False  # set when worker_epochs, not the trials, ended the sweep
         # UTC seconds the sweep was ended: a trial that ends after it without reaching max_epochs
         # was cancelled by the end, not stopped by ASHA.
         self.ended_at: Optional[float] = None
@@ -179,7 +195,16 @@ class SweepBudget(tune.Callback, tune.stopper.Stopper):
         """Whether the failures ended the sweep."""
         return self.max_failed is not None and len(self.failed) > self.max_failed
 
+    def _count(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        epoch = result.get(C.EPOCH)
+        if epoch is None or pd.isna(epoch) or (trial_id, int(epoch)) in self._counted:
+            return
+        self._counted.add((trial_id, int(epoch)))
+        workers = result.get(C.WORLD_SIZE)
+        self.spent_worker_epochs += 1 if workers is None or pd.isna(workers) else int(workers)
+
     def __call__(self, trial_id, result) -> bool:
+        self._count(trial_id, result)
         return False
 
     def stop_all(self) -> bool:
@@ -187,7 +212,9 @@ class SweepBudget(tune.Callback, tune.stopper.Stopper):
             self._t0 = time.monotonic()
         if self.time_s is not None and not self.exceeded and time.monotonic() - self._t0 > self.time_s:
             self.ran_out_of_time = True
-        stop = self.exceeded or self.ran_out_of_time
+        if self.worker_epochs is not None and not (self.exceeded or self.ran_out_of_time) and self.spent_worker_epochs >= self.worker_epochs:
+            self.ran_out_of_epochs = True
+        stop = self.exceeded or self.ran_out_of_time or self.ran_out_of_epochs
         if stop and self.ended_at is None:
             self.ended_at = time.time()
         return stop

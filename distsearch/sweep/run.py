@@ -67,6 +67,8 @@ class SweepOutcome:
     leaks: dict[str, Any] = field(default_factory=dict)
     error_budget_exceeded: bool = False
     out_of_time: bool = False  # budget.time_s ended the sweep
+    out_of_worker_epochs: bool = False  # budget.worker_epochs ended the sweep
+    worker_epochs: int = 0  # epochs trained times the workers that trained them, earlier drivers' included
     splits: Optional[Splits] = None  # the task's splits, test included, as the sweep made them
     search: Optional[dict[str, Any]] = None  # what the searcher's saved state says (SearcherKind.saved_summary)
 
@@ -112,7 +114,13 @@ def run_sweep(
     recorder = ResultRecorder(spec.metric, ledger_dir, prior)
     h = spec.harness
     reaper = cleanup.WorkerGroupReaper(h.release_timeout_s, actors_outlive_trials=h.reuses_trial_actors, groups_outlive_trials=h.reuses_worker_groups)
-    budget = SweepBudget(spec.budget.max_failed_trials, failed=recorder.errors, time_s=spec.budget.time_s)
+    budget = SweepBudget(
+        spec.budget.max_failed_trials,
+        failed=recorder.errors,
+        time_s=spec.budget.time_s,
+        worker_epochs=spec.budget.worker_epochs,
+        prior_epochs=prior.epoch_rows if prior else (),
+    )
     callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
     ended = [t for t, r in prior.ledger.items() if r.get(C.ENDED_AT)] if prior else []
     scheduler = plan.make_scheduler(prior.results_by_trial(plan.result_metrics()) if prior else None, ended)
@@ -184,6 +192,8 @@ def run_sweep(
         leaks={"placement_groups_swept_at_end": leftover, "train_actors_alive_at_end": actors, "unreleased_by_trial": reaper.unreleased},
         error_budget_exceeded=budget.exceeded,
         out_of_time=budget.ran_out_of_time,
+        out_of_worker_epochs=budget.ran_out_of_epochs,
+        worker_epochs=budget.spent_worker_epochs,
         splits=splits,
         search=plan.saved_summary(storage.join(run_dir, C.TUNE_DIR)),
     )

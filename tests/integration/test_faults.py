@@ -216,3 +216,33 @@ def test_the_time_budget_cancels_what_runs_and_records_what_never_started(embedd
     assert f"{ran} of {spec.budget.num_trials} trials ran" in format_run(run)
     print(f"time budget: ended after {took:.1f} s, {ran} of {spec.budget.num_trials} trials ran: {trials[C.STATUS].value_counts().to_dict()}")
     assert_nothing_left()
+
+
+def test_the_worker_epoch_budget_ends_the_sweep_and_records_what_it_cut(embedded_ray, tmp_path):
+    """budget.worker_epochs: a budget of compute, not trials. Two one-worker trials train at a
+    time, each in its own actor; once their epochs add up to the budget, no trial starts, the
+    running ones are cancelled, and what ran is written as for any other end."""
+    spec = parse_job(
+        tiny_job(
+            tmp_path,
+            budget={"num_trials": 200, "max_epochs": 4, "worker_epochs": 7},
+            asha={"enabled": False},
+            scaling={"num_workers": 1, "cpus_per_worker": 1},
+            ensemble={"enabled": False},
+        )
+    )
+    result = run_job(spec)
+    from distsearch.results.files import read_run
+
+    run = read_run(result.run_dir)
+    trials, meta = run["trials"], run["run"]
+    assert meta["out_of_worker_epochs"] is True and not meta["out_of_time"] and not result.error_budget_exceeded
+    # the budget is counted from the results the driver took; a report in flight as the sweep
+    # ended may still land, one per running trial at most
+    assert 7 <= meta["worker_epochs"] <= 7 + meta["max_concurrent_trials"], meta["worker_epochs"]
+    assert meta["worker_epochs"] == len(run["epochs"])
+    assert set(trials[C.STATUS]) <= {C.STATUS_COMPLETED, C.STATUS_CANCELLED, C.STATUS_NOT_STARTED}
+    assert (trials[C.STATUS] == C.STATUS_CANCELLED).sum() >= 1 and meta["trials_ran"] <= 4 < spec.budget.num_trials
+    print(f"worker-epoch budget: {meta['worker_epochs']} spent of 7, {meta['trials_ran']} trials ran: {trials[C.STATUS].value_counts().to_dict()}")
+    assert result.best is not None
+    assert_nothing_left()

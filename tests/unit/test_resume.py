@@ -200,6 +200,27 @@ def test_the_time_budget_ends_the_sweep_once_it_is_spent(monkeypatch):
     assert not recording.SweepBudget(None).stop_all()  # unset: no limit
 
 
+def test_the_worker_epoch_budget_counts_each_epoch_once_per_worker_earlier_drivers_included():
+    # an earlier driver's rows: two epochs of a 2-worker trial
+    prior = [{C.TRIAL_ID: "t0", C.EPOCH: 1, C.WORLD_SIZE: 2}, {C.TRIAL_ID: "t0", C.EPOCH: 2, C.WORLD_SIZE: 2}]
+    budget = recording.SweepBudget(None, worker_epochs=10, prior_epochs=prior)
+    assert budget.spent_worker_epochs == 4 and not budget.stop_all()
+    budget("t0", {C.EPOCH: 2, C.WORLD_SIZE: 2})  # the resumed trial repeats its last report: not counted again
+    budget("t1", {C.EPOCH: 1, C.WORLD_SIZE: 2})
+    budget("t1", {"no_epoch": 1})  # a result without an epoch trained nothing
+    assert budget.spent_worker_epochs == 6 and not budget.stop_all()
+    budget("t0", {C.EPOCH: 3, C.WORLD_SIZE: 2})
+    budget("t1", {C.EPOCH: 2, C.WORLD_SIZE: 2})
+    assert budget.spent_worker_epochs == 10
+    assert budget.stop_all() and budget.ran_out_of_epochs and not budget.ran_out_of_time and budget.ended_at is not None
+    lone = recording.SweepBudget(None, worker_epochs=2)
+    lone("a", {C.EPOCH: 1})  # no world size reported: one worker
+    assert not lone.stop_all()
+    lone("a", {C.EPOCH: 2, C.WORLD_SIZE: 1})
+    assert lone.stop_all() and lone.ran_out_of_epochs
+    assert not recording.SweepBudget(None, worker_epochs=None, prior_epochs=prior).stop_all()  # unset: no limit
+
+
 def test_statuses_tell_an_asha_stop_from_a_budget_end_and_a_trial_that_never_started(tmp_path, monkeypatch):
     """Tune marks all three TERMINATED: the ledger and the budget's end time tell them apart."""
     spec = parse_job(tiny_job(tmp_path, budget={"num_trials": 5, "max_epochs": 3, "max_failed_trials": 0}))

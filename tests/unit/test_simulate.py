@@ -82,6 +82,23 @@ def test_a_simulated_sweep_runs_the_plans_scheduler_and_searcher_in_simulated_ti
     assert more.wall_s == pytest.approx(10.1) and more.utilisation == pytest.approx(1.0)
 
 
+def test_a_simulated_sweep_ends_when_its_worker_epochs_are_spent_as_a_real_one_does(tmp_path):
+    """budget.worker_epochs: no trial starts once the budget is spent, and the trials running then
+    are cancelled, their epoch in flight lost; the budget, not num_trials, ends the sweep."""
+    table = _grid_table(tmp_path, num_trials=1000)
+    for workers, per_trial in ((3, 1), (2, 2)):
+        spec = job_for(table, search="random", scheduler="fifo")
+        spec = parse_job({**spec.to_dict(), "budget": {**spec.to_dict()["budget"], "worker_epochs": 40}, "scaling": {"num_workers": per_trial}})
+        sim = simulate(table, spec, workers=workers)
+        assert len(sim.epoch_rows) * per_trial == 40  # every epoch costs num_workers worker-epochs
+        rows = sorted(sim.trial_rows, key=lambda r: r[C.STARTED_AT])
+        assert len(rows) < 1000 and sum(r[C.STATUS] == C.STATUS_CANCELLED for r in rows) == workers  # the last wave
+        spent_at = max(r[C.TIMESTAMP] for r in sim.epoch_rows)
+        assert all(r[C.STARTED_AT] < spent_at for r in rows) and all(r[C.ENDED_AT] >= spent_at for r in rows if r[C.STATUS] == C.STATUS_CANCELLED)
+        assert {r[C.STATUS] for r in rows} == {C.STATUS_COMPLETED, C.STATUS_CANCELLED}  # fifo stops none
+    assert len(simulate(table, job_for(table, search="random", scheduler="fifo", trials=4), workers=2).epoch_rows) == 4 * 9  # unset: num_trials
+
+
 def test_tpe_runs_in_the_simulation_and_the_sizing_answer_gives_a_band_per_worker_count(tmp_path):
     table = _grid_table(tmp_path, num_trials=12)
     sims, info = simulation.run_simulations(table, [1, 4], seeds=3, search="tpe")

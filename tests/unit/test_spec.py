@@ -57,6 +57,7 @@ BAD = [
     ("budget.num_trials", 0, ["budget.num_trials", "0", "fix: set budget.num_trials to 1 or more"]),
     ("budget.max_epochs", "ten", ["budget.max_epochs", "'ten'", "fix: set budget.max_epochs to a whole number"]),
     ("asha.reduction_factor", 1.5, ["asha.reduction_factor", "1.5", "fix: set asha.reduction_factor to 2"]),
+    ("budget.worker_epochs", 1, ["budget.worker_epochs", "got 1", "num_workers: 2", "fix: set it to at least 2"]),
     ("asha.grace_period_epochs", 50, ["asha.grace_period_epochs", "50", "at most 20"]),
     ("asha.bracket", 2, ["asha.bracket", "remove it", "brackets"]),
     ("scaling.cpus_per_worker", -1, ["scaling.cpus_per_worker", "-1", "fix: set scaling.cpus_per_worker to 0.01 or more"]),
