@@ -14,8 +14,9 @@ ASHA grace and reduction factor), one process per trial, two trials at a time (t
   ``ASHAScheduler``, both at their defaults (grace 1 report, reduction factor 4), a checkpoint
   reported every epoch, the best scored on test;
 - ``optuna``: Optuna alone: ``TPESampler`` with ``HyperbandPruner`` (min_resource the job's
-  grace, max_resource its max_epochs, its reduction factor), ``n_jobs=2`` threads of one torch
-  thread each, plain PyTorch; the best epoch's weights kept in memory and scored on test once.
+  grace, max_resource its max_epochs, its reduction factor), two processes of one torch thread
+  each sharing one study through a journal file (Optuna's storage for processes on one
+  machine), plain PyTorch; the best epoch's weights kept in memory and scored on test once.
 
 All train with distsearch's own loop (``distsearch.train.loop.train``) on the same splits: what
 differs is the search and the harness. Each method gets the same trials and epochs, and the
@@ -39,7 +40,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -139,7 +139,11 @@ def run_distsearch_tpe(job: str, seed: int, trials: int | None, epochs: int | No
     return run_distsearch(job, seed, trials, epochs, worker_epochs, search="tpe")
 
 
-def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
+def _optuna_process(job: str, seed: int, trials, epochs, worker_epochs, rank: int, journal: str, out: str, spent) -> None:
+    """One of Optuna alone's processes: the shared study (a journal file, Optuna's storage for
+    processes on one machine) optimised in this process with its own sampler seed, until the
+    study holds the budget's trials or ``spent`` (shared with the other process) reaches
+    ``worker_epochs``. Writes its results' arrival times and its best epoch's weights to ``out``."""
     import optuna
     import torch
 
@@ -151,8 +155,13 @@ def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None, work
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec, task, splits = _spec_task(_raw(job, seed, trials, epochs, worker_epochs))
     sign = 1 if spec.mode == "max" else -1
-    lock, rows, best = threading.Lock(), [], {"val": None}
-    study = None
+    rows, best = [], {"val": None}
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    asha = spec.asha
+    pruner = optuna.pruners.HyperbandPruner(
+        min_resource=asha.grace_period_epochs, max_resource=spec.budget.max_epochs, reduction_factor=int(asha.reduction_factor)
+    )
+    study = optuna.load_study(study_name="versus", storage=storage, sampler=optuna.samplers.TPESampler(seed=seed * 100 + rank), pruner=pruner)
 
     def objective(trial):
         params = flatten(sample(trial, spec.space))
@@ -160,14 +169,15 @@ def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None, work
 
         def report(metrics, state):
             nonlocal value
-            with lock:
-                if worker_epochs and len(rows) >= worker_epochs:  # spent: this epoch is past the budget
+            with spent.get_lock():
+                if worker_epochs and spent.value >= worker_epochs:  # spent: this epoch is past the budget
                     study.stop()
                     raise optuna.TrialPruned()
-                value = float(metrics[spec.metric])
-                rows.append([time.time(), value, str(trial.number)])
-                if best["val"] is None or sign * value > sign * best["val"]:
-                    best.update(val=value, params=params, state={k: v.clone() for k, v in state["model"].items()})
+                spent.value += 1
+            value = float(metrics[spec.metric])
+            rows.append([time.time(), value, f"{rank}-{trial.number}"])
+            if best["val"] is None or sign * value > sign * best["val"]:
+                best.update(val=value, params=params, state={k: v.clone() for k, v in state["model"].items()})
             trial.report(value, int(metrics["epoch"]))
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -175,14 +185,41 @@ def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None, work
         train(task, params, report, max_epochs=spec.budget.max_epochs, seed=spec.seed, splits=splits.without_test())
         return value
 
-    asha = spec.asha
-    pruner = optuna.pruners.HyperbandPruner(
-        min_resource=asha.grace_period_epochs, max_resource=spec.budget.max_epochs, reduction_factor=int(asha.reduction_factor)
-    )
-    study = optuna.create_study(
-        direction="maximize" if spec.mode == "max" else "minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner
-    )
-    study.optimize(objective, n_trials=spec.budget.num_trials, n_jobs=SLOTS)
+    study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(spec.budget.num_trials, states=None)])
+    torch.save({"rows": rows, "best": best}, out)
+
+
+def run_optuna(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
+    """Optuna alone as its docs run it on one machine: one study in a journal file, optimised by
+    two processes (the slots), each in one torch thread; the best epoch's weights kept in memory
+    and scored on test once, in this process."""
+    import multiprocessing
+
+    import optuna
+    import torch
+
+    spec, task, splits = _spec_task(_raw(job, seed, trials, epochs, worker_epochs))
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = os.path.join(tmp, "journal.log")
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+        optuna.create_study(study_name="versus", storage=storage, direction="maximize" if spec.mode == "max" else "minimize")
+        ctx = multiprocessing.get_context("spawn")
+        spent = ctx.Value("i", 0)
+        outs = [os.path.join(tmp, f"process-{rank}.pt") for rank in range(SLOTS)]
+        procs = [
+            ctx.Process(target=_optuna_process, args=(job, seed, trials, epochs, worker_epochs, rank, journal, outs[rank], spent))
+            for rank in range(SLOTS)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        if any(p.exitcode != 0 for p in procs):
+            raise RuntimeError(f"Optuna alone's processes exited with {[p.exitcode for p in procs]}")
+        parts = [torch.load(out, weights_only=True) for out in outs]
+    sign = 1 if spec.mode == "max" else -1
+    best = max((p["best"] for p in parts if p["best"]["val"] is not None), key=lambda b: sign * b["val"])
+    rows = [r for p in parts for r in p["rows"]]
     return {"epochs": rows, "best_val": best["val"], "test": _test_score(task, splits, best["params"], best["state"], spec.metric)}
 
 
