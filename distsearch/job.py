@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+import torch
+
 from . import cluster, lease, storage
 from . import constants as C
 from .errors import ResourcesMissing, RunChoiceError, StorageFailed, UserError
@@ -211,7 +213,9 @@ def run_job(
     here, before Ray starts. ``on_finished`` is called with the run folder once its files are
     final, before the Ray started here shuts down: the CLI starts the report there, so that the
     figures are drawn while Ray's processes end rather than after."""
-    with cluster.environment_restored():
+    # the dry run, the splits and the selected models' builds draw from torch's global
+    # generator; the caller's is put back as it was
+    with cluster.environment_restored(), torch.random.fork_rng(devices=[]):
         try:
             return _run_job(spec, task, address, run_id, dashboard, progress, worker_logs, resume, on_finished)
         except (UserError, KeyboardInterrupt):

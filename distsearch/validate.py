@@ -55,6 +55,12 @@ def configs(space: Mapping[str, Param]) -> list[dict[str, Any]]:
 def run_dry(task: Any, space: Mapping[str, Param], seed: int) -> list[str]:
     """One problem line per model family that fails to build, to run forward on a small batch of
     the training split, to give a finite loss, or to run backward."""
+    # the dry run seeds torch for repeatable models; fork_rng puts the caller's generator back after
+    with torch.random.fork_rng(devices=[]):
+        return _dry_problems(task, space, seed)
+
+
+def _dry_problems(task: Any, space: Mapping[str, Param], seed: int) -> list[str]:
     splits = splits_once(task, seed)
     problems = []
     for params in configs(space):

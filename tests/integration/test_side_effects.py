@@ -1,5 +1,6 @@
 """A library call leaves the caller's process as it found it: run_job with its own embedded Ray,
-then the report, change no environment variable, matplotlib setting, sys.path entry or log level."""
+then the report, change no environment variable, matplotlib setting, sys.path entry, log level
+or torch's global random state."""
 
 import logging
 import os
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 def _state() -> dict:
     import optuna
+    import torch
 
     loggers = {name: lg.level for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     return {
@@ -30,6 +32,7 @@ def _state() -> dict:
         "root handlers": list(logging.root.handlers),
         "loggers": loggers,
         "optuna verbosity": optuna.logging.get_verbosity(),
+        "torch RNG": bytes(torch.get_rng_state().numpy()),
     }
 
 

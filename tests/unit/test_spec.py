@@ -236,3 +236,13 @@ def test_a_local_storage_that_cannot_hold_runs_is_refused_before_ray(quickstart_
     quickstart_raw["storage"] = str(storage)
     with pytest.raises(SpecError, match=f"storage: got .*{needle}"):
         check_job(parse_job(quickstart_raw), dry_run=False)
+
+
+def test_the_dry_run_leaves_the_callers_torch_generator_as_it_found_it(quickstart_raw, tmp_path):
+    import torch
+
+    quickstart_raw["storage"] = str(tmp_path / "runs")
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    check_job(parse_job(quickstart_raw))  # the dry run seeds torch and builds every family
+    assert torch.equal(torch.get_rng_state(), before)
