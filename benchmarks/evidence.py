@@ -223,6 +223,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["smoke"]:
-        sys.exit(main())
     sys.exit(run_recorded("evidence", main, default_out="evidence.parquet"))

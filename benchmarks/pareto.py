@@ -234,6 +234,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["smoke"]:
-        sys.exit(main())
     sys.exit(run_recorded("pareto", main, default_out="pareto.parquet"))

@@ -452,6 +452,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["smoke"]:
-        sys.exit(main())
     sys.exit(run_recorded("peers", main, "peers.parquet"))

@@ -150,6 +150,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["smoke"]:
-        sys.exit(main())
     sys.exit(run_recorded("scale", main, default_out="scale.parquet"))

@@ -170,6 +170,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if "smoke" in sys.argv[1:2] or sys.argv[1:2] in (["record"], ["table"]):
+    if sys.argv[1:2] in (["record"], ["table"]):
         sys.exit(main())
     sys.exit(run_recorded("simulate", main, default_out="simulate.parquet"))

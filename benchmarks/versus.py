@@ -22,8 +22,8 @@ All train with distsearch's own loop (``distsearch.train.loop.train``) on the sa
 differs is the search and the harness. Each method gets the same trials and epochs, and the
 worker-epochs it spends are reported; or, with ``--worker-epochs N``, the same budget of N
 worker-epochs (``budget.worker_epochs`` for distsearch, a Tune stopper for Ray's pattern, a count
-that prunes the study's trials past it for Optuna), with as many trials as it likes. A job's target is distsearch's median final best
-validation value over the seeds (the lower median, which half its seeds reach). Per method,
+that prunes the study's trials past it for Optuna), with as many trials as it likes. A job's
+target is distsearch's median final best validation value over the seeds (the lower median, which half its seeds reach). Per method,
 medians over seeds: worker-epochs to the target, in the order results arrived (a seed that never
 gets there counts as never), and its ratio to distsearch's; the share of seeds that get there;
 seconds from the interpreter's start to the target; worker-epochs spent; the command's seconds;
@@ -414,6 +414,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["smoke"]:
-        sys.exit(main())
     sys.exit(run_recorded("versus", main, "versus.parquet"))
