@@ -1,11 +1,11 @@
 """Which searcher and scheduler, on the simulator's evidence: every pair, every table, 2 to 64 workers, many seeds.
 
     python benchmarks/evidence.py [TABLE ...] [--seeds 100] [--workers 2,8,64] [--searchers random,tpe,bohb,gp]
-                                  [--schedulers fifo,asha,pasha] [--processes 2] [--out evidence.parquet]
+                                  [--schedulers fifo,asha,pasha,promote] [--processes 2] [--out evidence.parquet]
     python benchmarks/evidence.py smoke       # one table, 2 seeds, 2 workers (seconds; CI runs it)
 
 Each table (default: every ``benchmarks/tables/*.parquet``) is simulated with every searcher
-(random, tpe, bohb, gp; ``--searchers`` picks some) under every scheduler (fifo, asha, pasha), each sweep of max(48, 2 x W)
+(random, tpe, bohb, gp; ``--searchers`` picks some) under every scheduler (fifo, asha, pasha, promote), each sweep of max(48, 2 x W)
 trials at W workers. The target of a table and worker count is random+ASHA's median final best
 over the seeds. Per method it prints the median worker-epochs to reach that target (a seed
 that never does counts as never), as a ratio to random+ASHA's own with a 90% bootstrap interval
@@ -34,7 +34,7 @@ from distsearch.simulate.surrogate import Nearest  # noqa: E402
 
 WORKERS = (2, 8, 64)
 SEARCHERS = ("random", "tpe", "bohb", "gp")
-SCHEDULERS = ("fifo", "asha", "pasha")
+SCHEDULERS = ("fifo", "asha", "pasha", "promote")
 BASELINE = "random+asha"
 MIN_TRIALS = 48
 TARGET_RATIO, TARGET_TABLES, TARGET_WORKERS = 0.5, 4, 8
@@ -162,7 +162,7 @@ def plot(curves: pd.DataFrame, path: Path):
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, i + 1)
         for m, g in curves[curves["table"] == name].groupby("method", sort=False):
-            style = {"fifo": ":", "asha": "-", "pasha": "--"}[m.split("+")[1]]
+            style = {"fifo": ":", "asha": "-", "pasha": "--", "promote": "-."}[m.split("+")[1]]
             ax.plot(g["worker-epochs"], g["regret"].clip(lower=1e-6), style, label=m)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # plain numbers, not mathtext

@@ -1,6 +1,7 @@
 """Versus: distsearch's search against what a user would pick instead, on real runs of shipped jobs, with the simulator's prediction beside.
 
-    python benchmarks/versus.py [JOB ...] [--seeds 5] [--methods distsearch,distsearch-tpe,ray,optuna] [--worker-epochs N] [--out versus.parquet]
+    python benchmarks/versus.py [JOB ...] [--seeds 5] [--methods distsearch,distsearch-tpe,distsearch-promote,ray,optuna] [--worker-epochs N]
+                                [--out versus.parquet]
     python benchmarks/versus.py smoke     # the quickstart, 1 seed, 4 trials of 3 epochs, 6 worker-epochs
 
 Each job (default: jobs/quickstart.yaml and jobs/wine.yaml) runs as it ships (its space, budget,
@@ -9,6 +10,8 @@ ASHA grace and reduction factor), one process per trial, two trials at a time (t
 
 - ``distsearch``: ``distsearch run`` at distsearch's default, random search under ASHA;
 - ``distsearch-tpe``: the same with ``search.algorithm: tpe`` (Optuna's TPE, told what ASHA did);
+- ``distsearch-promote``: random search under ``asha.variant: promote`` (trials pause at the
+  rungs and the promoted ones resume from their checkpoints; not in the default list);
 - ``ray``: Ray's documented pattern: a Tune function trainable that builds a ``TorchTrainer``
   with ``TuneReportCallback``, ``OptunaSearch`` (its TPE, define-by-run over the job's space) and
   ``ASHAScheduler``, both at their defaults (grace 1 report, reduction factor 4), a checkpoint
@@ -54,7 +57,9 @@ if not __package__:
 from benchmarks._common import TABLES, machine_line, markdown, ray_pattern, run_cli, run_recorded  # noqa: E402
 
 METHODS = ("distsearch", "distsearch-tpe", "ray", "optuna")
-SEARCH = {"distsearch": "random", "distsearch-tpe": "tpe"}
+CHOICES = METHODS + ("distsearch-promote",)
+#: distsearch's methods: (searcher, asha.variant)
+SEARCH = {"distsearch": ("random", "asha"), "distsearch-tpe": ("tpe", "asha"), "distsearch-promote": ("random", "promote")}
 BASELINE = "distsearch"
 JOBS = ("jobs/quickstart.yaml", "jobs/wine.yaml")
 SLOTS = 2
@@ -119,10 +124,13 @@ def _test_score(task, splits, params: dict, state: dict, metric: str) -> float:
 
 
 # ---- each method, in its own interpreter: {"epochs": [[arrival, value, trial]], "best_val", "test"} ----
-def run_distsearch(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None, search: str = "random") -> dict:
+def run_distsearch(
+    job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None, search: str = "random", variant: str = "asha"
+) -> dict:
     from distsearch import constants as C
 
     raw = _raw(job, seed, trials, epochs, worker_epochs)
+    raw["asha"] = {**raw.get("asha", {}), "variant": variant}
     raw.update(
         search={"algorithm": search}, scaling={"num_workers": 1, "cpus_per_worker": 1}, max_concurrent_trials=SLOTS, ensemble={"enabled": False}
     )
@@ -137,6 +145,10 @@ def run_distsearch(job: str, seed: int, trials: int | None, epochs: int | None, 
 
 def run_distsearch_tpe(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
     return run_distsearch(job, seed, trials, epochs, worker_epochs, search="tpe")
+
+
+def run_distsearch_promote(job: str, seed: int, trials: int | None, epochs: int | None, worker_epochs: int | None = None) -> dict:
+    return run_distsearch(job, seed, trials, epochs, worker_epochs, variant="promote")
 
 
 def _optuna_process(job: str, seed: int, trials, epochs, worker_epochs, rank: int, journal: str, out: str, spent) -> None:
@@ -297,10 +309,17 @@ def best_so_far(values, mode: str) -> np.ndarray:
 
 
 def predicted(
-    job: str, search: str, seeds: int, trials: int | None, epochs: int | None, target: float, mode: str, worker_epochs: int | None = None
+    job: str,
+    search: tuple[str, str],
+    seeds: int,
+    trials: int | None,
+    epochs: int | None,
+    target: float,
+    mode: str,
+    worker_epochs: int | None = None,
 ) -> dict:
     """The simulator's worker-epochs to ``target`` and final best for distsearch with ``search``
-    under ASHA on the job's table, over the same seeds and budget, at 2 workers."""
+    (searcher, ``asha.variant``) on the job's table, over the same seeds and budget, at 2 workers."""
     from benchmarks.evidence import epochs_to
     from distsearch.simulate import table as tables
     from distsearch.simulate.loop import simulate
@@ -313,7 +332,8 @@ def predicted(
     spent, finals = [], []
     for seed in range(seeds):
         raw = _raw(job, seed, trials, epochs, worker_epochs)
-        d = {**table.job, "seed": seed, "search": {"algorithm": search}, "asha": {**raw["asha"], "enabled": True}, "budget": raw["budget"]}
+        asha = {**raw["asha"], "enabled": True, "variant": search[1]}
+        d = {**table.job, "seed": seed, "search": {"algorithm": search[0]}, "asha": asha, "budget": raw["budget"]}
         sim = simulate(table, JobSpec.model_validate(d), SLOTS)
         trace = best_so_far([r[raw["metric"]] for r in sim.epoch_rows if r.get(raw["metric"]) is not None], mode)
         spent.append(epochs_to(trace, target, mode))
@@ -360,7 +380,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("jobs", nargs="*", help="job files (default: jobs/quickstart.yaml jobs/wine.yaml); 'smoke' for the smallest run")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(CHOICES)}")
     ap.add_argument("--out", default="versus.parquet")
     ap.add_argument(
         "--worker-epochs",
@@ -376,8 +396,8 @@ def main() -> int:
         args.out = str(Path(tempfile.gettempdir(), "versus-smoke.parquet"))
     jobs = args.jobs or list(JOBS)
     methods = [m for m in args.methods.split(",") if m]
-    if bad := [m for m in methods if m not in METHODS]:
-        ap.error(f"--methods: got {', '.join(bad)}; fix: use {', '.join(METHODS)}")
+    if bad := [m for m in methods if m not in CHOICES]:
+        ap.error(f"--methods: got {', '.join(bad)}; fix: use {', '.join(CHOICES)}")
     if BASELINE not in methods:
         ap.error(f"--methods: the target comes from {BASELINE}; fix: include it")
     print(machine_line(), flush=True)

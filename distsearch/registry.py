@@ -28,6 +28,7 @@ MULTI_OBJECTIVE_SEARCHERS: dict[str, Ref] = {"tpe": "distsearch.search.pareto_se
 SCHEDULERS: dict[str, Ref] = {
     "asha": "distsearch.search.asha:AshaScheduler",
     "pasha": "distsearch.search.pasha:PashaScheduler",
+    "promote": "distsearch.search.promote:PromoteScheduler",
     "fifo": "distsearch.search.fifo:FifoScheduler",
     "moasha": "distsearch.search.moasha:MoashaScheduler",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Optional, Union
 
 from .. import constants as C
 from ..spec.model import JobSpec
@@ -95,6 +95,8 @@ class SchedulerKind:
     stops_early: bool = True
     #: How the plan's summary names the searcher and this scheduler: ``tpe+asha``.
     summary_format: str = "{searcher}+{scheduler}"
+    #: Whether it holds the sweep's concurrency itself (``limit_search``) rather than the searcher.
+    holds_limit: bool = False
 
     def __init__(self, spec: JobSpec, name: str):
         self.spec = spec
@@ -104,3 +106,16 @@ class SchedulerKind:
         """The Tune ``TrialScheduler``; ``prior`` replays what earlier drivers of the run saw, of
         trials this driver runs on and of the ``ended`` ones, which it never runs."""
         raise NotImplementedError
+
+    def searcher_concurrency(self, concurrency: int) -> int:
+        """The trials at once the searcher is built for, for a sweep of ``concurrency``: the same,
+        unless the scheduler holds the limit itself (``limit_search``)."""
+        return concurrency
+
+    def limit_search(self, search: Any, scheduler: Any, concurrency: int) -> Any:
+        """The search Tune runs beside ``scheduler`` (this kind's ``build``): ``search`` itself, unless the scheduler holds the limit."""
+        return search
+
+    def pauses(self, scheduler: Any) -> Optional[Callable[[str], bool]]:
+        """Whether ``scheduler`` (this kind's ``build``) has paused a trial, by id; None for one that never pauses."""
+        return None

@@ -45,9 +45,18 @@ class SearchPlan:
     def make_searcher(self, concurrency: int) -> Any:
         return self.searcher.build(concurrency)
 
+    def make_search(self, concurrency: int, scheduler: Any) -> Any:
+        """The search Tune runs for a sweep of ``concurrency`` trials at once beside ``scheduler``
+        (``make_scheduler``'s): the searcher, limited by the scheduler where it holds the limit."""
+        return self.scheduler.limit_search(self.make_searcher(self.scheduler.searcher_concurrency(concurrency)), scheduler, concurrency)
+
     def resume_searcher(self, concurrency: int, ledger: Ledger, metrics: PriorMetrics, tune_dir: str) -> Resumed:
         """The searcher for a driver that resumes a run, from its ledger (``SearcherKind.resume``)."""
-        return self.searcher.resume(concurrency, ledger, metrics, tune_dir)
+        return self.searcher.resume(self.scheduler.searcher_concurrency(concurrency), ledger, metrics, tune_dir)
+
+    def limit_search(self, search: Any, scheduler: Any, concurrency: int) -> Any:
+        """``search`` (a resumed sweep's) limited by ``scheduler`` where it holds the limit."""
+        return self.scheduler.limit_search(search, scheduler, concurrency)
 
     def result_metrics(self) -> list[str]:
         """The reported metrics the searcher and the scheduler read; a resumed driver replays them (``PriorMetrics``)."""
@@ -57,7 +66,9 @@ class SearchPlan:
         return self.scheduler.build(prior, ended)
 
     def tune_env(self, concurrency: int) -> dict[str, str]:
-        return self.searcher.tune_env(concurrency)
+        env = self.searcher.tune_env(concurrency)
+        # Tune keeps one trial pending at a time for a search it does not know (``limit_search``'s)
+        return {**env, "TUNE_MAX_PENDING_TRIALS_PG": str(concurrency)} if self.scheduler.holds_limit else env
 
     def running(self):
         """The context the backend holds while the searcher runs."""

@@ -3,10 +3,13 @@
 A discrete-event loop in simulated seconds. ``workers`` slots each run one trial at a time; a free
 slot asks the searcher for the next trial (as Tune's controller does), each epoch takes the
 seconds the table recorded, and each result goes to the searcher and to the scheduler, which
-answers continue or stop. A stopped or finished trial frees its slot after the table's ``end_s``;
-the next trial starts after its own recorded wait (``gap_s`` for one the table lacks). The
+answers continue, stop or pause. A stopped, paused or finished trial frees its slot after the
+table's ``end_s``; the next trial starts after its own recorded wait (``gap_s`` for one the table
+lacks). A free slot first resumes the trial a pausing scheduler promotes (``asha.variant:
+promote``), after ``gap_s``, at its next epoch; the paused trials it can no longer promote are
+stopped once nothing runs and nothing is left to draw, as in a real sweep. The
 searcher and scheduler are the very objects a real sweep builds from the
-search plan (``SearchPlan.make_searcher``, ``make_scheduler``), so a replay at the recorded
+search plan (``SearchPlan.make_scheduler``, ``make_search``), so a replay at the recorded
 concurrency and seed draws the recorded trials and stops the same ones.
 """
 
@@ -70,7 +73,7 @@ class Simulated:
 def job_for(
     table: Table, *, seed: Optional[int] = None, search: Optional[str] = None, scheduler: Optional[str] = None, trials: Optional[int] = None
 ) -> JobSpec:
-    """The table's job with another seed, searcher (``random``, ``tpe``, ``bohb``, ``gp``), scheduler (``asha``, ``pasha``, ``fifo``)
+    """The table's job with another seed, searcher (``random``, ``tpe``, ``bohb``, ``gp``), scheduler (``asha``, ``pasha``, ``promote``, ``fifo``)
     or number of trials (configurations beyond the table's take the surrogate's curves)."""
     job = copy.deepcopy(table.job)
     if trials is not None:
@@ -109,7 +112,8 @@ def simulate(table: Table, spec: JobSpec, workers: int, surrogate: Optional[Near
         # counted trial ids: Tune's are 32 random bits, which collide within a sweep about once
         # in tens of thousands of simulated sweeps and then break ASHA's bookkeeping
         with tempfile.TemporaryDirectory() as tmp, plan.running(), sequential_trial_ids():
-            searcher, scheduler = plan.make_searcher(workers), plan.make_scheduler()
+            scheduler = plan.make_scheduler()
+            searcher = plan.make_search(workers, scheduler)
             search = SearchGenerator(searcher) if isinstance(searcher, Searcher) else searcher
             if plan.param_space():
                 search.set_search_properties(spec.metric, spec.mode, plan.param_space())
@@ -144,6 +148,14 @@ class _Loop:
         heapq.heappush(self.events, (at, self.seq, kind, payload))
 
     def fill(self) -> None:
+        promote = getattr(self.scheduler, "promote", None)
+        while self.idle > 0 and self.worker_epochs_left != 0 and promote is not None and (trial := promote()) is not None:
+            self.idle -= 1
+            state = self.trials[trial.trial_id]
+            del state["end"]
+            state["seg"] = self.now + self.table.gap_s
+            curve = self._long_enough(state, state["epochs"] + 1)
+            self.push(state["seg"] + curve.seconds[state["epochs"]], "epoch", trial.trial_id)
         while self.idle > 0 and not self.search.is_finished() and self.worker_epochs_left != 0:
             trial = self.search.next_trial()
             if trial is None:
@@ -156,7 +168,16 @@ class _Loop:
             first_wave = len(self.trials) < self.workers
             wait = curve.wait_s if own and curve.wait_s is not None else 0.0 if first_wave else self.table.gap_s
             start = self.now + wait
-            self.trials[trial.trial_id] = {"trial": trial, "params": params, "start": start, "own": own, "epochs": 0, "values": []}
+            self.trials[trial.trial_id] = {
+                "trial": trial,
+                "params": params,
+                "start": start,
+                "seg": start,
+                "busy": 0.0,
+                "own": own,
+                "epochs": 0,
+                "values": [],
+            }
             self.push(start + curve.seconds[0], "epoch", trial.trial_id)
 
     def run(self) -> Simulated:
@@ -165,8 +186,10 @@ class _Loop:
         max_epochs = self.spec.budget.max_epochs
         while True:
             self.fill()
-            if not self.events:
+            if not self.events and not self._stop_the_paused():
                 break
+            if not self.events:
+                continue
             self.now, _, kind, trial_id = heapq.heappop(self.events)
             if kind == "free":
                 self.idle += 1
@@ -189,11 +212,12 @@ class _Loop:
             self.search.on_trial_result(trial_id, result)
             action = self.scheduler.on_trial_result(None, trial, result)
             stop = (action == TrialScheduler.STOP or spent) and epoch < max_epochs
+            if action == TrialScheduler.PAUSE and not stop and epoch < max_epochs:
+                self._leave(state)  # it waits, holding no slot, until the scheduler promotes it
+                continue
             # A table short of max_epochs for this configuration and every other ends the trial too.
-            if not stop and epoch < max_epochs and epoch >= len(curve.metrics):
-                longer = self.surrogate.curve(state["params"], min_epochs=epoch + 1)[0]
-                if len(longer.metrics) > epoch:
-                    self.curves[trial_id], state["own"], curve = longer, False, longer
+            if not stop and epoch < max_epochs:
+                curve = self._long_enough(state, epoch + 1)
             if not stop and epoch < max_epochs and epoch < len(curve.metrics):
                 self.push(self.now + curve.seconds[epoch], "epoch", trial_id)
                 continue
@@ -201,17 +225,44 @@ class _Loop:
                 self.stopped[trial_id] = epoch
             self.search.on_trial_complete(trial_id, result=result)
             self.scheduler.on_trial_complete(None, trial, result)
-            state["end"] = self.now + self.table.end_s
-            self.push(state["end"], "free", None)
+            self._leave(state)
         return self._outcome()
 
+    def _leave(self, state: dict[str, Any]) -> None:
+        """The trial gives its slot back after the table's ``end_s``: it ended, or it waits paused."""
+        state["end"] = self.now + self.table.end_s
+        state["busy"] += state["end"] - state["seg"]
+        self.push(state["end"], "free", None)
+
+    def _long_enough(self, state: dict[str, Any], epochs: int) -> Curve:
+        """The trial's curve, taken from the surrogate if its own is shorter than ``epochs`` and a longer one exists."""
+        trial_id, curve = state["trial"].trial_id, self.curves[state["trial"].trial_id]
+        if epochs > len(curve.metrics):
+            longer = self.surrogate.curve(state["params"], min_epochs=epochs)[0]
+            if len(longer.metrics) >= epochs:
+                self.curves[trial_id], state["own"], curve = longer, False, longer
+        return curve
+
+    def _stop_the_paused(self) -> bool:
+        """Nothing runs: stop the paused trials no promotion can reach, as Tune's controller does
+        (the scheduler loses them, the searcher gets their last result). Whether it stopped any."""
+        left = getattr(self.scheduler, "left_paused", None)
+        trials = left(self.search.is_finished() or self.worker_epochs_left == 0) if left else []
+        for trial in trials:
+            self.stopped[trial.trial_id] = self.trials[trial.trial_id]["epochs"]
+            self.scheduler.on_trial_remove(None, trial)
+            self.search.on_trial_complete(trial.trial_id)
+        return bool(trials)
+
     def _cancel_the_others(self, trial_id: str) -> None:
-        """The budget is spent: every other running trial ends now, its epoch in flight lost."""
+        """The budget is spent: every other running trial ends now, its epoch in flight lost; a paused one stays where it is."""
+        paused = getattr(getattr(self.scheduler, "rungs", None), "paused", {})
         for other, s in self.trials.items():
             if other != trial_id and "end" not in s:
                 self.cancelled.add(other)
-                s["end"] = self.now + self.table.end_s
-                self.push(s["end"], "free", None)
+                self._leave(s)
+            elif other in paused:
+                self.cancelled.add(other)
 
     def _result(self, trial_id: str, state: dict[str, Any], epoch: int, curve: Curve) -> dict[str, Any]:
         metrics = dict(curve.metrics[epoch - 1])
@@ -233,7 +284,7 @@ class _Loop:
         pick = max if self.spec.mode == "max" else min
         for trial_id, s in self.trials.items():
             end = s.get("end", self.now)
-            busy += end - s["start"]
+            busy += s["busy"] + (0.0 if "end" in s else end - s["seg"])
             values = s["values"]
             best = pick(values) if values else None
             status = C.STATUS_COMPLETED if s["epochs"] >= self.spec.budget.max_epochs else C.STATUS_STOPPED

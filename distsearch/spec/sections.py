@@ -46,11 +46,13 @@ class Asha(_Section):
     enabled: bool = Field(True, description="true: ASHA stops weak trials early; false: every trial runs max_epochs (FIFO random search)")
     grace_period_epochs: int = Field(1, ge=1, description="epochs every trial runs before ASHA may stop it (count, 1..max_epochs)")
     reduction_factor: float = Field(3.0, ge=2, description="ASHA keeps 1/reduction_factor of trials at each rung (ratio, >= 2)")
-    brackets: int = Field(1, ge=1, le=10, description="ASHA brackets (count, 1..10)")
+    brackets: int = Field(1, ge=1, le=10, description="ASHA brackets (count, 1..10); with variant promote, Hyperband's brackets")
     variant: str = Field(
         "asha",
-        description="which successive halving stops trials at the rungs: asha (Tune's ASHA, up to max_epochs) or pasha "
-        "(ASHA whose maximum starts at the second rung and grows a rung only while the top two rungs rank trials differently)",
+        description="which successive halving stops trials at the rungs: asha (Tune's ASHA, up to max_epochs), pasha "
+        "(ASHA whose maximum starts at the second rung and grows a rung only while the top two rungs rank trials differently) or promote "
+        "(ASHA with promotion: a trial pauses at each rung and a free slot resumes it from its checkpoint once it is in the top "
+        "1/reduction_factor of its rung, else starts a new trial; brackets > 1 deals trials to Hyperband's brackets in turn)",
     )
 
     @field_validator("variant")

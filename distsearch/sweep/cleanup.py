@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import ray
 from ray import tune
@@ -67,8 +67,16 @@ def pg_state(pg_hex: str) -> str:
 class WorkerGroupReaper(tune.Callback):
     """Removes each finished trial's worker-group PG from the driver; see the module docstring."""
 
-    def __init__(self, release_timeout_s: float, actors_outlive_trials: bool = False, groups_outlive_trials: bool = False):
+    def __init__(
+        self,
+        release_timeout_s: float,
+        actors_outlive_trials: bool = False,
+        groups_outlive_trials: bool = False,
+        paused: Optional[Callable[[str], bool]] = None,
+    ):
         self.release_timeout_s = release_timeout_s
+        # whether the scheduler paused a trial (SchedulerKind.pauses): its group goes as a stopped trial's does
+        self.paused = paused
         self.actors_outlive_trials = actors_outlive_trials
         # kept worker groups: a trial's group may be kept by its actor for the actor's next trial
         self.groups_outlive_trials = groups_outlive_trials
@@ -86,7 +94,7 @@ class WorkerGroupReaper(tune.Callback):
         # Tune pickles callbacks into its experiment state; threads, locks and actor handles
         # belong to this driver process only.
         state = self.__dict__.copy()
-        state.update(_threads=[], _lock=None, _actors={}, _actor_started={})
+        state.update(_threads=[], _lock=None, _actors={}, _actor_started={}, paused=None)
         return state
 
     def __setstate__(self, state):
@@ -104,6 +112,12 @@ class WorkerGroupReaper(tune.Callback):
         if pg:
             self._pgs.setdefault(trial.trial_id, set()).add(pg)
 
+    def on_trial_save(self, iteration, trials, trial, **info):
+        # A pause saves, then stops the trial's actor: its worker group holds resources the
+        # paused trial no longer uses, and a promoted trial asks for a group of its own.
+        if self.paused is not None and self.paused(trial.trial_id):
+            self._start_reap(trial.trial_id)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._start_reap(trial.trial_id)
 
@@ -111,7 +125,9 @@ class WorkerGroupReaper(tune.Callback):
         self._start_reap(trial.trial_id)
 
     def _start_reap(self, trial_id: str) -> None:
-        pgs = sorted(self._pgs.get(trial_id, ()))
+        # popped: a trial resumed after a pause reports its new group's; its old one may be
+        # another trial's by then (kept by the actor it ran in)
+        pgs = sorted(self._pgs.pop(trial_id, ()))
         actor = self._actors.pop(trial_id, None)
         t = threading.Thread(target=self._reap, args=(trial_id, pgs, actor, time.monotonic()), daemon=True, name=f"reap-{trial_id}")
         self._threads.append(t)

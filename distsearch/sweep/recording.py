@@ -131,6 +131,11 @@ class ResultRecorder(tune.Callback):
         if self.metric in result:
             self.record(trial.trial_id)[C.LAST_REPORT] = {C.EPOCH: key[1], self.metric: result[self.metric]}
 
+    def on_trial_save(self, iteration, trials, trial, **info):
+        # A scheduler pauses a trial with a save: its last report, stored, tells the trial the
+        # epochs it trained past it that never reached this driver (train.checkpoint.resumed_reports).
+        self._write(self.record(trial.trial_id))
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial, None)
 

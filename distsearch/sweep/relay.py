@@ -26,8 +26,11 @@ class TrialTimedOut(RuntimeError):
 
 
 def with_checkpoint_path(item: tuple[dict[str, Any], Any]) -> dict[str, Any]:
-    """A lone trial's report (``train.lone``) once its checkpoint is stored, with that checkpoint's path."""
+    """A lone trial's report (``train.lone``) once its checkpoint is stored, with that checkpoint's
+    path; one without a checkpoint (``stored`` None: a resumed trial's repeated report) as it is."""
     metrics, stored = item
+    if stored is None:
+        return metrics
     return {**metrics, C.CHECKPOINT_PATH: stored.result()}  # raises the checkpoint's storage error, if any
 
 

@@ -113,7 +113,14 @@ def run_sweep(
     ledger_dir = storage.join(run_dir, C.LEDGER_DIR)
     recorder = ResultRecorder(spec.metric, ledger_dir, prior)
     h = spec.harness
-    reaper = cleanup.WorkerGroupReaper(h.release_timeout_s, actors_outlive_trials=h.reuses_trial_actors, groups_outlive_trials=h.reuses_worker_groups)
+    ended = [t for t, r in prior.ledger.items() if r.get(C.ENDED_AT)] if prior else []
+    scheduler = plan.make_scheduler(prior.results_by_trial(plan.result_metrics()) if prior else None, ended)
+    reaper = cleanup.WorkerGroupReaper(
+        h.release_timeout_s,
+        actors_outlive_trials=h.reuses_trial_actors,
+        groups_outlive_trials=h.reuses_worker_groups,
+        paused=plan.scheduler.pauses(scheduler),
+    )
     budget = SweepBudget(
         spec.budget.max_failed_trials,
         failed=recorder.errors,
@@ -122,8 +129,6 @@ def run_sweep(
         prior_epochs=prior.epoch_rows if prior else (),
     )
     callbacks = [recorder, reaper, budget, CSVLoggerCallback(), JsonLoggerCallback(), TensorBoardLogger()]
-    ended = [t for t, r in prior.ledger.items() if r.get(C.ENDED_AT)] if prior else []
-    scheduler = plan.make_scheduler(prior.results_by_trial(plan.result_metrics()) if prior else None, ended)
     callbacks += [ProgressView(spec, prior=prior, scheduler=scheduler)] if progress else []
     callbacks += [Heartbeat(heartbeat, heartbeat_interval_s)] if heartbeat else []
     trainable = tune.with_resources(
@@ -141,11 +146,13 @@ def run_sweep(
     env = plan.tune_env(concurrency)
     if prior:  # a new Tune experiment that goes on from the ledger: see distsearch.sweep.resume
         resumed = plan.resume_searcher(concurrency, prior.ledger, prior.results_by_trial(plan.result_metrics()), storage.join(run_dir, C.TUNE_DIR))
-        search_alg = ray_tune.LedgerResume(resumed.searcher, resumed.carried, resumed.ended, resumed.new_trials)
+        search_alg = plan.limit_search(
+            ray_tune.LedgerResume(resumed.searcher, resumed.carried, resumed.ended, resumed.new_trials), scheduler, concurrency
+        )
         # Tune keeps up to 200 trials pending for its own generator alone; a wrapped one gets 1.
         env = {**env, "TUNE_MAX_PENDING_TRIALS_PG": str(concurrency)}
     else:
-        search_alg = plan.make_searcher(concurrency)
+        search_alg = plan.make_search(concurrency, scheduler)
     tuner = tune.Tuner(
         trainable,
         param_space=plan.param_space(),

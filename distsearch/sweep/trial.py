@@ -144,14 +144,15 @@ def _trial_number(trial_id: str, ledger_dir: str) -> int:
     return max(0, sum(1 for i in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if i.base_name.endswith(".json")) - 1)
 
 
-def _ended_under_earlier_driver(trial_id: str, config: dict[str, Any], ledger_dir: str) -> bool:
+def _ended_under_earlier_driver(trial_id: str, config: dict[str, Any], ledger_dir: str) -> tuple[bool, Optional[int]]:
     """Replay the end that the ledger records for ``trial_id``, if any: report its last result
     again (Tune wants the metric in a trial's final result) or fail with its error. Returns
-    whether the trial had ended. A trial the ledger records with other parameters than
-    ``config`` fails: its checkpoints belong to that other configuration."""
+    whether the trial had ended, and else the last epoch the ledger says a driver took from it
+    (recorded when a scheduler paused it), or None. A trial the ledger records with other
+    parameters than ``config`` fails: its checkpoints belong to that other configuration."""
     record = storage.join(ledger_dir, f"{trial_id}.json")
     if not storage.exists(record):
-        return False
+        return False, None
     ledger = storage.read_json(record)
     params, before = json.loads(json.dumps(space.flatten(config))), ledger.get(C.PARAMS)
     if before is not None and params != before:
@@ -159,13 +160,13 @@ def _ended_under_earlier_driver(trial_id: str, config: dict[str, Any], ledger_di
             f"trial {trial_id}: its ledger record has the parameters {before}, but the search drew {params} under its id; fix: resume with the Ray and distsearch versions that started the run"
         )
     if not ledger.get(C.ENDED_AT):
-        return False
+        return False, (ledger.get(C.LAST_REPORT) or {}).get(C.EPOCH)
     if ledger.get(C.ERROR):
         raise RuntimeError(ledger[C.ERROR])
     if not ledger.get(C.LAST_REPORT):
         raise RuntimeError(f"trial {trial_id} ended under an earlier driver before its first report")
     tune.report(ledger[C.LAST_REPORT])
-    return True
+    return True, None
 
 
 def run_trial(
@@ -190,7 +191,8 @@ def run_trial(
     """
     spec = JobSpec.model_validate(job)
     trial_id = tune.get_context().get_trial_id()
-    if _ended_under_earlier_driver(trial_id, config, ledger_dir):
+    ended, seen_epoch = _ended_under_earlier_driver(trial_id, config, ledger_dir)
+    if ended:
         return
     h = spec.harness
     os.environ.update(trial_env(h))
@@ -198,7 +200,7 @@ def run_trial(
     # report) can end it: the trial watches its own clock, and ends its training as a stop does.
     deadline = time.monotonic() + spec.budget.trial_timeout_s if spec.budget.trial_timeout_s else None
     if h.trains_in_trial_actor:
-        _train_here(config, job, storage.join(train_storage, trial_id), data, deadline, spec.budget.trial_timeout_s)
+        _train_here(config, job, storage.join(train_storage, trial_id), data, deadline, spec.budget.trial_timeout_s, seen_epoch)
         return
     import ray.train
     from ray.util.queue import Queue
@@ -219,6 +221,7 @@ def run_trial(
             "params": space.flatten(config),
             "data": data,
             "spare_keep_alive_s": planning.later_spare_keep_alive_s(spare_plan, trial_number, concurrency, spec.budget.num_trials),
+            "seen_epoch": seen_epoch,
         },
         torch_config=torch_config(plan.backend, plan.num_workers),
         scaling_config=ray.train.ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker),
@@ -266,7 +269,13 @@ def run_trial(
 
 
 def _train_here(
-    config: dict[str, Any], job: dict[str, Any], trial_dir: str, data: list, deadline: Optional[float], timeout_s: Optional[float]
+    config: dict[str, Any],
+    job: dict[str, Any],
+    trial_dir: str,
+    data: list,
+    deadline: Optional[float],
+    timeout_s: Optional[float],
+    seen_epoch: Optional[int] = None,
 ) -> None:
     """The trial trained in this actor (distsearch.train.lone) on a thread beside this one, which
     hands its reports to Tune, each once its checkpoint is stored. The training thread runs at
@@ -287,7 +296,8 @@ def _train_here(
 
     def train() -> None:
         try:
-            train_lone({"job": job, "params": space.flatten(config), "data": data}, trial_dir, lambda metrics, stored: put((metrics, stored)), stop)
+            cfg = {"job": job, "params": space.flatten(config), "data": data, "seen_epoch": seen_epoch}
+            train_lone(cfg, trial_dir, lambda metrics, stored: put((metrics, stored)), stop)
         except BaseException as e:  # noqa: BLE001 - re-raised in the trial thread below
             failure.append(e)
         finally:

@@ -12,7 +12,7 @@ import io
 import json
 import pickle
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
@@ -85,14 +85,20 @@ def files(state: dict[str, Any], metrics: dict[str, Any], history: list[dict[str
     }
 
 
-def resumed_report(state: dict[str, Any], history: list[dict[str, Any]], params: dict[str, Any], where: str) -> dict[str, Any]:
-    """The report a trial repeats when it resumes from the checkpoint at ``where`` (its
+def resumed_reports(
+    state: dict[str, Any], history: list[dict[str, Any]], params: dict[str, Any], where: str, seen_epoch: Optional[int] = None
+) -> list[dict[str, Any]]:
+    """The reports a trial repeats when it resumes from the checkpoint at ``where`` (its
     ``state`` and ``history``): that epoch's own, which a trial whose last epoch was done
     needs, as Tune wants a metric in a trial's final result, and a scheduler gets to look
-    again. Refuses a checkpoint of other hyperparameters than the trial's ``params``."""
+    again; after those of the epochs past ``seen_epoch``, the last its driver took, if given. A
+    trial paused at a rung trains on until the pause reaches it, and those epochs' reports never
+    reached the driver: repeated, they are recorded, counted, and judged at their rung. Refuses
+    a checkpoint of other hyperparameters than the trial's ``params``."""
     if state.get("params") != params:
         raise RuntimeError(
             f"the checkpoint at {where} was trained with other hyperparameters ({state.get('params')}) than "
             f"this trial's ({params}); refusing to resume from it"
         )
-    return {k: v for k, v in history[-1].items() if k != C.TIMESTAMP}
+    unseen = [h for h in history[:-1] if seen_epoch is not None and h[C.EPOCH] > seen_epoch]
+    return [{k: v for k, v in h.items() if k != C.TIMESTAMP} for h in unseen + history[-1:]]

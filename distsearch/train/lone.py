@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -25,7 +25,7 @@ from . import checkpoint, loop, spares
 from .store import TrialCheckpoints
 
 #: ``put(metrics, stored)``: an epoch's report, and the future of its checkpoint's directory.
-Put = Callable[[dict[str, Any], "Future[str]"], None]
+Put = Callable[[dict[str, Any], "Optional[Future[str]]"], None]
 
 # The task and splits this actor last fetched, by object reference: a reused actor's next trial
 # of the same sweep takes them again instead of deserialising the data once more.
@@ -84,7 +84,10 @@ def train_lone(cfg: dict[str, Any], trial_dir: str, put: Put, stop: threading.Ev
         model_file = storage.join(where, C.CHECKPOINT_FILE)
         start_state = checkpoint.read_state(storage.read_bytes(model_file), model_file)
         history = storage.read_json(storage.join(where, C.CHECKPOINT_HISTORY_FILE))
-        put({**tags, **checkpoint.resumed_report(start_state, history, cfg["params"], where)}, _stored(where))
+        *unseen, restored = checkpoint.resumed_reports(start_state, history, cfg["params"], where, cfg.get("seen_epoch"))
+        for metrics in unseen:
+            put({**tags, **metrics}, None)
+        put({**tags, **restored}, _stored(where))
     uploads = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload") if spec.harness.checkpoint_upload == "async" else None
 
     def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:

@@ -160,10 +160,12 @@ def train_worker(cfg: dict[str, Any]) -> None:
             path = Path(d, C.CHECKPOINT_FILE)
             start_state = checkpoint.read_state(path.read_bytes(), f"{storage.uri(ckpt.filesystem, ckpt.path)}/{C.CHECKPOINT_FILE}")
             history = json.loads(Path(d, C.CHECKPOINT_HISTORY_FILE).read_text())
-        restored = checkpoint.resumed_report(start_state, history, cfg["params"], ckpt.path)
+        *unseen, restored = checkpoint.resumed_reports(start_state, history, cfg["params"], ckpt.path, cfg.get("seen_epoch"))
         # Repeated (the driver keeps the first copy of each epoch), keeping where that epoch ran
         # (its group may have died before its own report got out, e.g. with a lost node); only
         # the PG id is this group's, for the driver to release.
+        for metrics in unseen:
+            ray.train.report({**tags, **metrics, C.PLACEMENT_GROUP_ID: tags[C.PLACEMENT_GROUP_ID]})
         ray.train.report(
             {
                 **tags,

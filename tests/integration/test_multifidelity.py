@@ -1,4 +1,4 @@
-"""BOHB-style search under PASHA, and a multi-objective search under MOASHA, on a real Ray: the
+"""BOHB-style search under PASHA, ASHA with promotion, and a multi-objective search under MOASHA, on a real Ray: the
 plan's names reach run.json, PASHA holds the maximum at the second rung, every proposal is
 counted, and each trial measures its costs on its own device for the Pareto front."""
 
@@ -87,4 +87,49 @@ def test_a_multi_objective_sweep_measures_costs_and_records_its_pareto_front(emb
     assert list(model.members) == [fastest[C.TRIAL_ID]]
     assert len(model.predict(torch.zeros(3, 64))) == 3
     assert list(load_model(result.run_dir, pick={}).members) == [front[0][C.TRIAL_ID]]  # no bound: the front's best by the metric
+    assert_nothing_left()
+
+
+def test_promotion_asha_pauses_trials_at_rungs_and_resumes_the_promoted_from_their_checkpoints(embedded_ray, tmp_path):
+    """asha.variant: promote on a real Ray, two 2-worker trials at a time: a trial that reaches a
+    rung waits paused, and a free slot resumes the best of the rung's top half from its Ray Train
+    checkpoint. Tune's result log shows each resumed run: its results count again from 1, and
+    its first is the checkpoint's report repeated (the same epoch, the same measured seconds), or
+    the next epoch, never a new start. The sweep ends with every trial ended and nothing left."""
+    # The points fix a strong trial, a middling one and four weak ones, whatever a searcher would
+    # draw. The first two hold both slots, so one of them reaches the first rung first and
+    # waits: the strong one is promoted at the next arrival; the middling one at the fourth at
+    # the latest, once the rung's top half holds two.
+    mlp = {"model": "mlp", "model.depth": 1, "model.width": 32}
+    points = [{**mlp, "optimizer": "adam", "lr": 0.02}, {**mlp, "optimizer": "adam", "lr": 0.002}] + [{**mlp, "optimizer": "sgd", "lr": 1.0e-4}] * 4
+    spec = parse_job(
+        tiny_job(
+            tmp_path,
+            budget={"num_trials": 6, "max_epochs": 4},
+            asha={"grace_period_epochs": 1, "reduction_factor": 2, "variant": "promote"},
+            search={"algorithm": "tpe", "points_to_evaluate": points},
+            max_concurrent_trials=2,
+            ensemble={"enabled": False},
+        )
+    )
+    result = run_job(spec)
+    run = check_run_files(result.run_dir, spec)
+    trials, meta = run["trials"], run["run"]
+    assert meta["search"]["summary"] == "tpe+promote" and meta["max_concurrent_trials"] == 2
+    assert set(trials[C.STATUS]) <= {C.STATUS_COMPLETED, C.STATUS_STOPPED} and (trials[C.STATUS] == C.STATUS_COMPLETED).any()
+    resumed = {}
+    for trial_id in trials[C.TRIAL_ID]:
+        rows = [json.loads(line) for line in Path(result.run_dir, C.TUNE_DIR, trial_id, "result.json").read_text().splitlines()]
+        epochs = [r[C.EPOCH] for r in rows]
+        assert epochs[0] == 1 and epochs == sorted(epochs), (trial_id, epochs)
+        for before, row in zip(rows, rows[1:], strict=False):
+            if row["training_iteration"] > before["training_iteration"]:
+                continue  # the same run
+            resumed[trial_id] = epochs
+            assert row[C.EPOCH] in (before[C.EPOCH], before[C.EPOCH] + 1), (trial_id, epochs)
+            if row[C.EPOCH] == before[C.EPOCH]:
+                assert row[C.EPOCH_SECONDS] == before[C.EPOCH_SECONDS], (trial_id, epochs)  # repeated, not trained again
+    assert resumed, "no trial was paused and promoted"
+    print(f"promotion: resumed {resumed}; statuses {trials[C.STATUS].value_counts().to_dict()}")
+    assert result.best is not None
     assert_nothing_left()

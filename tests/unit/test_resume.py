@@ -406,8 +406,8 @@ def test_a_trial_drawn_again_with_other_parameters_than_its_ledger_record_fails_
     from distsearch.space.names import OPTION_KEY
 
     nested = {"lr": 0.01, "model": {OPTION_KEY: "mlp", "depth": 2}}  # a first driver's config; a carried one is flat
-    assert _ended_under_earlier_driver("t0", nested, ledger) is False
-    assert _ended_under_earlier_driver("t0", {"lr": 0.01, "model": "mlp", "model.depth": 2}, ledger) is False
+    assert _ended_under_earlier_driver("t0", nested, ledger) == (False, None)
+    assert _ended_under_earlier_driver("t0", {"lr": 0.01, "model": "mlp", "model.depth": 2}, ledger) == (False, None)
     with pytest.raises(
         RuntimeError,
         match=r"trial t0: its ledger record has the parameters .*'lr': 0.01.* but the search drew .*'lr': 0.02.*fix: resume with the Ray",
@@ -436,3 +436,20 @@ def test_a_lone_trials_own_checkpoints_give_its_reports_and_checkpoint_paths_to_
     assert sorted(rows) == [1, 2, 3] and {r[C.TRIAL_ID] for r in rows.values()} == {"t1"}
     assert rows[1][C.CHECKPOINT_PATH] == f"{trial}/checkpoint_000001" and rows[3][C.CHECKPOINT_PATH] == f"{trial}/checkpoint_000003"
     assert C.CHECKPOINT_PATH not in rows[2]  # dropped by retention
+
+
+def test_a_trial_resumed_after_a_pause_repeats_the_reports_its_driver_never_took(tmp_path):
+    """A trial paused at a rung trains on until the pause reaches it: the resume repeats every
+    report past the last one the driver took (the ledger's, written at the pause), the
+    checkpoint's own last; without that epoch, only the checkpoint's own."""
+    from distsearch.sweep.trial import _ended_under_earlier_driver
+    from distsearch.train.checkpoint import resumed_reports
+
+    history = [{C.EPOCH: e, "val_accuracy": 0.1 * e, C.TIMESTAMP: 1.0 + e} for e in (1, 2, 3)]
+    state = {"params": {"lr": 0.1}}
+    assert resumed_reports(state, history, {"lr": 0.1}, "here") == [{C.EPOCH: 3, "val_accuracy": pytest.approx(0.3)}]
+    assert [r[C.EPOCH] for r in resumed_reports(state, history, {"lr": 0.1}, "here", seen_epoch=1)] == [2, 3]
+    assert [r[C.EPOCH] for r in resumed_reports(state, history, {"lr": 0.1}, "here", seen_epoch=3)] == [3]
+    ledger = str(tmp_path / "ledger")
+    storage.write_json(storage.join(ledger, "t0.json"), {C.TRIAL_ID: "t0", C.ENDED_AT: None, C.LAST_REPORT: {C.EPOCH: 1, "val_accuracy": 0.1}})
+    assert _ended_under_earlier_driver("t0", {"lr": 0.1}, ledger) == (False, 1)

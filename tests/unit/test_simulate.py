@@ -99,6 +99,25 @@ def test_a_simulated_sweep_ends_when_its_worker_epochs_are_spent_as_a_real_one_d
     assert len(simulate(table, job_for(table, search="random", scheduler="fifo", trials=4), workers=2).epoch_rows) == 4 * 9  # unset: num_trials
 
 
+def test_a_simulated_promotion_sweep_pauses_at_rungs_resumes_the_promoted_and_stops_the_rest(tmp_path):
+    """asha.variant: promote in simulated time: a paused trial gives its slot back and waits; a
+    promoted one goes on at its next epoch after the table's gap_s; the paused trials left at
+    the end are stopped where they waited, and every trial ends."""
+    table = _grid_table(tmp_path)
+    sim = simulate(table, job_for(table, search="random", scheduler="promote"), workers=3)
+    assert sim.search == "random+promote" and len(sim.trial_rows) == 27
+    assert {r[C.STATUS] for r in sim.trial_rows} == {C.STATUS_COMPLETED, C.STATUS_STOPPED}
+    assert sim.stopped and all(e in (1, 3) for e in sim.stopped.values())  # waiting at a rung (grace 1, factor 3)
+    assert sim.worker_epochs == sum(r[C.EPOCHS_COMPLETED] for r in sim.trial_rows) == len(sim.epoch_rows)
+    assert 0 < sim.utilisation <= 1
+    waits = []  # (trial, rung epoch, seconds between that epoch's result and the next one's)
+    for trial in {r[C.TRIAL_ID] for r in sim.epoch_rows}:
+        times = sorted((r[C.EPOCH], r[C.TIMESTAMP].timestamp()) for r in sim.epoch_rows if r[C.TRIAL_ID] == trial)
+        waits += [(trial, a[0], b[1] - a[1]) for a, b in zip(times, times[1:], strict=False) if b[1] - a[1] > 1.0 + 1e-9]
+    assert waits and all(epoch in (1, 3) for _, epoch, _ in waits), waits  # resumed only from a rung
+    assert all(seconds >= 1.0 + table.gap_s - 1e-9 for _, _, seconds in waits)  # a restart: the table's gap, then the epoch
+
+
 def test_tpe_runs_in_the_simulation_and_the_sizing_answer_gives_a_band_per_worker_count(tmp_path):
     table = _grid_table(tmp_path, num_trials=12)
     sims, info = simulation.run_simulations(table, [1, 4], seeds=3, search="tpe")
