@@ -1,4 +1,5 @@
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -17,9 +18,31 @@ from distsearch.sweep import cleanup
 def _session_ray_tmpdir():
     """Every Ray this test session starts, embedded or by a subprocess, lives under a temp dir of
     its own unless a fixture gives it a narrower one: none is found by, or shares files with, a Ray
-    the machine runs beside the tests."""
-    with own_ray_tmpdir():
-        yield
+    the machine runs beside the tests.
+
+    Each also has the session's own token: Ray 2.60 turns token authentication on for a new local
+    cluster (``ray.init``) and for ``ray start`` where a token exists, and reads it from
+    ~/.ray/auth_token unless told otherwise. A fresh machine has none there, and the tests neither
+    write to the user's home nor depend on what an earlier run left in it."""
+    with own_ray_tmpdir() as path:
+        token = Path(path, "auth_token")
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        before = {k: os.environ.get(k) for k in AUTH_TOKEN_VARIABLES}
+        os.environ.pop("RAY_AUTH_TOKEN", None)  # it would come before the path
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+        try:
+            yield
+        finally:
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+#: The variables through which Ray finds its token, the first set winning.
+AUTH_TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 @pytest.fixture(scope="session")

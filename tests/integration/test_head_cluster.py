@@ -35,8 +35,8 @@ def _ray_cli():
 
 @pytest.fixture(scope="module")
 def head_with_dashboard():
-    # Token authentication stays on: `ray start` enables it because a token exists (the
-    # embedded Ray of an earlier test, or .ci/run, made ~/.ray/auth_token).
+    # Token authentication is on: `ray start` enables it because a token exists (the session's
+    # own, at RAY_AUTH_TOKEN_PATH: conftest's _session_ray_tmpdir).
     # The head runs under this module's own temp dir (so "auto" finds it and no other), on free
     # ports, in its own session, which the fixture ends: another Ray on the machine is never touched.
     # Ray's dashboard agent listens on 52365 unless told otherwise: a second head on the machine
@@ -78,7 +78,11 @@ def head_with_dashboard():
 HEAD: dict[str, str] = {}  # the dashboard's address of the head this module started
 
 TRAIN_ACTORS = ("RayTrainWorker", "TrainController", "PlacementGroupCleaner")
-AUTH_ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # a client naming the address opts in to the token
+
+
+def _auth_env() -> dict[str, str]:
+    """A client's environment: naming the address, it opts in to the token."""
+    return {**os.environ, "RAY_AUTH_MODE": "token"}
 
 
 def _wait_until_nothing_left(timeout_s=20):
@@ -95,7 +99,7 @@ def _wait_until_nothing_left(timeout_s=20):
 
 
 def _job_cli(*args, timeout=120):
-    return subprocess.run([_ray_cli(), "job", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=AUTH_ENV)
+    return subprocess.run([_ray_cli(), "job", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=_auth_env())
 
 
 def _job_status(job_id):
@@ -174,7 +178,7 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
     from ray.util.state import list_actors
 
     assert isinstance(list_actors(limit=5), list)  # the State API answers: the dashboard is up
-    assert (Path.home() / ".ray" / "auth_token").exists()
+    assert Path(os.environ["RAY_AUTH_TOKEN_PATH"]).exists()  # the token the head's auth uses
     # storage as a URI, so the whole URI path (Tune, Train checkpoints, Parquet, best model) runs
     raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 6, "max_epochs": 3}, storage=f"file://{tmp_path}/store", max_concurrent_trials=1)
     # a recipe that learns in 3 epochs whatever the draws, so that the test score below checks the
@@ -188,7 +192,7 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
         text=True,
         cwd=ROOT,
         timeout=900,
-        env=AUTH_ENV,
+        env=_auth_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "held-out test" in proc.stdout and "best val_accuracy" in proc.stdout
@@ -215,7 +219,7 @@ def test_a_gpu_job_on_a_cluster_without_gpus_is_refused_before_a_run_folder_is_w
         text=True,
         cwd=ROOT,
         timeout=180,
-        env=AUTH_ENV,
+        env=_auth_env(),
     )
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "scaling.gpus_per_worker: one worker needs" in proc.stderr and "fix:" in proc.stderr

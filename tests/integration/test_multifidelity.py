@@ -1,4 +1,4 @@
-"""BOHB-style search under PASHA, ASHA with promotion, and a multi-objective search under MOASHA, on a real Ray: the
+"""BOHB-style search under PASHA, a Gaussian process under ASHA, ASHA with promotion, and a multi-objective search under MOASHA, on a real Ray: the
 plan's names reach run.json, PASHA holds the maximum at the second rung, every proposal is
 counted, and each trial measures its costs on its own device for the Pareto front."""
 
@@ -20,25 +20,32 @@ from .conftest import assert_nothing_left, check_run_files
 pytestmark = pytest.mark.integration
 
 
-def test_a_bohb_sweep_under_pasha_runs_and_records_what_it_proposed(embedded_ray, tmp_path):
+@pytest.mark.parametrize("algorithm, variant", [("bohb", "pasha"), ("gp", "asha")])
+def test_a_model_based_sweep_runs_and_records_what_it_proposed(embedded_ray, tmp_path, algorithm, variant):
+    """BOHB (TPE per rung) under PASHA and the Gaussian process under ASHA: one trial at a time,
+    so what each proposes depends on the seed alone."""
     spec = parse_job(
         tiny_job(
             tmp_path,
             budget={"num_trials": 8, "max_epochs": 4},
-            asha={"grace_period_epochs": 1, "reduction_factor": 2, "variant": "pasha"},
-            search={"algorithm": "bohb", "startup_trials": 3},
+            asha={"grace_period_epochs": 1, "reduction_factor": 2, "variant": variant},
+            search={"algorithm": algorithm, "startup_trials": 3},
             max_concurrent_trials=1,
         )
     )
     result = run_job(spec)
     run = check_run_files(result.run_dir, spec)
     trials, search = run["trials"], run["run"]["search"]
-    assert search["summary"] == "bohb+pasha" and search["rung_epochs"] == [1, 2, 4]
+    assert search["summary"] == f"{algorithm}+{variant}" and search["rung_epochs"] == [1, 2, 4]
     assert sum(search["proposed"].values()) == spec.budget.num_trials
-    # PASHA's maximum starts at the second rung (2 epochs): the first trial there has nobody to
-    # be ranked against, so it stops at 2, where ASHA would let it go on
-    at_two = trials[(trials[C.EPOCHS_COMPLETED] == 2) & (trials[C.STATUS] == C.STATUS_STOPPED)]
-    assert len(at_two) >= 1
+    # after three startup trials the model proposes: the five draws after them are not all the
+    # random third, for a fixed seed
+    assert any(k.startswith("from epoch") for k in search["proposed"]), search["proposed"]
+    if variant == "pasha":
+        # PASHA's maximum starts at the second rung (2 epochs): the first trial there has nobody to
+        # be ranked against, so it stops at 2, where ASHA would let it go on
+        at_two = trials[(trials[C.EPOCHS_COMPLETED] == 2) & (trials[C.STATUS] == C.STATUS_STOPPED)]
+        assert len(at_two) >= 1
     assert result.best is not None
     assert_nothing_left()
 
