@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import ray
@@ -178,7 +177,11 @@ def test_cli_sweep_on_a_head_with_dashboard_leaks_nothing(head_with_dashboard, t
     from ray.util.state import list_actors
 
     assert isinstance(list_actors(limit=5), list)  # the State API answers: the dashboard is up
-    assert Path(os.environ["RAY_AUTH_TOKEN_PATH"]).exists()  # the token the head's auth uses
+    # token authentication is on: a client that sends no token (no RAY_AUTH_MODE, no token where
+    # it would look) is refused by the head's job API
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path)}
+    refused = subprocess.run([_ray_cli(), "job", "list", "--address", HEAD["dashboard"]], capture_output=True, text=True, env=bare, timeout=120)
+    assert refused.returncode != 0 and "auth" in (refused.stdout + refused.stderr).lower(), refused.stdout[-2000:] + refused.stderr[-2000:]
     # storage as a URI, so the whole URI path (Tune, Train checkpoints, Parquet, best model) runs
     raw = tiny_job(tmp_path, name="headjob", budget={"num_trials": 6, "max_epochs": 3}, storage=f"file://{tmp_path}/store", max_concurrent_trials=1)
     # a recipe that learns in 3 epochs whatever the draws, so that the test score below checks the
