@@ -24,25 +24,13 @@ def _session_ray_tmpdir():
     cluster (``ray.init``) and for ``ray start`` where a token exists, and reads it from
     ~/.ray/auth_token unless told otherwise. A fresh machine has none there, and the tests neither
     write to the user's home nor depend on what an earlier run left in it."""
-    with own_ray_tmpdir() as path:
+    with own_ray_tmpdir() as path, pytest.MonkeyPatch.context() as env:
         token = Path(path, "auth_token")
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
-        before = {k: os.environ.get(k) for k in AUTH_TOKEN_VARIABLES}
-        os.environ.pop("RAY_AUTH_TOKEN", None)  # it would come before the path
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
-        try:
-            yield
-        finally:
-            for k, v in before.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-
-#: The variables through which Ray finds its token, the first set winning.
-AUTH_TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+        env.delenv("RAY_AUTH_TOKEN", raising=False)  # Ray would take it before the path
+        env.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+        yield
 
 
 @pytest.fixture(scope="session")
